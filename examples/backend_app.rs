@@ -1,0 +1,223 @@
+//! The example chatbot backend in Rust: the same API as the FastAPI app in
+//! `examples/chatbot/app.py`, with the same JSON shapes.
+//!
+//! It trusts the identity header `X-Auth-User` that gatehouse sets
+//! (`anonymous` when absent). Besides the chat endpoints it reports exactly
+//! what reached it (`/echo`) and records every request it saw
+//! (`GET`/`DELETE /__requests`), so tests can assert the backend never saw a
+//! request gatehouse should have refused.
+//!
+//! This file is a module, not a crate: `examples/backend.rs` runs it, and
+//! integration tests include it with
+//! `#[path = "../../examples/backend_app.rs"] mod backend_app;`.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use futures_util::{stream, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+
+/// The identity header gatehouse sets for the backend.
+const IDENTITY_HEADER: &str = "x-auth-user";
+/// The user reported when the identity header is absent.
+const ANONYMOUS: &str = "anonymous";
+/// The path serving the recorded requests; requests to it are not recorded.
+const RECORDED_PATH: &str = "/__requests";
+
+/// Every request that reached the app, oldest first, each described as
+/// `{"method","path","query","headers"}`.
+#[derive(Clone, Default)]
+pub struct Recorded(Arc<Mutex<Vec<Value>>>);
+
+impl Recorded {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Value>> {
+        // A panicking handler cannot leave the list half-written.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The app with a fresh, empty request record.
+pub fn router() -> Router {
+    let recorded = Recorded::default();
+    Router::new()
+        .route("/health", get(health))
+        .route("/chat", post(chat))
+        .route("/chat/stream", get(chat_stream))
+        .route("/ws", get(ws))
+        .route("/echo", any(echo))
+        .route("/echo/", any(echo))
+        .route("/echo/{*path}", any(echo))
+        .route("/upload", post(upload))
+        .route("/slow", get(slow))
+        .route(RECORDED_PATH, get(list_recorded).delete(clear_recorded))
+        .layer(middleware::from_fn_with_state(recorded.clone(), record))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(recorded)
+}
+
+/// Serves the app on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, router()).await
+}
+
+/// Records the request, then passes it on untouched (bodies keep streaming).
+async fn record(State(recorded): State<Recorded>, request: Request, next: Next) -> Response {
+    if request.uri().path() != RECORDED_PATH {
+        recorded.lock().push(describe(&request));
+    }
+    next.run(request).await
+}
+
+/// Method, raw path, raw query and all headers (lowercase names, in order).
+fn describe(request: &Request) -> Value {
+    let headers: Vec<[String; 2]> = request
+        .headers()
+        .iter()
+        .map(|(name, value)| [name.as_str().to_owned(), latin1(value)])
+        .collect();
+    json!({
+        "method": request.method().as_str(),
+        "path": request.uri().path(),
+        "query": request.uri().query().unwrap_or(""),
+        "headers": headers,
+    })
+}
+
+/// Header bytes as text, the way ASGI servers decode them.
+fn latin1(value: &HeaderValue) -> String {
+    value.as_bytes().iter().copied().map(char::from).collect()
+}
+
+fn user(headers: &HeaderMap) -> String {
+    headers
+        .get(IDENTITY_HEADER)
+        .map_or_else(|| ANONYMOUS.to_owned(), latin1)
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+#[derive(Deserialize)]
+struct ChatIn {
+    message: String,
+}
+
+async fn chat(headers: HeaderMap, Json(body): Json<ChatIn>) -> Json<Value> {
+    Json(json!({"user": user(&headers), "reply": format!("echo: {}", body.message)}))
+}
+
+#[derive(Deserialize)]
+struct StreamParams {
+    n: Option<u32>,
+    interval_ms: Option<u64>,
+}
+
+/// `n` Server-Sent Events `{"i","user"}`, `interval_ms` apart, each written as
+/// soon as it is due.
+async fn chat_stream(
+    headers: HeaderMap,
+    Query(params): Query<StreamParams>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let user = user(&headers);
+    let interval = Duration::from_millis(params.interval_ms.unwrap_or(200));
+    let events = stream::iter(0..params.n.unwrap_or(5)).then(move |i| {
+        let data = json!({"i": i, "user": user}).to_string();
+        async move {
+            if i > 0 {
+                tokio::time::sleep(interval).await;
+            }
+            Ok(Event::default().data(data))
+        }
+    });
+    Sse::new(events)
+}
+
+async fn ws(headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    let user = user(&headers);
+    upgrade.on_upgrade(move |socket| greet_and_echo(socket, user))
+}
+
+/// Sends `hello <user>`, then echoes every message until the client closes.
+async fn greet_and_echo(mut socket: WebSocket, user: String) {
+    if socket
+        .send(Message::Text(format!("hello {user}").into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    while let Some(Ok(message)) = socket.recv().await {
+        let reply = match message {
+            Message::Text(_) | Message::Binary(_) => message,
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        if socket.send(reply).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Any method: what arrived, and how many body bytes.
+async fn echo(request: Request) -> Result<Json<Value>, StatusCode> {
+    let mut described = describe(&request);
+    let mut body_len = 0;
+    let mut body = request.into_body().into_data_stream();
+    while let Some(chunk) = body.next().await {
+        body_len += chunk.map_err(|_| StatusCode::BAD_REQUEST)?.len();
+    }
+    described["body_len"] = json!(body_len);
+    Ok(Json(described))
+}
+
+/// Counts and hashes the body chunk by chunk, never holding it whole.
+async fn upload(body: Body) -> Result<Json<Value>, StatusCode> {
+    let (mut bytes, mut digest) = (0, Sha256::new());
+    let mut body = body.into_data_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| StatusCode::BAD_REQUEST)?;
+        bytes += chunk.len();
+        digest.update(&chunk);
+    }
+    let sha256: String = digest
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    Ok(Json(json!({"bytes": bytes, "sha256": sha256})))
+}
+
+#[derive(Deserialize)]
+struct SlowParams {
+    seconds: Option<f64>,
+}
+
+async fn slow(Query(params): Query<SlowParams>) -> Result<Json<Value>, StatusCode> {
+    let seconds = params.seconds.unwrap_or(3.0);
+    let delay = Duration::try_from_secs_f64(seconds).map_err(|_| StatusCode::BAD_REQUEST)?;
+    tokio::time::sleep(delay).await;
+    Ok(Json(json!({"slept": seconds})))
+}
+
+async fn list_recorded(State(recorded): State<Recorded>) -> Json<Value> {
+    Json(Value::Array(recorded.lock().clone()))
+}
+
+async fn clear_recorded(State(recorded): State<Recorded>) -> impl IntoResponse {
+    recorded.lock().clear();
+    StatusCode::NO_CONTENT
+}

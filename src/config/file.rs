@@ -1,0 +1,472 @@
+//! The config file as written: serde structs mirroring SPEC §2, with
+//! `deny_unknown_fields` everywhere and the SPEC's defaults. Nothing here is
+//! checked beyond its type; `validate.rs` turns a [`FileConfig`] into a
+//! [`super::Config`].
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use super::values::{Dur, Flag, Num, Rate, Secret, Size, Text};
+
+fn text(s: &str) -> Text {
+    Text(s.to_owned())
+}
+fn dur(s: &str) -> Dur {
+    Dur(super::values::parse_duration(s).expect("built-in default durations are valid"))
+}
+fn size(s: &str) -> Size {
+    Size(super::values::parse_size(s).expect("built-in default sizes are valid"))
+}
+fn texts(items: &[&str]) -> Vec<Text> {
+    items.iter().map(|s| text(s)).collect()
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Listen,
+    pub tls: Tls,
+    /// Named upstreams, in file order; the first is the default.
+    pub upstreams: IndexMap<String, Upstream>,
+    #[serde(default)]
+    pub server: Server,
+    pub auth: Auth,
+    #[serde(default)]
+    pub identity_headers: IdentityHeaders,
+    /// Pass the client's `Authorization` header on (default true).
+    #[serde(default = "yes")]
+    pub forward_authorization: Flag,
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+    #[serde(default)]
+    pub cors: Cors,
+    #[serde(default)]
+    pub store: Store,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub default_route: DefaultRoute,
+}
+
+fn yes() -> Flag {
+    Flag(true)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// TLS listener address (required).
+    pub https: Text,
+    /// Plain listener answering 308 to HTTPS (default `0.0.0.0:8080`; `null` disables).
+    #[serde(default = "default_http")]
+    pub http: Option<Text>,
+    /// Admin listener (default `127.0.0.1:9901`; `null` disables).
+    #[serde(default = "default_admin")]
+    pub admin: Option<Text>,
+}
+
+fn default_http() -> Option<Text> {
+    Some(text("0.0.0.0:8080"))
+}
+fn default_admin() -> Option<Text> {
+    Some(text("127.0.0.1:9901"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain (required).
+    pub cert: Text,
+    /// PEM private key: PKCS#8, PKCS#1 or SEC1 (required).
+    pub key: Text,
+    /// Lowest TLS version accepted: "1.2" (default) or "1.3".
+    #[serde(default = "default_min_version")]
+    pub min_version: Text,
+    /// The `Strict-Transport-Security` value; "" disables.
+    #[serde(default = "default_hsts")]
+    pub hsts: Text,
+    /// Create a self-signed localhost certificate at `cert`/`key` if absent (default false).
+    #[serde(default)]
+    pub self_signed_if_missing: Flag,
+}
+
+fn default_min_version() -> Text {
+    text("1.2")
+}
+fn default_hsts() -> Text {
+    text("max-age=31536000; includeSubDomains")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// One target, `http://host:port`.
+    pub url: Option<Text>,
+    /// Several targets, round-robin; a failing one is skipped for 10s.
+    pub urls: Option<Vec<Text>>,
+    /// TCP connect timeout (default 2s); past it the request gets 502.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Time to response headers (default 60s); past it 504. Streamed bodies are not cut.
+    #[serde(default = "default_response_timeout")]
+    pub response_timeout: Dur,
+}
+
+fn default_connect_timeout() -> Dur {
+    dur("2s")
+}
+fn default_response_timeout() -> Dur {
+    dur("60s")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Largest request body accepted, in bytes (default 10MiB); 413 above it.
+    pub max_request_body: Size,
+    /// Time a client has to finish its TLS handshake and send a request head (default 10s).
+    pub header_read_timeout: Dur,
+    /// A connection with no request in flight and no traffic this long is closed (default 60s).
+    pub idle_timeout: Dur,
+    /// Open client connections per listener above which new ones are refused (default 10000).
+    pub max_connections: Num,
+    /// CIDRs whose `X-Forwarded-For` / `-Proto` are believed (default none).
+    pub trusted_proxies: Vec<Text>,
+    /// How long in-flight requests may run after SIGTERM (default 30s).
+    pub shutdown_grace: Dur,
+    /// Largest request head (request line and headers) accepted (default 64KiB); 431 above it.
+    pub max_header_size: Size,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            max_request_body: size("10MiB"),
+            header_read_timeout: dur("10s"),
+            idle_timeout: dur("60s"),
+            max_connections: Num(10_000),
+            trusted_proxies: Vec::new(),
+            shutdown_grace: dur("30s"),
+            max_header_size: size("64KiB"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    pub jwt: Jwt,
+    /// The users file (default `users.yaml`, next to the config file).
+    #[serde(default = "default_users_file")]
+    pub users_file: Text,
+    #[serde(default)]
+    pub endpoints: Endpoints,
+    #[serde(default)]
+    pub api_keys: ApiKeys,
+    #[serde(default)]
+    pub login: Login,
+}
+
+fn default_users_file() -> Text {
+    text("users.yaml")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Jwt {
+    /// Signing algorithm of gatehouse's own tokens (default HS256).
+    #[serde(default = "default_algorithm")]
+    pub algorithm: Text,
+    /// HS*: the key is the UTF-8 bytes of this string.
+    pub secret: Option<Secret>,
+    /// HS*: a file holding the key; created (32 random bytes, mode 0600) if absent.
+    pub secret_file: Option<Text>,
+    /// RS/PS/ES/EdDSA: PEM private key used to sign.
+    pub private_key: Option<Text>,
+    /// RS/PS/ES/EdDSA: PEM public key used to verify.
+    pub public_key: Option<Text>,
+    #[serde(default = "default_gatehouse")]
+    pub issuer: Text,
+    #[serde(default = "default_gatehouse")]
+    pub audience: Text,
+    /// Access token lifetime (default 15m).
+    #[serde(default = "default_access_ttl")]
+    pub access_ttl: Dur,
+    /// Refresh token lifetime (default 7d).
+    #[serde(default = "default_refresh_ttl")]
+    pub refresh_ttl: Dur,
+    /// Clock skew allowed on `exp`/`nbf` (default 30s).
+    #[serde(default = "default_leeway")]
+    pub leeway: Dur,
+    /// Other issuers whose tokens are accepted.
+    #[serde(default)]
+    pub accept: Vec<AcceptIssuer>,
+}
+
+fn default_algorithm() -> Text {
+    text("HS256")
+}
+fn default_gatehouse() -> Text {
+    text("gatehouse")
+}
+fn default_access_ttl() -> Dur {
+    dur("15m")
+}
+fn default_refresh_ttl() -> Dur {
+    dur("7d")
+}
+fn default_leeway() -> Dur {
+    dur("30s")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptIssuer {
+    pub issuer: Text,
+    pub audience: Option<Text>,
+    pub jwks_url: Option<Text>,
+    pub jwks_file: Option<Text>,
+    pub public_key: Option<Text>,
+    #[serde(default)]
+    pub algorithms: Vec<Text>,
+    /// Claim holding roles: a list or a space-separated string (default `roles`).
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: Text,
+}
+
+fn default_roles_claim() -> Text {
+    text("roles")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Endpoints {
+    pub login: Text,
+    pub refresh: Text,
+    pub logout: Text,
+    pub me: Text,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints {
+            login: text("/login"),
+            refresh: text("/auth/refresh"),
+            logout: text("/auth/logout"),
+            me: text("/auth/me"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiKeys {
+    /// Header carrying an API key (default `X-API-Key`).
+    pub header: Text,
+    /// Query parameter carrying an API key (default none); stripped before forwarding.
+    pub query_param: Option<Text>,
+    pub keys: Vec<ApiKey>,
+}
+
+impl Default for ApiKeys {
+    fn default() -> Self {
+        ApiKeys {
+            header: text("X-API-Key"),
+            query_param: None,
+            keys: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    pub id: Text,
+    /// Hex SHA-256 of the key.
+    pub sha256: Text,
+    #[serde(default)]
+    pub roles: Vec<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Login {
+    pub max_failures: Num,
+    pub failure_window: Dur,
+    pub lockout: Dur,
+}
+
+impl Default for Login {
+    fn default() -> Self {
+        Login {
+            max_failures: Num(5),
+            failure_window: dur("15m"),
+            lockout: dur("15m"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityHeaders {
+    pub user: Text,
+    pub roles: Text,
+    pub method: Text,
+    pub request_id: Text,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        IdentityHeaders {
+            user: text("X-Auth-User"),
+            roles: text("X-Auth-Roles"),
+            method: text("X-Auth-Method"),
+            request_id: text("X-Request-Id"),
+        }
+    }
+}
+
+/// `{ rate: 100/s, burst: 200 }`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSpec {
+    pub rate: Rate,
+    /// Requests allowed at once (default: the rate's count).
+    pub burst: Option<Num>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    /// Every request, per client IP (default 100/s, burst 200; `null` disables).
+    #[serde(default = "default_per_ip")]
+    pub per_ip: Option<RateSpec>,
+    /// `POST` to the login endpoint, per client IP (default 5/min, burst 5; `null` disables).
+    #[serde(default = "default_login_rate")]
+    pub login: Option<RateSpec>,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            per_ip: default_per_ip(),
+            login: default_login_rate(),
+        }
+    }
+}
+
+fn rate_spec(rate: &str, burst: u64) -> Option<RateSpec> {
+    Some(RateSpec {
+        rate: super::values::parse_rate(rate).expect("built-in default rates are valid"),
+        burst: Some(Num(burst)),
+    })
+}
+fn default_per_ip() -> Option<RateSpec> {
+    rate_spec("100/s", 200)
+}
+fn default_login_rate() -> Option<RateSpec> {
+    rate_spec("5/min", 5)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cors {
+    pub allowed_origins: Vec<Text>,
+    pub allowed_methods: Vec<Text>,
+    pub allowed_headers: Vec<Text>,
+    pub expose_headers: Vec<Text>,
+    pub allow_credentials: Flag,
+    pub max_age: Dur,
+}
+
+impl Default for Cors {
+    fn default() -> Self {
+        Cors {
+            allowed_origins: Vec::new(),
+            allowed_methods: texts(&["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
+            allowed_headers: texts(&["Authorization", "Content-Type", "X-API-Key"]),
+            expose_headers: Vec::new(),
+            allow_credentials: Flag(false),
+            max_age: dur("10m"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Store {
+    /// `embedded` (default) or `redis`.
+    pub backend: Text,
+    /// Embedded store file (default `../data/gatehouse.db`).
+    pub path: Text,
+    /// Redis URL, for `backend: redis`.
+    pub url: Option<Text>,
+    pub key_prefix: Text,
+    /// Redis down: how long proxied requests trust the last synced revocations (default 30s).
+    pub max_stale: Dur,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            backend: text("embedded"),
+            path: text("../data/gatehouse.db"),
+            url: None,
+            key_prefix: text("gatehouse:"),
+            max_stale: dur("30s"),
+        }
+    }
+}
+
+/// `auth:` of a route: one method name or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AuthField {
+    One(Text),
+    Any(Vec<Text>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Name used in logs and metrics (default: the pattern).
+    pub name: Option<Text>,
+    /// `/exact`, `/prefix/**`, `/a/*/b`.
+    pub path: Option<Text>,
+    /// Anchored regular expression over the normalized path.
+    pub regex: Option<Text>,
+    /// Methods matched (default all).
+    pub methods: Option<Vec<Text>>,
+    /// Host matched, case-insensitive (default any).
+    pub host: Option<Text>,
+    /// `none`, `jwt`, `api_key`, or a list (any one suffices). Default `jwt`.
+    pub auth: Option<AuthField>,
+    /// The principal needs at least one of these roles.
+    #[serde(default)]
+    pub roles: Vec<Text>,
+    pub rate_limit: Option<RateSpec>,
+    /// Upstream name (default: the first upstream).
+    pub upstream: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DefaultRoute {
+    /// `jwt` (default), `api_key`, `none`, a list, or `deny` (404).
+    pub auth: AuthField,
+    pub roles: Vec<Text>,
+    pub rate_limit: Option<RateSpec>,
+    pub upstream: Option<Text>,
+}
+
+impl Default for DefaultRoute {
+    fn default() -> Self {
+        DefaultRoute {
+            auth: AuthField::One(text("jwt")),
+            roles: Vec::new(),
+            rate_limit: None,
+            upstream: None,
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The one place an error becomes a status code and a JSON body (SPEC §5).
+//!
+//! Stages return narrow errors; this module alone decides their status, the
+//! `{"error","detail"}` body and `WWW-Authenticate` (RFC 6750 §3). Details are
+//! fixed strings chosen here: nothing a client sent, and no secret, is echoed.
+
+use std::borrow::Cow;
+
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+
+use crate::body::Body;
+
+/// An error gatehouse answers itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GateError {
+    /// SPEC §3.2 refusals and malformed bodies; the detail says which rule.
+    #[error("bad request: {0}")]
+    BadRequest(Cow<'static, str>),
+    #[error("missing credentials")]
+    MissingCredentials,
+    #[error("invalid token")]
+    InvalidToken,
+    #[error("invalid api key")]
+    InvalidApiKey,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("rate limited, retry after {retry_after}s")]
+    RateLimited { retry_after: u64 },
+    #[error("bad gateway")]
+    BadGateway,
+    #[error("store unavailable")]
+    StoreUnavailable,
+    #[error("gateway timeout")]
+    GatewayTimeout,
+}
+
+impl GateError {
+    pub fn status(&self) -> StatusCode {
+        use GateError::*;
+        match self {
+            BadRequest(_) => StatusCode::BAD_REQUEST,
+            MissingCredentials | InvalidToken | InvalidApiKey | InvalidCredentials => {
+                StatusCode::UNAUTHORIZED
+            }
+            Forbidden => StatusCode::FORBIDDEN,
+            NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            BadGateway => StatusCode::BAD_GATEWAY,
+            StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The `error` code of the JSON body.
+    pub fn code(&self) -> &'static str {
+        use GateError::*;
+        match self {
+            BadRequest(_) => "bad_request",
+            MissingCredentials => "missing_credentials",
+            InvalidToken => "invalid_token",
+            InvalidApiKey => "invalid_api_key",
+            InvalidCredentials => "invalid_credentials",
+            Forbidden => "forbidden",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            PayloadTooLarge => "payload_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
+            RateLimited { .. } => "rate_limited",
+            BadGateway => "bad_gateway",
+            StoreUnavailable => "store_unavailable",
+            GatewayTimeout => "gateway_timeout",
+        }
+    }
+
+    /// The human-readable `detail` of the JSON body.
+    pub fn detail(&self) -> &str {
+        use GateError::*;
+        match self {
+            BadRequest(why) => why.as_ref(),
+            MissingCredentials => "Authentication required",
+            InvalidToken => "Invalid or expired token",
+            InvalidApiKey => "Invalid API key",
+            InvalidCredentials => "Invalid credentials",
+            Forbidden => "Insufficient permissions",
+            NotFound => "Not found",
+            MethodNotAllowed => "Method not allowed",
+            PayloadTooLarge => "Request body too large",
+            UnsupportedMediaType => "Unsupported content type",
+            RateLimited { .. } => "Too many requests",
+            BadGateway => "The upstream server is unreachable or sent an invalid response",
+            StoreUnavailable => "The session store is unavailable",
+            GatewayTimeout => "The upstream server did not answer in time",
+        }
+    }
+
+    /// The response gatehouse sends for this error.
+    pub fn to_response(&self) -> Response<Body> {
+        let body = serde_json::json!({ "error": self.code(), "detail": self.detail() });
+        let mut res = Response::new(Body::full(body.to_string()));
+        *res.status_mut() = self.status();
+        let h = res.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        match self {
+            // RFC 6750 §3: the challenge, with error="invalid_token" when a
+            // token was presented and refused.
+            GateError::MissingCredentials | GateError::InvalidCredentials => {
+                h.insert(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="gatehouse""#));
+            }
+            GateError::InvalidToken | GateError::InvalidApiKey => {
+                h.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="gatehouse", error="invalid_token""#),
+                );
+            }
+            GateError::RateLimited { retry_after } => {
+                h.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
+        }
+        res
+    }
+}
+
+impl From<crate::pipeline::normalize::Refusal> for GateError {
+    fn from(r: crate::pipeline::normalize::Refusal) -> Self {
+        GateError::BadRequest(Cow::Owned(r.to_string()))
+    }
+}
+
+impl From<crate::upstream::ForwardError> for GateError {
+    fn from(e: crate::upstream::ForwardError) -> Self {
+        use crate::metrics::UpstreamErrorKind;
+        use crate::upstream::ForwardError;
+        match e {
+            ForwardError::BodyTooLarge => GateError::PayloadTooLarge,
+            ForwardError::Upstream(UpstreamErrorKind::Timeout) => GateError::GatewayTimeout,
+            ForwardError::Upstream(_) => GateError::BadGateway,
+        }
+    }
+}
+
+/// A JSON response gatehouse makes itself (admin endpoints, readiness).
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut res = Response::new(Body::full(value.to_string()));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_401_carries_a_bearer_challenge() {
+        for e in [
+            GateError::MissingCredentials,
+            GateError::InvalidToken,
+            GateError::InvalidApiKey,
+            GateError::InvalidCredentials,
+        ] {
+            let res = e.to_response();
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+            let challenge = res.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+            assert!(challenge.starts_with(r#"Bearer realm="gatehouse""#), "{challenge}");
+        }
+        let res = GateError::InvalidToken.to_response();
+        assert!(res.headers()[WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains(r#"error="invalid_token""#));
+    }
+
+    #[test]
+    fn rate_limited_says_when_to_retry() {
+        let res = GateError::RateLimited { retry_after: 7 }.to_response();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.headers()[RETRY_AFTER], "7");
+    }
+
+    #[test]
+    fn upstream_failures_map_to_gateway_codes_not_400() {
+        assert_eq!(GateError::BadGateway.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(GateError::GatewayTimeout.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(GateError::GatewayTimeout.code(), "gateway_timeout");
+    }
+}

@@ -1,0 +1,33 @@
+//! gatehouse: a TLS-terminating reverse proxy that authenticates requests
+//! for any HTTP backend.
+//!
+//! The modules follow a request's path:
+//!
+//! - [`server`] — listeners, TLS, connections, reload, shutdown;
+//! - [`pipeline`] — the stages every request passes, in order: normalize,
+//!   client IP, route, (authenticate, authorize), forward, log;
+//! - [`upstream`] — backend pools, header rewriting, streaming, upgrades;
+//!
+//! and the shared [`config`] (the YAML file, validated once), [`error`] (the
+//! one mapping from error to response), [`metrics`] and [`body`].
+//!
+//! [`run`] is what the binary does after the config is loaded: bind, serve,
+//! and return after a graceful shutdown.
+
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod pipeline;
+pub mod server;
+pub mod upstream;
+
+pub use config::Config;
+pub use server::{Gateway, Listeners, StartError};
+
+/// Installs aws-lc-rs as the process's crypto provider for rustls and
+/// jsonwebtoken. Call once at start-up; later calls are harmless.
+pub fn install_crypto_providers() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+}

@@ -1,0 +1,169 @@
+//! The `gatehouse` command line (SPEC §1): parse arguments, load the config,
+//! exit 1 on any error before a port is bound, otherwise run until SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use clap::{Parser, Subcommand};
+use sha2::{Digest, Sha256};
+use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::prelude::*;
+
+use gatehouse::pipeline::log::TARGET as ACCESS_LOG;
+use gatehouse::{config, server, Gateway, Listeners};
+
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about = "A TLS-terminating auth proxy for HTTP backends")]
+struct Cli {
+    /// The config file.
+    #[arg(long, global = true, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the config file, certificates and keys; exit 0 or 1.
+    Check,
+    /// Print 32 random bytes, base64url, for auth.jwt.secret.
+    GenSecret,
+    /// Print a new random API key once, and the YAML entry holding its SHA-256.
+    GenApiKey {
+        /// The key's id (shown in logs and X-Auth-User).
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    gatehouse::install_crypto_providers();
+    let result = match cli.command {
+        None => run(&cli.config),
+        Some(Command::Check) => check(&cli.config),
+        Some(Command::GenSecret) => {
+            println!("{}", random_base64url());
+            Ok(())
+        }
+        Some(Command::GenApiKey { name }) => gen_api_key(&name),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn random_base64url() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn gen_api_key(name: &str) -> anyhow::Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    anyhow::ensure!(valid, "--name must be 1-64 characters of [A-Za-z0-9._-]");
+    let key = format!("gh_{}", random_base64url());
+    let digest = Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    println!("{key}");
+    println!("# paste under auth.api_keys.keys (the key above is shown only once):");
+    println!("- id: {name}");
+    println!("  sha256: {hex}");
+    Ok(())
+}
+
+fn check(path: &Path) -> anyhow::Result<()> {
+    let config = config::load(path)?;
+    let tls = &config.tls;
+    if tls.self_signed_if_missing && (!tls.cert.exists() || !tls.key.exists()) {
+        println!(
+            "note: {} will be created at start (self_signed_if_missing)",
+            tls.cert.display()
+        );
+    } else {
+        server::tls::load(tls)?;
+    }
+    println!("{}: OK", path.display());
+    Ok(())
+}
+
+fn run(path: &Path) -> anyhow::Result<()> {
+    let _log_guard = init_logging();
+    let config = config::load(path)?;
+    let gateway = Gateway::new(config, prometheus::Registry::new())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listeners = Listeners::bind(&gateway.config().listen).await?;
+        let (https, http, admin) = listeners.local_addrs();
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            https = %https,
+            http = %http.map_or("off".to_owned(), |a| a.to_string()),
+            admin = %admin.map_or("off".to_owned(), |a| a.to_string()),
+            "gatehouse listening"
+        );
+        tokio::spawn(signals(gateway.clone()));
+        gateway.run(listeners).await;
+        Ok::<_, anyhow::Error>(())
+    })
+}
+
+/// SIGHUP reloads; SIGTERM and SIGINT shut down gracefully.
+async fn signals(gateway: Gateway) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                // The result is logged and counted by reload itself.
+                let _ = gateway.reload();
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    gateway.shutdown();
+}
+
+/// Access-log lines (JSON) go to stdout through a background writer; every
+/// other log line goes to stderr. `RUST_LOG` sets the level (default info).
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (stdout, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
+    let access = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .with_writer(stdout)
+        .with_filter(filter_fn(|m| m.target() == ACCESS_LOG));
+    let diagnostics = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter_fn(|m| m.target() != ACCESS_LOG));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(access)
+        .with(diagnostics)
+        .init();
+    guard
+}

@@ -1,0 +1,172 @@
+//! Every metric gatehouse exports (SPEC §6), by name, in one registry passed
+//! in by the caller — never the global one.
+//!
+//! Labels are bounded: route and upstream names from the config, methods from
+//! a fixed list, status codes, fixed result words. Never a raw path, a user or
+//! an IP.
+
+use http::Method;
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+pub const REQUESTS_TOTAL: &str = "gatehouse_requests_total";
+pub const REQUEST_DURATION: &str = "gatehouse_request_duration_seconds";
+pub const UPSTREAM_DURATION: &str = "gatehouse_upstream_duration_seconds";
+pub const AUTH_TOTAL: &str = "gatehouse_auth_total";
+pub const LOGINS_TOTAL: &str = "gatehouse_logins_total";
+pub const RATE_LIMITED_TOTAL: &str = "gatehouse_rate_limited_total";
+pub const UPSTREAM_ERRORS_TOTAL: &str = "gatehouse_upstream_errors_total";
+pub const CONNECTIONS_OPEN: &str = "gatehouse_connections_open";
+pub const TLS_HANDSHAKE_ERRORS_TOTAL: &str = "gatehouse_tls_handshake_errors_total";
+pub const CONFIG_RELOADS_TOTAL: &str = "gatehouse_config_reloads_total";
+pub const TLS_CERT_EXPIRY: &str = "gatehouse_tls_cert_expiry_timestamp_seconds";
+pub const BUILD_INFO: &str = "gatehouse_build_info";
+
+/// Upstream error kinds (`kind` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    Connect,
+    Timeout,
+    Reset,
+    Protocol,
+}
+
+impl UpstreamErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Reset => "reset",
+            UpstreamErrorKind::Protocol => "protocol",
+        }
+    }
+}
+
+/// Which listener a connection came in on (`listener` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Https,
+    Http,
+    Admin,
+}
+
+impl Listener {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listener::Https => "https",
+            Listener::Http => "http",
+            Listener::Admin => "admin",
+        }
+    }
+}
+
+/// A bounded label for a request method.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub auth: IntCounterVec,
+    pub logins: IntCounterVec,
+    pub rate_limited: IntCounterVec,
+    pub upstream_errors: IntCounterVec,
+    pub connections_open: IntGaugeVec,
+    pub tls_handshake_errors: IntCounter,
+    pub config_reloads: IntCounterVec,
+    pub tls_cert_expiry: Gauge,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+impl Metrics {
+    /// Registers every metric in `registry`.
+    pub fn new(registry: Registry) -> Result<Self, prometheus::Error> {
+        fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            r.register(Box::new(c.clone()))?;
+            Ok(c)
+        }
+        fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<HistogramVec, prometheus::Error> {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )?;
+            r.register(Box::new(h.clone()))?;
+            Ok(h)
+        }
+        let r = &registry;
+        let connections_open = IntGaugeVec::new(
+            Opts::new(CONNECTIONS_OPEN, "Client connections currently open, per listener."),
+            &["listener"],
+        )?;
+        r.register(Box::new(connections_open.clone()))?;
+        for l in [Listener::Https, Listener::Http, Listener::Admin] {
+            connections_open.with_label_values(&[l.as_str()]).set(0);
+        }
+        let tls_handshake_errors = IntCounter::new(
+            TLS_HANDSHAKE_ERRORS_TOTAL,
+            "TLS handshakes that failed or timed out.",
+        )?;
+        r.register(Box::new(tls_handshake_errors.clone()))?;
+        let tls_cert_expiry = Gauge::new(
+            TLS_CERT_EXPIRY,
+            "Expiry (notAfter) of the served certificate, as a Unix timestamp.",
+        )?;
+        r.register(Box::new(tls_cert_expiry.clone()))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(BUILD_INFO, "Always 1; the version label says which gatehouse runs."),
+            &["version"],
+        )?;
+        r.register(Box::new(build_info.clone()))?;
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+
+        let metrics = Metrics {
+            requests: counter(r, REQUESTS_TOTAL, "Requests answered, by route, method and status.", &["route", "method", "status"])?,
+            request_duration: histogram(r, REQUEST_DURATION, "Time from request head to the end of the response, by route.", &["route"])?,
+            upstream_duration: histogram(r, UPSTREAM_DURATION, "Time from forwarding to upstream response headers, by upstream.", &["upstream"])?,
+            auth: counter(r, AUTH_TOTAL, "Authentication decisions, by route, scheme and result.", &["route", "scheme", "result"])?,
+            logins: counter(r, LOGINS_TOTAL, "Login attempts, by result.", &["result"])?,
+            rate_limited: counter(r, RATE_LIMITED_TOTAL, "Requests refused with 429, by limit.", &["limit"])?,
+            upstream_errors: counter(r, UPSTREAM_ERRORS_TOTAL, "Failed upstream exchanges, by upstream and kind.", &["upstream", "kind"])?,
+            config_reloads: counter(r, CONFIG_RELOADS_TOTAL, "Config reloads, by result.", &["result"])?,
+            connections_open,
+            tls_handshake_errors,
+            tls_cert_expiry,
+            registry,
+        };
+        for result in ["success", "error"] {
+            metrics.config_reloads.with_label_values(&[result]);
+        }
+        Ok(metrics)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail on I/O; a metric family that
+        // violated the format would be a bug caught by the promtool test.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}

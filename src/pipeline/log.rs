@@ -1,0 +1,131 @@
+//! The last stage: one JSON access-log line and the request metrics, written
+//! when the response body is finished (or dropped, if the client went away),
+//! so the line carries the bytes really sent and the whole duration (SPEC §7).
+//!
+//! Lines go through `tracing` with target [`TARGET`]; `main.rs` routes that
+//! target to stdout as JSON. Only bounded, non-secret fields are logged: the
+//! normalized path never includes the query string.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body::{Frame, SizeHint};
+use hyper::body::Body as HttpBody;
+
+use crate::body::Body;
+use crate::metrics::{method_label, Metrics};
+
+/// The `tracing` target of access-log lines.
+pub const TARGET: &str = "gatehouse::access";
+
+/// What the access-log line says about a request.
+pub struct Record {
+    pub started: Instant,
+    pub request_id: String,
+    pub client_ip: IpAddr,
+    pub method: Method,
+    pub path: String,
+    pub status: StatusCode,
+    pub route: Arc<str>,
+    pub user: Option<String>,
+    pub auth_method: Option<&'static str>,
+    pub upstream: Option<Duration>,
+    pub bytes_sent: u64,
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that logs its request when it is done.
+    pub struct Logged {
+        #[pin]
+        inner: Body,
+        record: Option<Box<Record>>,
+        metrics: Option<Metrics>,
+    }
+
+    impl PinnedDrop for Logged {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let (Some(record), Some(metrics)) = (this.record.take(), this.metrics.as_ref()) {
+                finish(&record, metrics);
+            }
+        }
+    }
+}
+
+impl Logged {
+    pub fn new(inner: Body, record: Record, metrics: Metrics) -> Self {
+        Logged {
+            inner,
+            record: Some(Box::new(record)),
+            metrics: Some(metrics),
+        }
+    }
+
+    /// A body that logs nothing (admin and redirect listeners use plain bodies;
+    /// this is for the rare response made outside a request's pipeline).
+    pub fn unlogged(inner: Body) -> Self {
+        Logged {
+            inner,
+            record: None,
+            metrics: None,
+        }
+    }
+}
+
+impl HttpBody for Logged {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let (Some(data), Some(record)) = (frame.data_ref(), this.record.as_mut()) {
+                record.bytes_sent += data.len() as u64;
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn finish(r: &Record, metrics: &Metrics) {
+    let elapsed = r.started.elapsed();
+    metrics
+        .requests
+        .with_label_values(&[&r.route, method_label(&r.method), r.status.as_str()])
+        .inc();
+    metrics
+        .request_duration
+        .with_label_values(&[&r.route])
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(
+        target: TARGET,
+        request_id = %r.request_id,
+        client_ip = %r.client_ip,
+        method = %r.method,
+        path = %r.path,
+        status = r.status.as_u16(),
+        route = %r.route,
+        user = r.user.as_deref(),
+        auth_method = r.auth_method,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        upstream_ms = r.upstream.map(|d| d.as_secs_f64() * 1000.0),
+        bytes_sent = r.bytes_sent,
+    );
+}

@@ -1,0 +1,285 @@
+//! The request pipeline: every stage a request passes through, in order
+//! (SPEC §3). One file per stage; this module runs them.
+//!
+//! 1. `normalize` — refuse ambiguous requests, produce the one normalized
+//!    path that routing sees and that is forwarded;
+//! 2. `client_ip` — who the client is (`trusted_proxies`);
+//! 3. `route` — first matching route, or `default_route`;
+//! 4. forward — through `crate::upstream`, with headers rewritten;
+//! 5. `log` — HSTS and request id on the response, one access-log line.
+//!
+//! Every error goes through [`GateError::to_response`], the one mapping from
+//! error to status and JSON body.
+
+pub mod client_ip;
+pub mod log;
+pub mod normalize;
+pub mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+use tokio_util::task::TaskTracker;
+
+use crate::body::{Body, Limited};
+use crate::config::{Config, RouteAuth};
+use crate::error::GateError;
+use crate::metrics::Metrics;
+use crate::upstream::headers::{self as fwd, Outgoing};
+use crate::upstream::{self, Upstream};
+use log::{Logged, Record};
+use route::RouteTable;
+
+/// Everything one config generation needs to answer requests. Swapped whole
+/// on reload, so a request sees one consistent config from start to end.
+pub struct Gate {
+    pub config: Arc<Config>,
+    pub routes: RouteTable,
+    /// Same order as `config.upstreams`.
+    pub upstreams: Vec<Upstream>,
+    /// Headers only gatehouse sets; an `_` spelling of one is refused (SPEC §3.2).
+    proxy_owned: Vec<HeaderName>,
+    /// Identity headers: client copies are removed from every request.
+    identity_owned: Vec<HeaderName>,
+    /// Removed before forwarding: the API key header, and `Authorization`
+    /// when `forward_authorization` is false.
+    strip: Vec<HeaderName>,
+}
+
+impl Gate {
+    pub fn new(config: Arc<Config>) -> Self {
+        let id = &config.identity;
+        let identity_owned = vec![id.user.clone(), id.roles.clone(), id.method.clone()];
+        let mut proxy_owned = identity_owned.clone();
+        proxy_owned.push(id.request_id.clone());
+        proxy_owned.extend([fwd::X_FORWARDED_FOR, fwd::X_FORWARDED_PROTO, fwd::X_FORWARDED_HOST]);
+        proxy_owned.extend(fwd::FORWARDING);
+        proxy_owned.push(config.auth.api_keys.header.clone());
+        let mut strip = vec![config.auth.api_keys.header.clone()];
+        if !config.forward_authorization {
+            strip.push(header::AUTHORIZATION);
+        }
+        Gate {
+            routes: RouteTable::new(config.routes.clone(), config.default_route.clone()),
+            upstreams: config.upstreams.iter().map(Upstream::new).collect(),
+            proxy_owned,
+            identity_owned,
+            strip,
+            config,
+        }
+    }
+
+    /// The default upstream (the first in the file).
+    pub fn default_upstream(&self) -> &Upstream {
+        &self.upstreams[0]
+    }
+}
+
+/// Process-wide parts that outlive a config generation.
+pub struct Shared {
+    pub metrics: Metrics,
+    /// Upgraded (WebSocket) tunnels, so shutdown can wait for them.
+    pub tunnels: TaskTracker,
+}
+
+/// Answers one request on the HTTPS listener.
+pub async fn handle(
+    gate: Arc<Gate>,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Logged> {
+    let started = Instant::now();
+    let config = &gate.config;
+    let (client_ip, trusted_peer) =
+        client_ip::client_ip(peer.ip(), req.headers(), &config.server.trusted_proxies);
+    let request_id = request_id(req.headers().get(&config.identity.request_id));
+    let mut record = Record {
+        started,
+        request_id,
+        client_ip,
+        method: req.method().clone(),
+        path: String::new(),
+        status: http::StatusCode::OK,
+        route: gate.routes.default_route().name.clone(),
+        user: None,
+        auth_method: None,
+        upstream: None,
+        bytes_sent: 0,
+    };
+
+    let mut response = match proxy(&gate, &shared, &mut record, trusted_peer, req).await {
+        Ok(res) => res,
+        Err(err) => err.to_response(),
+    };
+
+    let headers = response.headers_mut();
+    if let Some(hsts) = &config.tls.hsts {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    if let Ok(v) = HeaderValue::from_str(&record.request_id) {
+        headers.insert(config.identity.request_id.clone(), v);
+    }
+    record.status = response.status();
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, Logged::new(body, record, shared.metrics.clone()))
+}
+
+async fn proxy(
+    gate: &Gate,
+    shared: &Shared,
+    record: &mut Record,
+    trusted_peer: bool,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, GateError> {
+    let config = &gate.config;
+
+    // 1. Normalize: refusals happen before anything else reads the request.
+    normalize::check_head(req.uri(), req.headers(), &gate.proxy_owned)?;
+    let target = match normalize::normalize_uri(req.uri()) {
+        Ok(t) => t,
+        Err(refusal) => {
+            record.path = req.uri().path().to_owned();
+            return Err(refusal.into());
+        }
+    };
+    let host = request_host(&req);
+
+    // 3. Route.
+    let host_name = host.as_ref().and_then(|h| h.to_str().ok()).map(strip_port);
+    let route = gate.routes.find(req.method(), host_name, &target.path);
+    record.route = route.name.clone();
+
+    // 4. Authentication arrives with issue 3; `deny` is already honoured.
+    if route.auth == RouteAuth::Deny {
+        record.path = target.path;
+        return Err(GateError::NotFound);
+    }
+
+    // The forwarded path is the normalized one, never the raw target.
+    let forwarded_path = path_and_query(&target.path, target.query.as_deref())?;
+    record.path = target.path;
+
+    let limit = config.server.max_request_body;
+    if content_length(req.headers()).is_some_and(|len| len > limit) {
+        return Err(GateError::PayloadTooLarge);
+    }
+
+    let upgrade = (req.version() == Version::HTTP_11 && fwd::is_upgrade(req.headers()))
+        .then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten();
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    let request_id = HeaderValue::from_str(&record.request_id)
+        .map_err(|_| GateError::BadRequest("invalid request id".into()))?;
+
+    let (mut parts, incoming) = req.into_parts();
+    fwd::rewrite_request(
+        &mut parts.headers,
+        &Outgoing {
+            client_ip: record.client_ip,
+            from_trusted_proxy: trusted_peer,
+            host: host.as_ref(),
+            request_id_header: &config.identity.request_id,
+            request_id: &request_id,
+            owned: &gate.identity_owned,
+            remove: &gate.strip,
+            identity: &[],
+            upgrade,
+        },
+    );
+    let body = Limited::new(incoming, limit);
+    let up = &gate.upstreams[route.upstream];
+    let forwarded = upstream::forward(
+        up,
+        parts,
+        forwarded_path,
+        body,
+        client_upgrade,
+        &shared.tunnels,
+        &shared.metrics,
+    )
+    .await?;
+    record.upstream = Some(forwarded.upstream_elapsed);
+    Ok(forwarded.response)
+}
+
+/// The client's `X-Request-Id` if it is 1–128 chars of `[A-Za-z0-9._-]`,
+/// else a fresh random one.
+fn request_id(client: Option<&HeaderValue>) -> String {
+    if let Some(v) = client {
+        let b = v.as_bytes();
+        if (1..=128).contains(&b.len())
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        {
+            // Checked ASCII above.
+            return String::from_utf8_lossy(b).into_owned();
+        }
+    }
+    let n: u128 = rand::random();
+    format!("{n:032x}")
+}
+
+/// The host the client asked for: the Host header, or HTTP/2's `:authority`.
+fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+    if let Some(h) = req.headers().get(header::HOST) {
+        return Some(h.clone());
+    }
+    req.uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+}
+
+/// `host[:port]` → `host` (IPv6 literals keep their brackets).
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn path_and_query(path: &str, query: Option<&str>) -> Result<PathAndQuery, GateError> {
+    let mut s = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    s.push_str(path);
+    if let Some(q) = query {
+        s.push('?');
+        s.push_str(q);
+    }
+    PathAndQuery::from_maybe_shared(Bytes::from(s))
+        .map_err(|_| GateError::BadRequest("invalid request target".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_request_id_is_kept_only_when_well_formed() {
+        let ok = HeaderValue::from_static("abc-123_x.y");
+        assert_eq!(request_id(Some(&ok)), "abc-123_x.y");
+        let bad = HeaderValue::from_static("has space");
+        let generated = request_id(Some(&bad));
+        assert_eq!(generated.len(), 32);
+        let long = HeaderValue::from_str(&"a".repeat(129)).unwrap();
+        assert_ne!(request_id(Some(&long)), "a".repeat(129));
+    }
+
+    #[test]
+    fn port_is_stripped_from_host() {
+        assert_eq!(strip_port("example.com:8443"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:8443"), "[::1]");
+    }
+}

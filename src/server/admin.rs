@@ -1,0 +1,38 @@
+//! The admin listener (SPEC §6): `/metrics`, `/healthz`, `/readyz`. Plain
+//! HTTP, loopback by default, never on the public listeners.
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use serde_json::json;
+
+use crate::body::Body;
+use crate::error::{json_response, GateError};
+use crate::metrics::Metrics;
+
+/// Whether gatehouse is ready for traffic, and if not, why.
+pub type Readiness = Result<(), String>;
+
+pub fn handle<B>(req: &Request<B>, metrics: &Metrics, readiness: impl FnOnce() -> Readiness) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return GateError::MethodNotAllowed.to_response();
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let mut res = Response::new(Body::full(metrics.render()));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            res
+        }
+        "/healthz" => json_response(StatusCode::OK, &json!({ "status": "ok" })),
+        "/readyz" => match readiness() {
+            Ok(()) => json_response(StatusCode::OK, &json!({ "status": "ready" })),
+            Err(reason) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({ "status": "not_ready", "reason": reason }),
+            ),
+        },
+        _ => GateError::NotFound.to_response(),
+    }
+}

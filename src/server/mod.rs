@@ -1,0 +1,376 @@
+//! Listeners, connections, reload and shutdown.
+//!
+//! A [`Gateway`] owns the current config *generation* (the request pipeline's
+//! [`Gate`] and the TLS config) behind an `ArcSwap`: requests and handshakes
+//! read it without a lock, and a reload swaps it whole — or, if the new config
+//! fails to load, keeps the old one and says why. Listeners are bound
+//! separately ([`Listeners::bind`]) so that every config error is found before
+//! any port is bound.
+
+pub mod admin;
+pub mod conn;
+pub mod redirect;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, Config, ConfigError};
+use crate::metrics::{Listener, Metrics};
+use crate::pipeline::{self, Gate, Shared};
+use conn::{Activity, Limits};
+
+/// How often the default upstream is probed for `/readyz`.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// `/readyz` fails when the default upstream has not accepted a TCP
+/// connection for this long (SPEC §6).
+const READY_WITHIN: Duration = Duration::from_secs(10);
+
+/// Why gatehouse could not start (or reload).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// One config generation: everything swapped together on reload.
+pub struct Generation {
+    pub gate: Arc<Gate>,
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+impl Generation {
+    /// Builds a generation; fails without side effects other than creating
+    /// a missing self-signed certificate when the config asks for it.
+    pub fn build(config: Config, metrics: &Metrics) -> Result<Self, StartError> {
+        let certified = tls::load(&config.tls)?;
+        metrics.tls_cert_expiry.set(certified.not_after as f64);
+        Ok(Generation {
+            gate: Arc::new(Gate::new(Arc::new(config))),
+            tls: certified.config,
+        })
+    }
+}
+
+/// The bound listening sockets.
+pub struct Listeners {
+    pub https: TcpListener,
+    pub http: Option<TcpListener>,
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses of `listen`.
+    pub async fn bind(listen: &config::Listen) -> std::io::Result<Self> {
+        async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}")))
+        }
+        Ok(Listeners {
+            https: bind(listen.https, "listen.https").await?,
+            http: match listen.http {
+                Some(a) => Some(bind(a, "listen.http").await?),
+                None => None,
+            },
+            admin: match listen.admin {
+                Some(a) => Some(bind(a, "listen.admin").await?),
+                None => None,
+            },
+        })
+    }
+
+    /// The bound addresses: (https, http, admin).
+    pub fn local_addrs(&self) -> (SocketAddr, Option<SocketAddr>, Option<SocketAddr>) {
+        let addr = |l: &TcpListener| l.local_addr().ok();
+        (
+            addr(&self.https).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            self.http.as_ref().and_then(addr),
+            self.admin.as_ref().and_then(addr),
+        )
+    }
+}
+
+/// A running (or ready to run) gatehouse. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    generation: ArcSwap<Generation>,
+    shared: Arc<Shared>,
+    config_path: PathBuf,
+    https_port: AtomicU16,
+    epoch: Instant,
+    /// Milliseconds since `epoch` of the last successful probe of the
+    /// default upstream, plus one (0: never).
+    upstream_ok_ms: AtomicU64,
+    shutdown: CancellationToken,
+    conns: TaskTracker,
+}
+
+impl Gateway {
+    /// Prepares gatehouse from a loaded config. Binds nothing.
+    pub fn new(config: Config, registry: prometheus::Registry) -> Result<Self, StartError> {
+        let metrics = Metrics::new(registry)?;
+        let config_path = config.path.clone();
+        let generation = Generation::build(config, &metrics)?;
+        Ok(Gateway {
+            inner: Arc::new(Inner {
+                generation: ArcSwap::from_pointee(generation),
+                shared: Arc::new(Shared {
+                    metrics,
+                    tunnels: TaskTracker::new(),
+                }),
+                config_path,
+                https_port: AtomicU16::new(0),
+                epoch: Instant::now(),
+                upstream_ok_ms: AtomicU64::new(0),
+                shutdown: CancellationToken::new(),
+                conns: TaskTracker::new(),
+            }),
+        })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.shared.metrics
+    }
+
+    /// The config currently in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.inner.generation.load().gate.config.clone()
+    }
+
+    /// Re-reads the config file (and the certificates and keys it names) and
+    /// swaps it in. On failure the running config stays, and the error is
+    /// logged and counted.
+    pub fn reload(&self) -> Result<(), StartError> {
+        let path = &self.inner.config_path;
+        let metrics = &self.inner.shared.metrics;
+        let result = config::load(path)
+            .map_err(StartError::from)
+            .and_then(|c| Generation::build(c, metrics));
+        match result {
+            Ok(generation) => {
+                let old = self.inner.generation.load();
+                if old.gate.config.listen != generation.gate.config.listen {
+                    tracing::warn!(
+                        file = %path.display(),
+                        "listen addresses changed: they take effect at the next restart"
+                    );
+                }
+                self.inner.generation.store(Arc::new(generation));
+                metrics.config_reloads.with_label_values(&["success"]).inc();
+                tracing::info!(file = %path.display(), "config reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                metrics.config_reloads.with_label_values(&["error"]).inc();
+                tracing::error!(
+                    file = %path.display(),
+                    error = %e,
+                    "config reload failed; keeping the running config"
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops accepting and lets in-flight requests finish (up to
+    /// `server.shutdown_grace`); [`Gateway::run`] then returns.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// Readiness for `/readyz`.
+    pub fn readiness(&self) -> admin::Readiness {
+        let ok = self.inner.upstream_ok_ms.load(Ordering::Relaxed);
+        let now = self.inner.epoch.elapsed().as_millis() as u64 + 1;
+        if ok == 0 || now.saturating_sub(ok) > READY_WITHIN.as_millis() as u64 {
+            let generation = self.inner.generation.load();
+            let up = generation.gate.default_upstream();
+            return Err(format!(
+                "default upstream {} accepted no TCP connection in the last {}s",
+                up.name,
+                READY_WITHIN.as_secs()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Serves on `listeners` until [`Gateway::shutdown`], then drains.
+    pub async fn run(self, listeners: Listeners) {
+        let (https_addr, _, _) = listeners.local_addrs();
+        self.inner.https_port.store(https_addr.port(), Ordering::Relaxed);
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(self.clone().accept(listeners.https, Listener::Https));
+        if let Some(l) = listeners.http {
+            tasks.spawn(self.clone().accept(l, Listener::Http));
+        }
+        if let Some(l) = listeners.admin {
+            tasks.spawn(self.clone().accept(l, Listener::Admin));
+        }
+        tasks.spawn(self.clone().probe_upstream());
+
+        self.inner.shutdown.cancelled().await;
+        while tasks.join_next().await.is_some() {}
+        let grace = self.inner.generation.load().gate.config.server.shutdown_grace;
+        tracing::info!(grace = ?grace, "shutting down: finishing in-flight requests");
+        self.inner.conns.close();
+        self.inner.shared.tunnels.close();
+        let drained = tokio::time::timeout(grace, async {
+            self.inner.conns.wait().await;
+            self.inner.shared.tunnels.wait().await;
+        })
+        .await;
+        match drained {
+            Ok(()) => tracing::info!("all connections finished"),
+            Err(_) => tracing::warn!("shutdown grace period over: closing the remaining connections"),
+        }
+    }
+
+    async fn accept(self, listener: TcpListener, which: Listener) {
+        let open = Arc::new(AtomicUsize::new(0));
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = self.inner.shutdown.cancelled() => return,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly.
+                    tracing::warn!(listener = which.as_str(), error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let max = self.inner.generation.load().gate.config.server.max_connections;
+            if open.load(Ordering::Relaxed) >= max {
+                tracing::debug!(listener = which.as_str(), max, "connection refused: max_connections reached");
+                drop(tcp);
+                continue;
+            }
+            let _ = tcp.set_nodelay(true);
+            let guard = ConnGuard::new(open.clone(), &self.inner.shared.metrics, which);
+            let this = self.clone();
+            self.inner.conns.spawn(async move {
+                let _guard = guard;
+                match which {
+                    Listener::Https => this.serve_https(tcp, peer).await,
+                    Listener::Http | Listener::Admin => this.serve_plain(tcp, which).await,
+                }
+            });
+        }
+    }
+
+    async fn serve_https(self, tcp: TcpStream, peer: SocketAddr) {
+        let generation = self.inner.generation.load_full();
+        let limits = Limits::from_config(&generation.gate.config.server);
+        let acceptor = TlsAcceptor::from(generation.tls.clone());
+        drop(generation);
+        let metrics = &self.inner.shared.metrics;
+        let tls = match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                metrics.tls_handshake_errors.inc();
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                metrics.tls_handshake_errors.inc();
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        let inner = self.inner.clone();
+        let handler = move |req| {
+            // Each request sees the generation current when it arrives.
+            let gate = inner.generation.load().gate.clone();
+            pipeline::handle(gate, inner.shared.clone(), peer, req)
+        };
+        conn::serve(tls, Activity::new(), limits, self.inner.shutdown.clone(), handler).await;
+    }
+
+    async fn serve_plain(self, tcp: TcpStream, which: Listener) {
+        let limits = Limits::from_config(&self.inner.generation.load().gate.config.server);
+        let this = self.clone();
+        let handler = move |req: http::Request<hyper::body::Incoming>| {
+            let res = match which {
+                Listener::Admin => admin::handle(&req, &this.inner.shared.metrics, || this.readiness()),
+                _ => redirect::redirect(&req, this.inner.https_port.load(Ordering::Relaxed)),
+            };
+            std::future::ready(res)
+        };
+        conn::serve(tcp, Activity::new(), limits, self.inner.shutdown.clone(), handler).await;
+    }
+
+    /// Probes the default upstream's targets with a TCP connect every
+    /// [`PROBE_EVERY`], for `/readyz` and to skip dead targets early.
+    async fn probe_upstream(self) {
+        let mut tick = tokio::time::interval(PROBE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.inner.shutdown.cancelled() => return,
+            }
+            let generation = self.inner.generation.load_full();
+            let up = generation.gate.default_upstream();
+            let mut any = false;
+            for target in &up.targets {
+                let addr = target.authority.as_str();
+                let ok = matches!(
+                    tokio::time::timeout(up.connect_timeout, TcpStream::connect(addr)).await,
+                    Ok(Ok(_))
+                );
+                if ok {
+                    up.mark_up(target);
+                    any = true;
+                } else if !up.is_down(target) {
+                    up.mark_down(target);
+                }
+            }
+            if any {
+                let now = self.inner.epoch.elapsed().as_millis() as u64 + 1;
+                self.inner.upstream_ok_ms.store(now, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Counts an open connection (for `max_connections` and the gauge).
+struct ConnGuard {
+    open: Arc<AtomicUsize>,
+    gauge: prometheus::IntGauge,
+}
+
+impl ConnGuard {
+    fn new(open: Arc<AtomicUsize>, metrics: &Metrics, which: Listener) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        let gauge = metrics.connections_open.with_label_values(&[which.as_str()]);
+        gauge.inc();
+        ConnGuard { open, gauge }
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.dec();
+    }
+}

@@ -1,0 +1,75 @@
+//! The plain HTTP listener: every request gets `308 Permanent Redirect` to the
+//! same host, path and query on the HTTPS port (SPEC §3.1). Nothing is
+//! proxied in clear text, and HSTS is not sent here (RFC 6797 §7.2).
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+
+use crate::body::Body;
+use crate::error::GateError;
+
+/// The redirect for `req`, given the port HTTPS is served on.
+pub fn redirect<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .and_then(host_without_port);
+    let Some(host) = host else {
+        return GateError::BadRequest("a Host header is required".into()).to_response();
+    };
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = if https_port == 443 {
+        format!("https://{host}{path}")
+    } else {
+        format!("https://{host}:{https_port}{path}")
+    };
+    let Ok(location) = HeaderValue::from_str(&location) else {
+        return GateError::BadRequest("invalid request target".into()).to_response();
+    };
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    res.headers_mut().insert(header::LOCATION, location);
+    res
+}
+
+/// The host of a `Host` value, checked to be a plain name or IP literal.
+fn host_without_port(value: &str) -> Option<&str> {
+    let host = if value.starts_with('[') {
+        &value[..value.find(']')? + 1]
+    } else {
+        value.rsplit_once(':').map_or(value, |(h, _)| h)
+    };
+    let ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':'));
+    ok.then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(host: &str, target: &str) -> Request<()> {
+        Request::builder().uri(target).header("host", host).body(()).unwrap()
+    }
+
+    #[test]
+    fn redirect_keeps_host_path_and_query_and_swaps_the_port() {
+        let res = redirect(&req("example.com:8080", "/a/b?x=1"), 8443);
+        assert_eq!(res.status(), StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(res.headers()[header::LOCATION], "https://example.com:8443/a/b?x=1");
+        let res = redirect(&req("example.com", "/"), 443);
+        assert_eq!(res.headers()[header::LOCATION], "https://example.com/");
+        let res = redirect(&req("[::1]:8080", "/x"), 8443);
+        assert_eq!(res.headers()[header::LOCATION], "https://[::1]:8443/x");
+    }
+
+    #[test]
+    fn hostile_host_is_refused() {
+        let res = redirect(&req("evil.com/@x", "/"), 8443);
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+}

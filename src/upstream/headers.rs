@@ -1,0 +1,266 @@
+//! Header rewriting on the way upstream and back (SPEC §3.7, §3.8).
+//!
+//! Order matters and is fixed here: first every hop-by-hop header and every
+//! header the client named in `Connection` is removed (RFC 9110 §7.6.1), then
+//! every header gatehouse owns (identity headers, `X-Forwarded-*`, the request
+//! id, headers that some backends trust to rewrite the URL), and only then are
+//! gatehouse's own values added — so no client header can remove or shadow
+//! them.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, RFC 9112 §9.6, and the legacy
+/// `Keep-Alive` / `Proxy-Connection`).
+pub const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers that tell a backend who the client is or which URL it asked for.
+/// Only gatehouse may set them: a client's copy is removed (from a trusted
+/// proxy, `X-Forwarded-For/-Proto/-Host` are kept and appended to instead).
+pub const FORWARDING: [HeaderName; 11] = [
+    HeaderName::from_static("forwarded"),
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-original-uri"),
+    HeaderName::from_static("x-forwarded-uri"),
+    HeaderName::from_static("x-forwarded-path"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-server"),
+];
+
+/// Whether a request asks for a protocol upgrade (`Connection: upgrade` plus
+/// `Upgrade`, RFC 9110 §7.8). Only meaningful for HTTP/1.1.
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes hop-by-hop headers and every header named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// What gatehouse adds to a forwarded request.
+pub struct Outgoing<'a> {
+    pub client_ip: IpAddr,
+    /// The peer is a trusted proxy: keep and append to its forwarding headers.
+    pub from_trusted_proxy: bool,
+    /// Host the client asked for (Host header or HTTP/2 `:authority`).
+    pub host: Option<&'a HeaderValue>,
+    pub request_id_header: &'a HeaderName,
+    pub request_id: &'a HeaderValue,
+    /// Headers only gatehouse sets (identity headers): client copies removed.
+    pub owned: &'a [HeaderName],
+    /// Extra headers to remove (the API key header, `Authorization` when not forwarded).
+    pub remove: &'a [HeaderName],
+    /// Identity headers to add, after everything else was removed.
+    pub identity: &'a [(HeaderName, HeaderValue)],
+    /// `Upgrade` value to pass on for a WebSocket (or other) upgrade.
+    pub upgrade: Option<HeaderValue>,
+}
+
+/// Rewrites a request's headers for the upstream, in the order the module doc gives.
+pub fn rewrite_request(headers: &mut HeaderMap, out: &Outgoing<'_>) {
+    strip_hop_by_hop(headers);
+    for name in out.owned.iter().chain(out.remove).chain(&FORWARDING) {
+        headers.remove(name);
+    }
+    headers.remove(out.request_id_header);
+
+    let prior_for = if out.from_trusted_proxy {
+        join_values(headers, &X_FORWARDED_FOR)
+    } else {
+        headers.remove(&X_FORWARDED_PROTO);
+        headers.remove(&X_FORWARDED_HOST);
+        None
+    };
+    headers.remove(&X_FORWARDED_FOR);
+    let ip = out.client_ip.to_string();
+    let xff = match prior_for {
+        Some(prior) => format!("{prior}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    }
+    if let Some(host) = out.host {
+        if !headers.contains_key(&X_FORWARDED_HOST) {
+            headers.insert(X_FORWARDED_HOST, host.clone());
+        }
+        headers.insert(header::HOST, host.clone());
+    }
+    headers.insert(out.request_id_header.clone(), out.request_id.clone());
+    for (name, value) in out.identity {
+        headers.insert(name.clone(), value.clone());
+    }
+    if let Some(upgrade) = &out.upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, upgrade.clone());
+    }
+}
+
+/// All values of `name` joined with ", " (a header may be repeated).
+fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut joined: Option<String> = None;
+    for v in headers.get_all(name) {
+        let Ok(v) = v.to_str() else { continue };
+        match &mut joined {
+            Some(s) => {
+                s.push_str(", ");
+                s.push_str(v);
+            }
+            None => joined = Some(v.to_owned()),
+        }
+    }
+    joined
+}
+
+/// Rewrites a backend's response headers for the client: hop-by-hop headers
+/// go (except on a `101`, whose `Connection`/`Upgrade` the client needs).
+pub fn rewrite_response(headers: &mut HeaderMap, switching_protocols: bool) {
+    if switching_protocols {
+        let upgrade = headers.get(header::UPGRADE).cloned();
+        strip_hop_by_hop(headers);
+        if let Some(upgrade) = upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, upgrade);
+        }
+    } else {
+        strip_hop_by_hop(headers);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static RID: HeaderName = HeaderName::from_static("x-request-id");
+    const USER: HeaderName = HeaderName::from_static("x-auth-user");
+
+    fn outgoing<'a>(
+        rid: &'a HeaderValue,
+        owned: &'a [HeaderName],
+        identity: &'a [(HeaderName, HeaderValue)],
+        trusted: bool,
+    ) -> Outgoing<'a> {
+        Outgoing {
+            client_ip: "203.0.113.7".parse().unwrap(),
+            from_trusted_proxy: trusted,
+            host: None,
+            request_id_header: &RID,
+            request_id: rid,
+            owned,
+            remove: &[],
+            identity,
+            upgrade: None,
+        }
+    }
+
+    #[test]
+    fn connection_header_cannot_strip_identity() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Auth-User, x-request-id"));
+        h.insert(USER, HeaderValue::from_static("mallory"));
+        let rid = HeaderValue::from_static("abc");
+        let identity = [(USER, HeaderValue::from_static("alice"))];
+        rewrite_request(&mut h, &outgoing(&rid, &[USER], &identity, false));
+        assert_eq!(h[USER], "alice");
+        assert_eq!(h[&RID], "abc");
+        assert!(!h.contains_key(header::CONNECTION));
+    }
+
+    #[test]
+    fn headers_named_in_connection_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret-Hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert!(!h.contains_key("x-secret-hop"));
+        assert!(!h.contains_key("keep-alive"));
+        assert!(!h.contains_key(header::TE));
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn untrusted_forwarding_headers_are_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        h.insert(X_FORWARDED_HOST, HeaderValue::from_static("evil.example"));
+        h.insert("x-original-url", HeaderValue::from_static("/admin"));
+        let rid = HeaderValue::from_static("r");
+        rewrite_request(&mut h, &outgoing(&rid, &[], &[], false));
+        assert_eq!(h[X_FORWARDED_FOR], "203.0.113.7");
+        assert_eq!(h[X_FORWARDED_PROTO], "https");
+        assert!(!h.contains_key(X_FORWARDED_HOST));
+        assert!(!h.contains_key("x-original-url"));
+    }
+
+    #[test]
+    fn trusted_proxy_chain_is_appended_to() {
+        let mut h = HeaderMap::new();
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.1"));
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2"));
+        let rid = HeaderValue::from_static("r");
+        rewrite_request(&mut h, &outgoing(&rid, &[], &[], true));
+        assert_eq!(h[X_FORWARDED_FOR], "198.51.100.1, 10.0.0.2, 203.0.113.7");
+    }
+
+    #[test]
+    fn upgrade_survives_for_websockets() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(is_upgrade(&h));
+        let rid = HeaderValue::from_static("r");
+        let mut out = outgoing(&rid, &[], &[], false);
+        out.upgrade = h.get(header::UPGRADE).cloned();
+        rewrite_request(&mut h, &out);
+        assert_eq!(h[header::CONNECTION], "upgrade");
+        assert_eq!(h[header::UPGRADE], "websocket");
+    }
+}

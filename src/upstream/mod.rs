@@ -1,0 +1,137 @@
+//! Upstreams: named groups of backend targets with their connection pools.
+//!
+//! Each upstream has one pooled HTTP/1.1 client (keep-alive, `TCP_NODELAY`,
+//! `connect_timeout`) and picks targets round-robin. A target that refused a
+//! connection is skipped for [`DOWN_FOR`]; when every target is down the
+//! least-recently-failed one is tried anyway rather than failing outright.
+//! `forward.rs` sends requests, `headers.rs` rewrites them.
+
+pub mod forward;
+pub mod headers;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::uri::Authority;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::body::Limited;
+use crate::config;
+
+pub use forward::{forward, Forwarded, ForwardError};
+
+/// How long a target that refused a connection is skipped.
+pub const DOWN_FOR: Duration = Duration::from_secs(10);
+
+/// One backend address.
+#[derive(Debug)]
+pub struct Target {
+    pub authority: Authority,
+    /// Milliseconds since [`Upstream::epoch`] until which this target is skipped (0: up).
+    down_until: AtomicU64,
+}
+
+/// A named upstream: its targets and its connection pool.
+pub struct Upstream {
+    pub name: Arc<str>,
+    pub targets: Vec<Target>,
+    next: AtomicUsize,
+    epoch: Instant,
+    pub client: Client<HttpConnector, Limited>,
+    pub response_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("targets", &self.targets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    pub fn new(cfg: &config::Upstream) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(cfg.connect_timeout));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Upstream {
+            name: Arc::from(cfg.name.as_str()),
+            targets: cfg
+                .targets
+                .iter()
+                .filter_map(|u| u.authority().cloned())
+                .map(|authority| Target {
+                    authority,
+                    down_until: AtomicU64::new(0),
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            client,
+            response_timeout: cfg.response_timeout,
+            connect_timeout: cfg.connect_timeout,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The next target to try, skipping any that is marked down (unless all are).
+    pub fn pick(&self) -> &Target {
+        let n = self.targets.len();
+        let start = if n > 1 {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        } else {
+            0
+        };
+        let now = self.now_ms();
+        let mut best = &self.targets[start];
+        for i in 0..n {
+            let t = &self.targets[(start + i) % n];
+            let until = t.down_until.load(Ordering::Relaxed);
+            if until <= now {
+                return t;
+            }
+            if until < best.down_until.load(Ordering::Relaxed) {
+                best = t;
+            }
+        }
+        best
+    }
+
+    /// Another live target than `tried`, if there is one.
+    pub fn pick_other(&self, tried: &Target) -> Option<&Target> {
+        let now = self.now_ms();
+        self.targets.iter().find(|t| {
+            !std::ptr::eq(*t, tried) && t.down_until.load(Ordering::Relaxed) <= now
+        })
+    }
+
+    /// Skips `target` for [`DOWN_FOR`].
+    pub fn mark_down(&self, target: &Target) {
+        let until = self.now_ms() + DOWN_FOR.as_millis() as u64;
+        target.down_until.store(until, Ordering::Relaxed);
+    }
+
+    /// Marks `target` live again (a health probe reached it).
+    pub fn mark_up(&self, target: &Target) {
+        target.down_until.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether `target` is currently skipped.
+    pub fn is_down(&self, target: &Target) -> bool {
+        target.down_until.load(Ordering::Relaxed) > self.now_ms()
+    }
+}

@@ -1,0 +1,175 @@
+//! Real backends for integration tests to put behind gatehouse: the axum app
+//! of `examples/backend_app.rs` in a task, or the FastAPI chatbot of
+//! `examples/chatbot` in a child process from the virtualenv `scripts/test`
+//! creates. Both record what reached them, read back with [`recorded`].
+//!
+//! Expects the including crate to declare, next to this module,
+//! `#[path = ".../examples/backend_app.rs"] mod backend_app;`.
+
+// Each test crate uses only some of these helpers.
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long the FastAPI app gets to answer `/health`.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running backend; dropping it stops it (even when the test panics).
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// `"rust"` or `"fastapi"`, for assertion messages.
+    pub name: &'static str,
+    running: Running,
+}
+
+enum Running {
+    Task(tokio::task::JoinHandle<()>),
+    Process(Child),
+}
+
+impl Backend {
+    /// `http://<addr><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        match &mut self.running {
+            Running::Task(task) => task.abort(),
+            Running::Process(child) => {
+                // It may already be gone; nothing more to do then.
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// The axum backend on `127.0.0.1:<free port>`, in a task of the current runtime.
+pub async fn start_rust_backend() -> Backend {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind 127.0.0.1:0 for the rust backend");
+    let addr = listener
+        .local_addr()
+        .expect("bound listener has an address");
+    let task = tokio::spawn(async move {
+        super::backend_app::serve(listener)
+            .await
+            .expect("rust backend serves");
+    });
+    Backend {
+        addr,
+        name: "rust",
+        running: Running::Task(task),
+    }
+}
+
+/// The FastAPI chatbot under uvicorn on `127.0.0.1:<free port>`, once it
+/// answers `/health`, with an empty request record.
+///
+/// Panics, naming the set-up command, when the virtualenv is missing.
+pub async fn start_fastapi() -> Backend {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let venv = std::env::var_os("GATEHOUSE_TEST_VENV")
+        .map_or_else(|| root.join("target/venv"), PathBuf::from);
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "target/venv missing: run scripts/test (it creates the Python virtualenv); looked for {}",
+        python.display()
+    );
+    // Another process may take the free port before uvicorn binds it: retry.
+    for _ in 0..3 {
+        let addr = free_port();
+        let child = Command::new(&python)
+            .args(["-m", "uvicorn", "app:app", "--host", "127.0.0.1"])
+            .args(["--port", &addr.port().to_string()])
+            .args(["--log-level", "warning", "--no-access-log"])
+            .current_dir(root.join("examples/chatbot"))
+            // The app exits when this pipe closes, so it dies with the test
+            // process even if `Drop` never runs.
+            .env("CHATBOT_EXIT_ON_STDIN_EOF", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("spawn {}: {err}", python.display()));
+        let mut backend = Backend {
+            addr,
+            name: "fastapi",
+            running: Running::Process(child),
+        };
+        if wait_healthy(&mut backend).await {
+            clear_recorded(backend.addr).await;
+            return backend;
+        }
+    }
+    panic!("the FastAPI backend did not start (its stderr is above)");
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> SocketAddr {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("bind 127.0.0.1:0 to find a free port")
+}
+
+/// Polls `/health` until it answers 200 (true), the child exits or the
+/// startup timeout passes (false).
+async fn wait_healthy(backend: &mut Backend) -> bool {
+    let client = client();
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Running::Process(child) = &mut backend.running {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return false;
+            }
+        }
+        let answer = client.get(backend.url("/health")).send().await;
+        if answer.is_ok_and(|response| response.status().is_success()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A plain-HTTP client that ignores proxy settings in the environment.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("build a plain HTTP client")
+}
+
+/// Every request the backend at `addr` saw since the last [`clear_recorded`],
+/// as a JSON array of `{"method","path","query","headers":[[name,value],..]}`.
+pub async fn recorded(addr: SocketAddr) -> Value {
+    client()
+        .get(format!("http://{addr}/__requests"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .expect("GET /__requests")
+        .json()
+        .await
+        .expect("/__requests is JSON")
+}
+
+/// Empties the backend's request record.
+pub async fn clear_recorded(addr: SocketAddr) {
+    client()
+        .delete(format!("http://{addr}/__requests"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .expect("DELETE /__requests");
+}
