@@ -1,6 +1,7 @@
 //! The `gatehouse` command line (SPEC §1): parse arguments, load the config,
 //! exit 1 on any error before a port is bound, otherwise run until SIGTERM.
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -158,6 +159,7 @@ fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
         .with_writer(stdout)
         .with_filter(filter_fn(|m| m.target() == ACCESS_LOG));
     let diagnostics = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_filter(filter_fn(|m| m.target() != ACCESS_LOG));
     tracing_subscriber::registry()

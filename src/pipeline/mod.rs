@@ -114,7 +114,7 @@ pub async fn handle(
         bytes_sent: 0,
     };
 
-    let mut response = match proxy(&gate, &shared, &mut record, trusted_peer, req).await {
+    let mut response = match proxy(&gate, &shared, &mut record, peer, trusted_peer, req).await {
         Ok(res) => res,
         Err(err) => err.to_response(),
     };
@@ -135,6 +135,7 @@ async fn proxy(
     gate: &Gate,
     shared: &Shared,
     record: &mut Record,
+    peer: SocketAddr,
     trusted_peer: bool,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, GateError> {
@@ -182,7 +183,7 @@ async fn proxy(
     fwd::rewrite_request(
         &mut parts.headers,
         &Outgoing {
-            client_ip: record.client_ip,
+            peer_ip: peer.ip(),
             from_trusted_proxy: trusted_peer,
             host: host.as_ref(),
             request_id_header: &config.identity.request_id,

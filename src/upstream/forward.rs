@@ -122,6 +122,8 @@ pub async fn forward(
         });
     }
     let (mut parts, incoming) = response.into_parts();
+    // The client speaks its own HTTP version, whatever the backend spoke.
+    parts.version = Version::HTTP_11;
     super::headers::rewrite_response(&mut parts.headers, false);
     Ok(Forwarded {
         response: Response::from_parts(parts, Body::stream(incoming)),

@@ -80,7 +80,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// What gatehouse adds to a forwarded request.
 pub struct Outgoing<'a> {
-    pub client_ip: IpAddr,
+    /// The TCP peer: what `X-Forwarded-For` gets appended (a trusted proxy
+    /// or the client itself).
+    pub peer_ip: IpAddr,
     /// The peer is a trusted proxy: keep and append to its forwarding headers.
     pub from_trusted_proxy: bool,
     /// Host the client asked for (Host header or HTTP/2 `:authority`).
@@ -113,7 +115,7 @@ pub fn rewrite_request(headers: &mut HeaderMap, out: &Outgoing<'_>) {
         None
     };
     headers.remove(&X_FORWARDED_FOR);
-    let ip = out.client_ip.to_string();
+    let ip = out.peer_ip.to_canonical().to_string();
     let xff = match prior_for {
         Some(prior) => format!("{prior}, {ip}"),
         None => ip,
@@ -185,7 +187,7 @@ mod tests {
         trusted: bool,
     ) -> Outgoing<'a> {
         Outgoing {
-            client_ip: "203.0.113.7".parse().unwrap(),
+            peer_ip: "203.0.113.7".parse().unwrap(),
             from_trusted_proxy: trusted,
             host: None,
             request_id_header: &RID,

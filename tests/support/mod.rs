@@ -1,0 +1,346 @@
+//! What integration tests share: a real gatehouse on `127.0.0.1:0` with real
+//! TLS (in-process through [`Gateway::run`], or the real binary for signals
+//! and exit codes), a client that trusts its test certificate, raw TLS and TCP
+//! sockets for requests no well-behaved client would send, and the real
+//! backends of `backends.rs`.
+
+// Each test crate uses only some of these helpers.
+#![allow(dead_code)]
+
+#[path = "../../examples/backend_app.rs"]
+pub mod backend_app;
+pub mod backends;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gatehouse::{Gateway, Listeners};
+use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[allow(unused_imports)]
+pub use backends::{clear_recorded, recorded, start_fastapi, start_rust_backend, Backend};
+
+/// A 32-byte HS256 secret for test configs.
+pub const JWT_SECRET: &str = "test-secret-0123456789abcdef0123456789";
+
+/// A test certificate for `localhost` / `127.0.0.1` in a temp folder.
+pub struct TestCerts {
+    pub dir: tempfile::TempDir,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub pem: String,
+}
+
+impl TestCerts {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cert = dir.path().join("server.crt");
+        let key = dir.path().join("server.key");
+        gatehouse::server::tls::create_self_signed(&cert, &key).expect("test certificate");
+        let pem = std::fs::read_to_string(&cert).expect("read test certificate");
+        TestCerts { dir, cert, key, pem }
+    }
+
+    pub fn der(&self) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(self.pem.as_bytes()).expect("test certificate PEM")
+    }
+}
+
+/// `upstreams:` with one upstream `app` at `url` and the given extra keys.
+pub fn upstream(url: &str) -> String {
+    format!("upstreams:\n  app:\n    url: {url}\n")
+}
+
+/// A whole config: listeners on port 0, the test certificate, `upstreams`
+/// (YAML), a JWT secret, and `extra` top-level YAML (routes, server, …).
+pub fn config_yaml(certs: &TestCerts, upstreams: &str, extra: &str) -> String {
+    format!(
+        "listen:\n  https: 127.0.0.1:0\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\n\
+         tls:\n  cert: {cert}\n  key: {key}\n\
+         {upstreams}\
+         auth:\n  jwt:\n    secret: {JWT_SECRET}\n\
+         {extra}\n",
+        cert = certs.cert.display(),
+        key = certs.key.display(),
+    )
+}
+
+/// A gatehouse running in this process.
+pub struct Gate {
+    pub https: SocketAddr,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub gateway: Gateway,
+    pub certs: TestCerts,
+    pub config_path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gate {
+    /// Starts gatehouse in front of `backend_url` with `extra` YAML.
+    pub async fn start(backend_url: &str, extra: &str) -> Gate {
+        Gate::start_with(&upstream(backend_url), extra).await
+    }
+
+    /// Starts gatehouse with the given `upstreams:` block and `extra` YAML.
+    pub async fn start_with(upstreams: &str, extra: &str) -> Gate {
+        gatehouse::install_crypto_providers();
+        let certs = TestCerts::new();
+        let config_path = certs.dir.path().join("gatehouse.yaml");
+        std::fs::write(&config_path, config_yaml(&certs, upstreams, extra)).expect("write config");
+        let config = gatehouse::config::load(&config_path).expect("test config is valid");
+        let listeners = Listeners::bind(&config.listen).await.expect("bind test listeners");
+        let (https, http, admin) = listeners.local_addrs();
+        let gateway = Gateway::new(config, prometheus::Registry::new()).expect("gateway starts");
+        let task = tokio::spawn(gateway.clone().run(listeners));
+        Gate {
+            https,
+            http: http.expect("http listener"),
+            admin: admin.expect("admin listener"),
+            gateway,
+            certs,
+            config_path,
+            task,
+        }
+    }
+
+    /// `https://localhost:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.https.port())
+    }
+
+    /// A client trusting the test certificate, resolving `localhost` here.
+    pub fn client(&self) -> reqwest::Client {
+        self.client_builder().build().expect("reqwest client")
+    }
+
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(self.certs.pem.as_bytes()).expect("cert"))
+            .resolve("localhost", self.https)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+    }
+
+    /// A rustls client config trusting the test certificate, offering `alpn`.
+    pub fn tls_client_config(&self, alpn: &[&[u8]]) -> rustls::ClientConfig {
+        tls_client_config(&self.certs, alpn, None)
+    }
+
+    /// Sends raw bytes over TLS (HTTP/1.1) and returns everything the server
+    /// answered until it closed the connection or went quiet for a second.
+    pub async fn raw(&self, request: &[u8]) -> String {
+        let mut tls = self.tls_connect(&[b"http/1.1"]).await;
+        tls.write_all(request).await.expect("write raw request");
+        read_until_quiet(&mut tls).await
+    }
+
+    /// A TLS connection to the HTTPS listener.
+    pub async fn tls_connect(&self, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(self.tls_client_config(alpn)));
+        let tcp = TcpStream::connect(self.https).await.expect("connect https");
+        connector
+            .connect(ServerName::try_from("localhost").expect("name"), tcp)
+            .await
+            .expect("TLS handshake")
+    }
+
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.admin))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// Replaces the config file (reload it with `gateway.reload()`).
+    pub fn write_config(&self, upstreams: &str, extra: &str) {
+        std::fs::write(&self.config_path, config_yaml(&self.certs, upstreams, extra)).expect("write config");
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.gateway.shutdown();
+        self.task.abort();
+    }
+}
+
+/// A rustls client config trusting `certs`, offering `alpn`, limited to `version` if given.
+pub fn tls_client_config(
+    certs: &TestCerts,
+    alpn: &[&[u8]],
+    version: Option<&'static rustls::SupportedProtocolVersion>,
+) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certs.der()).expect("add test root");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider);
+    let builder = match version {
+        Some(v) => builder.with_protocol_versions(&[v]),
+        None => builder.with_safe_default_protocol_versions(),
+    }
+    .expect("protocol versions");
+    let mut config = builder.with_root_certificates(roots).with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+/// Reads until EOF, an error, or a second with no data.
+pub async fn read_until_quiet<S: AsyncRead + Unpin>(stream: &mut S) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Writes `request` on a plain TCP connection and reads the answer.
+pub async fn raw_tcp(addr: SocketAddr, request: &[u8]) -> String {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(request).await.expect("write");
+    read_until_quiet(&mut tcp).await
+}
+
+/// The status code of a raw HTTP/1.1 response ("HTTP/1.1 400 …" → 400), or 0.
+pub fn status_of(raw: &str) -> u16 {
+    raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// The body of a raw HTTP/1.1 response (after the blank line).
+pub fn body_of(raw: &str) -> &str {
+    raw.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+pub async fn wait_until_closed<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// The real `gatehouse` binary, started with a config file.
+pub struct Process {
+    pub child: Child,
+    pub https: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    /// Lines the process wrote to stdout (access log) so far.
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    /// Lines the process wrote to stderr so far.
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// The path of the built `gatehouse` binary.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_gatehouse")
+}
+
+impl Process {
+    /// Starts `gatehouse --config <config>` and waits for its listening line.
+    pub fn spawn(config: &Path) -> Process {
+        let mut child = Command::new(binary())
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn gatehouse");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        let lines = stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().expect("lock").push(line);
+            }
+        });
+        let lines = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if line.contains("gatehouse listening") {
+                    let _ = tx.send(line.clone());
+                }
+                lines.lock().expect("lock").push(line);
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "gatehouse did not start; stderr:\n{}",
+                    stderr.lock().expect("lock").join("\n")
+                );
+            }
+        };
+        let field = |name: &str| -> Option<SocketAddr> {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .and_then(|v| v.trim_matches('"').parse().ok())
+        };
+        Process {
+            https: field("https").expect("https address in the listening line"),
+            admin: field("admin"),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Sends a signal (`"HUP"`, `"TERM"`) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit, up to `within`; its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().expect("lock").join("\n")
+    }
+
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
