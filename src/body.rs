@@ -69,7 +69,9 @@ impl HttpBody for Body {
     fn size_hint(&self) -> SizeHint {
         match self {
             Body::Empty => SizeHint::with_exact(0),
-            Body::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Body::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             Body::Stream { inner } => inner.size_hint(),
         }
     }
@@ -147,7 +149,9 @@ impl HttpBody for Limited {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.as_ref().map_or(SizeHint::with_exact(0), |i| i.size_hint())
+        self.inner
+            .as_ref()
+            .map_or(SizeHint::with_exact(0), |i| i.size_hint())
     }
 }
 

@@ -118,7 +118,10 @@ impl GateError {
             // RFC 6750 §3: the challenge, with error="invalid_token" when a
             // token was presented and refused.
             GateError::MissingCredentials | GateError::InvalidCredentials => {
-                h.insert(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="gatehouse""#));
+                h.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="gatehouse""#),
+                );
             }
             GateError::InvalidToken | GateError::InvalidApiKey => {
                 h.insert(
@@ -177,7 +180,10 @@ mod tests {
             let res = e.to_response();
             assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
             let challenge = res.headers()[WWW_AUTHENTICATE].to_str().unwrap();
-            assert!(challenge.starts_with(r#"Bearer realm="gatehouse""#), "{challenge}");
+            assert!(
+                challenge.starts_with(r#"Bearer realm="gatehouse""#),
+                "{challenge}"
+            );
         }
         let res = GateError::InvalidToken.to_response();
         assert!(res.headers()[WWW_AUTHENTICATE]
@@ -196,7 +202,10 @@ mod tests {
     #[test]
     fn upstream_failures_map_to_gateway_codes_not_400() {
         assert_eq!(GateError::BadGateway.status(), StatusCode::BAD_GATEWAY);
-        assert_eq!(GateError::GatewayTimeout.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            GateError::GatewayTimeout.status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
         assert_eq!(GateError::GatewayTimeout.code(), "gateway_timeout");
     }
 }

@@ -16,7 +16,11 @@ use gatehouse::pipeline::log::TARGET as ACCESS_LOG;
 use gatehouse::{config, server, Gateway, Listeners};
 
 #[derive(Parser)]
-#[command(name = "gatehouse", version, about = "A TLS-terminating auth proxy for HTTP backends")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "A TLS-terminating auth proxy for HTTP backends"
+)]
 struct Cli {
     /// The config file.
     #[arg(long, global = true, default_value = config::DEFAULT_PATH)]
@@ -68,7 +72,9 @@ fn random_base64url() -> String {
 fn gen_api_key(name: &str) -> anyhow::Result<()> {
     let valid = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     anyhow::ensure!(valid, "--name must be 1-64 characters of [A-Za-z0-9._-]");
     let key = format!("gh_{}", random_base64url());
     let digest = Sha256::digest(key.as_bytes());

@@ -100,12 +100,22 @@ const LATENCY_BUCKETS: &[f64] = &[
 impl Metrics {
     /// Registers every metric in `registry`.
     pub fn new(registry: Registry) -> Result<Self, prometheus::Error> {
-        fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
+        fn counter(
+            r: &Registry,
+            name: &str,
+            help: &str,
+            labels: &[&str],
+        ) -> Result<IntCounterVec, prometheus::Error> {
             let c = IntCounterVec::new(Opts::new(name, help), labels)?;
             r.register(Box::new(c.clone()))?;
             Ok(c)
         }
-        fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<HistogramVec, prometheus::Error> {
+        fn histogram(
+            r: &Registry,
+            name: &str,
+            help: &str,
+            labels: &[&str],
+        ) -> Result<HistogramVec, prometheus::Error> {
             let h = HistogramVec::new(
                 HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
                 labels,
@@ -115,7 +125,10 @@ impl Metrics {
         }
         let r = &registry;
         let connections_open = IntGaugeVec::new(
-            Opts::new(CONNECTIONS_OPEN, "Client connections currently open, per listener."),
+            Opts::new(
+                CONNECTIONS_OPEN,
+                "Client connections currently open, per listener.",
+            ),
             &["listener"],
         )?;
         r.register(Box::new(connections_open.clone()))?;
@@ -133,21 +146,61 @@ impl Metrics {
         )?;
         r.register(Box::new(tls_cert_expiry.clone()))?;
         let build_info = IntGaugeVec::new(
-            Opts::new(BUILD_INFO, "Always 1; the version label says which gatehouse runs."),
+            Opts::new(
+                BUILD_INFO,
+                "Always 1; the version label says which gatehouse runs.",
+            ),
             &["version"],
         )?;
         r.register(Box::new(build_info.clone()))?;
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
 
         let metrics = Metrics {
-            requests: counter(r, REQUESTS_TOTAL, "Requests answered, by route, method and status.", &["route", "method", "status"])?,
-            request_duration: histogram(r, REQUEST_DURATION, "Time from request head to the end of the response, by route.", &["route"])?,
-            upstream_duration: histogram(r, UPSTREAM_DURATION, "Time from forwarding to upstream response headers, by upstream.", &["upstream"])?,
-            auth: counter(r, AUTH_TOTAL, "Authentication decisions, by route, scheme and result.", &["route", "scheme", "result"])?,
+            requests: counter(
+                r,
+                REQUESTS_TOTAL,
+                "Requests answered, by route, method and status.",
+                &["route", "method", "status"],
+            )?,
+            request_duration: histogram(
+                r,
+                REQUEST_DURATION,
+                "Time from request head to the end of the response, by route.",
+                &["route"],
+            )?,
+            upstream_duration: histogram(
+                r,
+                UPSTREAM_DURATION,
+                "Time from forwarding to upstream response headers, by upstream.",
+                &["upstream"],
+            )?,
+            auth: counter(
+                r,
+                AUTH_TOTAL,
+                "Authentication decisions, by route, scheme and result.",
+                &["route", "scheme", "result"],
+            )?,
             logins: counter(r, LOGINS_TOTAL, "Login attempts, by result.", &["result"])?,
-            rate_limited: counter(r, RATE_LIMITED_TOTAL, "Requests refused with 429, by limit.", &["limit"])?,
-            upstream_errors: counter(r, UPSTREAM_ERRORS_TOTAL, "Failed upstream exchanges, by upstream and kind.", &["upstream", "kind"])?,
-            config_reloads: counter(r, CONFIG_RELOADS_TOTAL, "Config reloads, by result.", &["result"])?,
+            rate_limited: counter(
+                r,
+                RATE_LIMITED_TOTAL,
+                "Requests refused with 429, by limit.",
+                &["limit"],
+            )?,
+            upstream_errors: counter(
+                r,
+                UPSTREAM_ERRORS_TOTAL,
+                "Failed upstream exchanges, by upstream and kind.",
+                &["upstream", "kind"],
+            )?,
+            config_reloads: counter(
+                r,
+                CONFIG_RELOADS_TOTAL,
+                "Config reloads, by result.",
+                &["result"],
+            )?,
             connections_open,
             tls_handshake_errors,
             tls_cert_expiry,

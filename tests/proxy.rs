@@ -35,12 +35,19 @@ async fn backend_sees_the_normalized_path_and_forwarding_headers() {
     let backend = start_rust_backend().await;
     let gate = Gate::start(&backend.url(""), OPEN).await;
     let client = gate.client();
-    let echo = echo_via(&gate, client.get(gate.url("/echo//a/%61b/caf%c3%a9?q=1&x=%2F"))).await;
+    let echo = echo_via(
+        &gate,
+        client.get(gate.url("/echo//a/%61b/caf%c3%a9?q=1&x=%2F")),
+    )
+    .await;
     assert_eq!(echo["path"], "/echo/a/ab/caf%C3%A9");
     assert_eq!(echo["query"], "q=1&x=%2F");
     assert_eq!(seen(&echo, "x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(seen(&echo, "x-forwarded-proto"), ["https"]);
-    assert_eq!(seen(&echo, "x-forwarded-host"), [format!("localhost:{}", gate.https.port())]);
+    assert_eq!(
+        seen(&echo, "x-forwarded-host"),
+        [format!("localhost:{}", gate.https.port())]
+    );
     let rid = seen(&echo, "x-request-id");
     assert_eq!(rid.len(), 1);
     assert_eq!(rid[0].len(), 32);
@@ -57,7 +64,10 @@ async fn response_carries_hsts_and_the_request_id_the_backend_saw() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.headers()["strict-transport-security"], "max-age=31536000; includeSubDomains");
+    assert_eq!(
+        res.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
     assert_eq!(res.headers()["x-request-id"], "client-chosen.id_1");
     let echo: Value = res.json().await.unwrap();
     assert_eq!(seen(&echo, "x-request-id"), ["client-chosen.id_1"]);
@@ -78,8 +88,18 @@ async fn hop_by_hop_and_connection_named_headers_never_reach_the_backend() {
         .await;
     assert_eq!(status_of(&raw), 200, "{raw}");
     let echo: Value = serde_json::from_str(body_of(&raw)).expect("echo JSON");
-    for gone in ["x-secret-hop", "keep-alive", "te", "proxy-authorization", "proxy-connection", "connection"] {
-        assert!(seen(&echo, gone).is_empty(), "{gone} reached the backend: {echo}");
+    for gone in [
+        "x-secret-hop",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "proxy-connection",
+        "connection",
+    ] {
+        assert!(
+            seen(&echo, gone).is_empty(),
+            "{gone} reached the backend: {echo}"
+        );
     }
     assert_eq!(seen(&echo, "x-kept"), ["yes"]);
     // Naming X-Forwarded-Proto in Connection removes the client's copy, not gatehouse's.
@@ -103,8 +123,16 @@ async fn untrusted_forwarding_headers_are_replaced_not_believed() {
     let echo = echo_via(&gate, req).await;
     assert_eq!(seen(&echo, "x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(seen(&echo, "x-forwarded-proto"), ["https"]);
-    assert_eq!(seen(&echo, "x-forwarded-host"), [format!("localhost:{}", gate.https.port())]);
-    for gone in ["x-real-ip", "forwarded", "x-original-url", "x-forwarded-uri"] {
+    assert_eq!(
+        seen(&echo, "x-forwarded-host"),
+        [format!("localhost:{}", gate.https.port())]
+    );
+    for gone in [
+        "x-real-ip",
+        "forwarded",
+        "x-original-url",
+        "x-forwarded-uri",
+    ] {
         assert!(seen(&echo, gone).is_empty(), "{gone} reached the backend");
     }
 }
@@ -138,7 +166,10 @@ async fn sse_events_reach_the_client_as_the_backend_writes_them() {
             .await
             .unwrap();
         assert_eq!(res.status(), 200);
-        assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
         let mut stream = res.bytes_stream();
         let mut arrivals = Vec::new();
         let mut text = String::new();
@@ -176,8 +207,13 @@ async fn websocket_upgrade_passes_through_both_backends() {
         .unwrap_or_else(|e| panic!("{}: websocket handshake: {e}", backend.name));
         assert_eq!(response.status(), 101);
         let greeting = ws.next().await.unwrap().unwrap();
-        assert!(greeting.to_text().unwrap().starts_with("hello"), "{greeting:?}");
-        ws.send(tokio_tungstenite::tungstenite::Message::text("ping 1")).await.unwrap();
+        assert!(
+            greeting.to_text().unwrap().starts_with("hello"),
+            "{greeting:?}"
+        );
+        ws.send(tokio_tungstenite::tungstenite::Message::text("ping 1"))
+            .await
+            .unwrap();
         let echo = ws.next().await.unwrap().unwrap();
         assert_eq!(echo.to_text().unwrap(), "ping 1", "{}", backend.name);
         ws.close(None).await.unwrap();
@@ -205,7 +241,8 @@ async fn body_over_the_limit_gets_413_whether_declared_or_streamed() {
     assert_eq!(body["error"], "payload_too_large");
 
     // Streamed (chunked): cut off at the limit.
-    let chunks = futures_util::stream::iter((0..32).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 8192])));
+    let chunks =
+        futures_util::stream::iter((0..32).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 8192])));
     let res = client
         .post(gate.url("/upload"))
         .body(reqwest::Body::wrap_stream(chunks))
@@ -215,7 +252,12 @@ async fn body_over_the_limit_gets_413_whether_declared_or_streamed() {
     assert_eq!(res.status(), 413);
 
     // Under the limit passes.
-    let res = client.post(gate.url("/upload")).body(vec![b'z'; 1000]).send().await.unwrap();
+    let res = client
+        .post(gate.url("/upload"))
+        .body(vec![b'z'; 1000])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["bytes"], 1000);
@@ -227,7 +269,12 @@ async fn closed_port_gets_502_json() {
     let addr = closed.local_addr().unwrap();
     drop(closed);
     let gate = Gate::start(&format!("http://{addr}"), OPEN).await;
-    let res = gate.client().get(gate.url("/anything")).send().await.unwrap();
+    let res = gate
+        .client()
+        .get(gate.url("/anything"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 502);
     assert_eq!(res.headers()["content-type"], "application/json");
     let body: Value = res.json().await.unwrap();
@@ -242,12 +289,20 @@ async fn closed_port_gets_502_json() {
 async fn slow_backend_gets_504_json() {
     let backend = start_rust_backend().await;
     let gate = Gate::start_with(
-        &format!("upstreams:\n  app:\n    url: {}\n    response_timeout: 500ms\n", backend.url("")),
+        &format!(
+            "upstreams:\n  app:\n    url: {}\n    response_timeout: 500ms\n",
+            backend.url("")
+        ),
         OPEN,
     )
     .await;
     let started = Instant::now();
-    let res = gate.client().get(gate.url("/slow?seconds=3")).send().await.unwrap();
+    let res = gate
+        .client()
+        .get(gate.url("/slow?seconds=3"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 504);
     assert!(started.elapsed() < Duration::from_secs(2));
     let body: Value = res.json().await.unwrap();
@@ -265,7 +320,10 @@ async fn a_refusing_target_is_skipped_in_round_robin() {
     let dead = closed.local_addr().unwrap();
     drop(closed);
     let gate = Gate::start_with(
-        &format!("upstreams:\n  app:\n    urls: [http://{dead}, {}]\n", backend.url("")),
+        &format!(
+            "upstreams:\n  app:\n    urls: [http://{dead}, {}]\n",
+            backend.url("")
+        ),
         OPEN,
     )
     .await;

@@ -189,7 +189,11 @@ pub enum Origin {
     /// `scheme://host[:port]`, lowercase.
     Exact(String),
     /// `scheme://*.suffix[:port]`: one or more labels before `.suffix`, never the apex.
-    Subdomains { scheme: String, suffix: String, port: Option<u16> },
+    Subdomains {
+        scheme: String,
+        suffix: String,
+        port: Option<u16>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -383,8 +387,16 @@ pub(super) fn validate(path: &Path, raw: FileConfig) -> Result<Config, ConfigErr
     };
 
     let rate_limits = RateLimits {
-        per_ip: raw.rate_limits.per_ip.map(|r| limit(&cx, "rate_limits.per_ip", r)).transpose()?,
-        login: raw.rate_limits.login.map(|r| limit(&cx, "rate_limits.login", r)).transpose()?,
+        per_ip: raw
+            .rate_limits
+            .per_ip
+            .map(|r| limit(&cx, "rate_limits.per_ip", r))
+            .transpose()?,
+        login: raw
+            .rate_limits
+            .login
+            .map(|r| limit(&cx, "rate_limits.login", r))
+            .transpose()?,
     };
 
     let cors = cors(&cx, &raw.cors)?;
@@ -396,10 +408,17 @@ pub(super) fn validate(path: &Path, raw: FileConfig) -> Result<Config, ConfigErr
             },
             "redis" => StoreBackend::Redis {
                 url: match &raw.store.url {
-                    Some(u) if u.as_str().starts_with("redis://") || u.as_str().starts_with("rediss://") => {
+                    Some(u)
+                        if u.as_str().starts_with("redis://")
+                            || u.as_str().starts_with("rediss://") =>
+                    {
                         u.0.clone()
                     }
-                    Some(_) => return Err(cx.err("store.url", "expected redis://host:port/db or rediss://…")),
+                    Some(_) => {
+                        return Err(
+                            cx.err("store.url", "expected redis://host:port/db or rediss://…")
+                        )
+                    }
                     None => return Err(cx.err("store.url", "required when store.backend is redis")),
                 },
                 key_prefix: raw.store.key_prefix.0.clone(),
@@ -442,7 +461,10 @@ pub(super) fn validate(path: &Path, raw: FileConfig) -> Result<Config, ConfigErr
             _ => key.clone(),
         };
         if name == "default" {
-            return Err(cx.err(format!("{key}.name"), "`default` is reserved for default_route"));
+            return Err(cx.err(
+                format!("{key}.name"),
+                "`default` is reserved for default_route",
+            ));
         }
         let auth = route_auth(&cx, &format!("{key}.auth"), r.auth.as_ref(), false)?;
         routes.push(Route {
@@ -453,14 +475,23 @@ pub(super) fn validate(path: &Path, raw: FileConfig) -> Result<Config, ConfigErr
                 .as_ref()
                 .map(|ms| methods(&cx, &format!("{key}.methods"), ms))
                 .transpose()?,
-            host: r.host.as_ref().map(|h| h.as_str().trim().to_ascii_lowercase()),
+            host: r
+                .host
+                .as_ref()
+                .map(|h| h.as_str().trim().to_ascii_lowercase()),
             roles: roles(&r.roles),
-            rate_limit: r.rate_limit.map(|l| limit(&cx, &format!("{key}.rate_limit"), l)).transpose()?,
+            rate_limit: r
+                .rate_limit
+                .map(|l| limit(&cx, &format!("{key}.rate_limit"), l))
+                .transpose()?,
             upstream: upstream_index(&format!("{key}.upstream"), &r.upstream)?,
             auth,
         });
         if matches!(routes[i].auth, RouteAuth::None) && !routes[i].roles.is_empty() {
-            return Err(cx.err(format!("{key}.roles"), "roles need an auth method other than none"));
+            return Err(cx.err(
+                format!("{key}.roles"),
+                "roles need an auth method other than none",
+            ));
         }
     }
 
@@ -472,7 +503,10 @@ pub(super) fn validate(path: &Path, raw: FileConfig) -> Result<Config, ConfigErr
         host: None,
         auth: route_auth(&cx, "default_route.auth", Some(&d.auth), true)?,
         roles: roles(&d.roles),
-        rate_limit: d.rate_limit.map(|l| limit(&cx, "default_route.rate_limit", l)).transpose()?,
+        rate_limit: d
+            .rate_limit
+            .map(|l| limit(&cx, "default_route.rate_limit", l))
+            .transpose()?,
         upstream: upstream_index("default_route.upstream", &d.upstream)?,
     };
 
@@ -497,7 +531,10 @@ fn addr(cx: &Ctx, key: &str, value: &Text) -> Result<SocketAddr, ConfigError> {
     value.as_str().trim().parse().map_err(|_| {
         cx.err(
             key,
-            format!("invalid listen address {:?} (expected IP:PORT, e.g. 0.0.0.0:8443)", value.as_str()),
+            format!(
+                "invalid listen address {:?} (expected IP:PORT, e.g. 0.0.0.0:8443)",
+                value.as_str()
+            ),
         )
     })
 }
@@ -515,7 +552,12 @@ fn cidr(cx: &Ctx, key: &str, value: &Text) -> Result<IpNet, ConfigError> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
         .map(|n| n.trunc())
-        .map_err(|_| cx.err(key, format!("invalid CIDR {s:?} (expected e.g. 10.0.0.0/8)")))
+        .map_err(|_| {
+            cx.err(
+                key,
+                format!("invalid CIDR {s:?} (expected e.g. 10.0.0.0/8)"),
+            )
+        })
 }
 
 fn header(cx: &Ctx, key: &str, value: &Text) -> Result<HeaderName, ConfigError> {
@@ -529,8 +571,12 @@ fn methods(cx: &Ctx, key: &str, items: &[Text]) -> Result<Vec<Method>, ConfigErr
         .enumerate()
         .map(|(i, m)| {
             let upper = m.as_str().trim().to_ascii_uppercase();
-            Method::from_bytes(upper.as_bytes())
-                .map_err(|_| cx.err(format!("{key}[{i}]"), format!("invalid method {:?}", m.as_str())))
+            Method::from_bytes(upper.as_bytes()).map_err(|_| {
+                cx.err(
+                    format!("{key}[{i}]"),
+                    format!("invalid method {:?}", m.as_str()),
+                )
+            })
         })
         .collect()
 }
@@ -547,7 +593,10 @@ fn limit(cx: &Ctx, key: &str, spec: RateSpec) -> Result<Limit, ConfigError> {
             _ => return Err(cx.err(format!("{key}.burst"), "must be between 1 and 4294967295")),
         },
     };
-    Ok(Limit { rate: spec.rate, burst })
+    Ok(Limit {
+        rate: spec.rate,
+        burst,
+    })
 }
 
 fn upstream(cx: &Ctx, name: &str, up: &file::Upstream) -> Result<Upstream, ConfigError> {
@@ -559,7 +608,12 @@ fn upstream(cx: &Ctx, name: &str, up: &file::Upstream) -> Result<Upstream, Confi
             .enumerate()
             .map(|(i, u)| (format!("{key}.urls[{i}]"), u))
             .collect(),
-        _ => return Err(cx.err(&key, "exactly one of `url` or a non-empty `urls` is required")),
+        _ => {
+            return Err(cx.err(
+                &key,
+                "exactly one of `url` or a non-empty `urls` is required",
+            ))
+        }
     };
     let mut targets = Vec::with_capacity(urls.len());
     for (k, u) in urls {
@@ -571,11 +625,17 @@ fn upstream(cx: &Ctx, name: &str, up: &file::Upstream) -> Result<Upstream, Confi
         if uri.scheme_str() != Some("http") || uri.authority().is_none() {
             return Err(cx.err(
                 &k,
-                format!("{:?}: expected http://host:port (https upstreams are not supported)", u.as_str()),
+                format!(
+                    "{:?}: expected http://host:port (https upstreams are not supported)",
+                    u.as_str()
+                ),
             ));
         }
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-            return Err(cx.err(&k, "an upstream URL has no path or query: gatehouse forwards the request's own path"));
+            return Err(cx.err(
+                &k,
+                "an upstream URL has no path or query: gatehouse forwards the request's own path",
+            ));
         }
         let base = Uri::builder()
             .scheme("http")
@@ -589,7 +649,11 @@ fn upstream(cx: &Ctx, name: &str, up: &file::Upstream) -> Result<Upstream, Confi
         name: name.to_owned(),
         targets,
         connect_timeout: positive(cx, &format!("{key}.connect_timeout"), up.connect_timeout.0)?,
-        response_timeout: positive(cx, &format!("{key}.response_timeout"), up.response_timeout.0)?,
+        response_timeout: positive(
+            cx,
+            &format!("{key}.response_timeout"),
+            up.response_timeout.0,
+        )?,
     })
 }
 
@@ -633,39 +697,40 @@ fn endpoint(cx: &Ctx, key: &str, value: &Text) -> Result<String, ConfigError> {
 fn auth(cx: &Ctx, raw: &file::Auth) -> Result<Auth, ConfigError> {
     let j = &raw.jwt;
     let alg = algorithm(cx, "auth.jwt.algorithm", j.algorithm.as_str())?;
-    let key = if is_hmac(alg) {
-        match (&j.secret, &j.secret_file) {
-            (Some(s), None) => {
-                if s.expose().len() < 32 {
-                    return Err(cx.err(
-                        "auth.jwt.secret",
-                        "must be at least 32 bytes (run `gatehouse gen-secret` for one)",
-                    ));
+    let key =
+        if is_hmac(alg) {
+            match (&j.secret, &j.secret_file) {
+                (Some(s), None) => {
+                    if s.expose().len() < 32 {
+                        return Err(cx.err(
+                            "auth.jwt.secret",
+                            "must be at least 32 bytes (run `gatehouse gen-secret` for one)",
+                        ));
+                    }
+                    JwtKey::Secret(s.clone())
                 }
-                JwtKey::Secret(s.clone())
+                (None, Some(f)) => JwtKey::SecretFile(cx.path(f)),
+                _ => {
+                    return Err(cx.err(
+                        "auth.jwt",
+                        format!("{alg:?} needs exactly one of `secret` or `secret_file`"),
+                    ))
+                }
             }
-            (None, Some(f)) => JwtKey::SecretFile(cx.path(f)),
-            _ => {
-                return Err(cx.err(
+        } else {
+            match (&j.private_key, &j.public_key, &j.secret, &j.secret_file) {
+                (Some(private), Some(public), None, None) => JwtKey::Pem {
+                    private: cx.path(private),
+                    public: cx.path(public),
+                },
+                _ => return Err(cx.err(
                     "auth.jwt",
-                    format!("{alg:?} needs exactly one of `secret` or `secret_file`"),
-                ))
+                    format!(
+                        "{alg:?} needs `private_key` and `public_key` (PEM files) and no `secret`"
+                    ),
+                )),
             }
-        }
-    } else {
-        match (&j.private_key, &j.public_key, &j.secret, &j.secret_file) {
-            (Some(private), Some(public), None, None) => JwtKey::Pem {
-                private: cx.path(private),
-                public: cx.path(public),
-            },
-            _ => {
-                return Err(cx.err(
-                    "auth.jwt",
-                    format!("{alg:?} needs `private_key` and `public_key` (PEM files) and no `secret`"),
-                ))
-            }
-        }
-    };
+        };
     let mut accept = Vec::with_capacity(j.accept.len());
     for (i, a) in j.accept.iter().enumerate() {
         let key = format!("auth.jwt.accept[{i}]");
@@ -690,7 +755,10 @@ fn auth(cx: &Ctx, raw: &file::Auth) -> Result<Auth, ConfigError> {
             }
         };
         if a.algorithms.is_empty() {
-            return Err(cx.err(format!("{key}.algorithms"), "list the algorithms this issuer signs with"));
+            return Err(cx.err(
+                format!("{key}.algorithms"),
+                "list the algorithms this issuer signs with",
+            ));
         }
         let algorithms = a
             .algorithms
@@ -736,13 +804,19 @@ fn auth(cx: &Ctx, raw: &file::Auth) -> Result<Auth, ConfigError> {
         let key = format!("auth.api_keys.keys[{i}]");
         let hex = k.sha256.as_str().trim();
         let sha256 = decode_hex32(hex).ok_or_else(|| {
-            cx.err(format!("{key}.sha256"), "expected 64 hex digits (the SHA-256 of the key)")
+            cx.err(
+                format!("{key}.sha256"),
+                "expected 64 hex digits (the SHA-256 of the key)",
+            )
         })?;
         if k.id.as_str().is_empty() {
             return Err(cx.err(format!("{key}.id"), "must not be empty"));
         }
         if keys.iter().any(|other: &ApiKey| other.id == k.id.as_str()) {
-            return Err(cx.err(format!("{key}.id"), format!("duplicate id {:?}", k.id.as_str())));
+            return Err(cx.err(
+                format!("{key}.id"),
+                format!("duplicate id {:?}", k.id.as_str()),
+            ));
         }
         keys.push(ApiKey {
             id: k.id.0.clone(),
@@ -807,15 +881,25 @@ fn route_auth(
     for name in &names {
         match name.as_str().trim() {
             "none" | "deny" if names.len() > 1 => {
-                return Err(cx.err(key, format!("{:?} cannot be combined with other methods", name.as_str())))
+                return Err(cx.err(
+                    key,
+                    format!("{:?} cannot be combined with other methods", name.as_str()),
+                ))
             }
             "none" => return Ok(RouteAuth::None),
             "deny" if is_default => return Ok(RouteAuth::Deny),
             "jwt" => methods.push(AuthMethod::Jwt),
             "api_key" => methods.push(AuthMethod::ApiKey),
             other => {
-                let expected = if is_default { "none, jwt, api_key or deny" } else { "none, jwt or api_key" };
-                return Err(cx.err(key, format!("unknown auth method {other:?} (expected {expected})")));
+                let expected = if is_default {
+                    "none, jwt, api_key or deny"
+                } else {
+                    "none, jwt or api_key"
+                };
+                return Err(cx.err(
+                    key,
+                    format!("unknown auth method {other:?} (expected {expected})"),
+                ));
             }
         }
     }
@@ -830,7 +914,9 @@ fn pattern(cx: &Ctx, key: &str, p: &str) -> Result<Pattern, ConfigError> {
         return Err(bad("a path pattern starts with /"));
     }
     if p.contains(['?', '#', '%', '\\']) || p.contains("//") {
-        return Err(bad("a path pattern is a normalized path: no //, ?, #, % or \\"));
+        return Err(bad(
+            "a path pattern is a normalized path: no //, ?, #, % or \\",
+        ));
     }
     let (body, rest) = match p.strip_suffix("/**") {
         Some(body) => (body, true),
@@ -841,7 +927,9 @@ fn pattern(cx: &Ctx, key: &str, p: &str) -> Result<Pattern, ConfigError> {
         return Err(bad("dot-segments never match a normalized path"));
     }
     if segments.iter().any(|s| s.contains("**")) {
-        return Err(bad("`**` is only allowed as the last segment, as /prefix/**"));
+        return Err(bad(
+            "`**` is only allowed as the last segment, as /prefix/**",
+        ));
     }
     if segments.iter().any(|s| s.contains('*') && *s != "*") {
         return Err(bad("`*` stands for a whole segment"));
@@ -866,7 +954,11 @@ fn pattern(cx: &Ctx, key: &str, p: &str) -> Result<Pattern, ConfigError> {
 fn cors(cx: &Ctx, raw: &file::Cors) -> Result<Cors, ConfigError> {
     let mut allowed_origins = Vec::with_capacity(raw.allowed_origins.len());
     for (i, o) in raw.allowed_origins.iter().enumerate() {
-        allowed_origins.push(origin(cx, &format!("cors.allowed_origins[{i}]"), o.as_str())?);
+        allowed_origins.push(origin(
+            cx,
+            &format!("cors.allowed_origins[{i}]"),
+            o.as_str(),
+        )?);
     }
     let allow_credentials = raw.allow_credentials.0;
     if allow_credentials {
@@ -899,9 +991,15 @@ fn origin(cx: &Ctx, key: &str, raw: &str) -> Result<Origin, ConfigError> {
     if o == "*" {
         return Ok(Origin::Any);
     }
-    let bad = || cx.err(key, format!("{raw:?}: expected scheme://host[:port] or scheme://*.domain[:port]"));
+    let bad = || {
+        cx.err(
+            key,
+            format!("{raw:?}: expected scheme://host[:port] or scheme://*.domain[:port]"),
+        )
+    };
     let (scheme, rest) = o.split_once("://").ok_or_else(bad)?;
-    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains(['/', '?', '#', '@'])
+    {
         return Err(bad());
     }
     let (host, port) = match rest.rsplit_once(':') {
@@ -912,8 +1010,14 @@ fn origin(cx: &Ctx, key: &str, raw: &str) -> Result<Origin, ConfigError> {
     };
     match host.strip_prefix("*.") {
         Some(suffix) => {
-            if suffix.is_empty() || suffix.contains('*') || !suffix.contains('.') && suffix != "localhost" {
-                return Err(cx.err(key, format!("{raw:?}: a wildcard needs a domain with at least two labels after *.")));
+            if suffix.is_empty()
+                || suffix.contains('*')
+                || !suffix.contains('.') && suffix != "localhost"
+            {
+                return Err(cx.err(
+                    key,
+                    format!("{raw:?}: a wildcard needs a domain with at least two labels after *."),
+                ));
             }
             Ok(Origin::Subdomains {
                 scheme: scheme.to_owned(),

@@ -20,10 +20,7 @@ pub fn interpolate(raw: &str) -> Result<String, String> {
 }
 
 /// [`interpolate`] with an injectable environment.
-pub fn interpolate_with(
-    raw: &str,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<String, String> {
+pub fn interpolate_with(raw: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     if !raw.contains('$') {
         return Ok(raw.to_owned());
     }
@@ -44,10 +41,8 @@ pub fn interpolate_with(
                 Some((name, default)) => (name, Some(default)),
                 None => (inner, None),
             };
-            let valid = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let valid =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
                 return Err(format!("invalid variable name `${{{inner}}}`"));
             }
@@ -212,7 +207,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let bad = || format!("invalid duration {s:?}: expected a number and a unit, e.g. 500ms, 30s, 15m, 12h, 7d");
+    let bad = || {
+        format!(
+            "invalid duration {s:?}: expected a number and a unit, e.g. 500ms, 30s, 15m, 12h, 7d"
+        )
+    };
     let n: u64 = digits.parse().map_err(|_| bad())?;
     let ms = match unit.trim() {
         "ms" => 1,
@@ -227,7 +226,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("duration {s:?} is too large"))
 }
 
-scalar_type!(Dur, "a duration such as 30s", |s| parse_duration(s).map(Dur));
+scalar_type!(Dur, "a duration such as 30s", |s| parse_duration(s)
+    .map(Dur));
 
 /// A size in bytes: `512`, `64KiB`, `10MiB`, `1GiB` (also `KB`/`MB`/`GB`, powers of 1000).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -295,7 +295,10 @@ mod tests {
         assert_eq!(interpolate_with("${UNSET:-dflt}", env).unwrap(), "dflt");
         assert_eq!(interpolate_with("${SET:-dflt}", env).unwrap(), "value");
         assert_eq!(interpolate_with("${UNSET:-}", env).unwrap(), "");
-        assert_eq!(interpolate_with("$${SET} $2b$", env).unwrap(), "${SET} $2b$");
+        assert_eq!(
+            interpolate_with("$${SET} $2b$", env).unwrap(),
+            "${SET} $2b$"
+        );
     }
 
     #[test]

@@ -75,7 +75,11 @@ mod tests {
 
     #[test]
     fn untrusted_peer_is_the_client_whatever_it_claims() {
-        let (ip, trusted) = client_ip("203.0.113.9".parse().unwrap(), &xff(&["1.1.1.1"]), &nets(&["10.0.0.0/8"]));
+        let (ip, trusted) = client_ip(
+            "203.0.113.9".parse().unwrap(),
+            &xff(&["1.1.1.1"]),
+            &nets(&["10.0.0.0/8"]),
+        );
         assert_eq!(ip, "203.0.113.9".parse::<IpAddr>().unwrap());
         assert!(!trusted);
     }

@@ -58,7 +58,11 @@ impl Gate {
         let identity_owned = vec![id.user.clone(), id.roles.clone(), id.method.clone()];
         let mut proxy_owned = identity_owned.clone();
         proxy_owned.push(id.request_id.clone());
-        proxy_owned.extend([fwd::X_FORWARDED_FOR, fwd::X_FORWARDED_PROTO, fwd::X_FORWARDED_HOST]);
+        proxy_owned.extend([
+            fwd::X_FORWARDED_FOR,
+            fwd::X_FORWARDED_PROTO,
+            fwd::X_FORWARDED_HOST,
+        ]);
         proxy_owned.extend(fwd::FORWARDING);
         proxy_owned.push(config.auth.api_keys.header.clone());
         let mut strip = vec![config.auth.api_keys.header.clone()];
@@ -216,7 +220,8 @@ fn request_id(client: Option<&HeaderValue>) -> String {
     if let Some(v) = client {
         let b = v.as_bytes();
         if (1..=128).contains(&b.len())
-            && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
         {
             // Checked ASCII above.
             return String::from_utf8_lossy(b).into_owned();
@@ -239,7 +244,9 @@ fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
 /// `host[:port]` → `host` (IPv6 literals keep their brackets).
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }

@@ -59,7 +59,9 @@ pub fn pattern_matches(pattern: &Pattern, path: &str) -> bool {
         Pattern::Any => true,
         Pattern::Exact(p) => path == p,
         Pattern::Prefix(prefix) => match path.strip_prefix(prefix.as_str()) {
-            Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix == "/" || prefix.is_empty(),
+            Some(rest) => {
+                rest.is_empty() || rest.starts_with('/') || prefix == "/" || prefix.is_empty()
+            }
             None => false,
         },
         Pattern::Segments { segments, rest } => {
@@ -95,7 +97,13 @@ mod tests {
             segments: body
                 .split('/')
                 .skip(1)
-                .map(|s| if s == "*" { Segment::Wildcard } else { Segment::Literal(s.into()) })
+                .map(|s| {
+                    if s == "*" {
+                        Segment::Wildcard
+                    } else {
+                        Segment::Literal(s.into())
+                    }
+                })
                 .collect(),
             rest,
         }
@@ -149,12 +157,31 @@ mod tests {
         let mut host_bound = route("host", Pattern::Prefix("/".into()));
         host_bound.host = Some("api.example.com".into());
         let table = RouteTable::new(
-            vec![admin, route("all-admin", Pattern::Prefix("/admin".into())), host_bound],
+            vec![
+                admin,
+                route("all-admin", Pattern::Prefix("/admin".into())),
+                host_bound,
+            ],
             route("default", Pattern::Any),
         );
-        assert_eq!(table.find(&Method::GET, None, "/admin/x").name.as_ref(), "admin");
-        assert_eq!(table.find(&Method::POST, None, "/admin/x").name.as_ref(), "all-admin");
-        assert_eq!(table.find(&Method::GET, Some("API.example.com"), "/x").name.as_ref(), "host");
-        assert_eq!(table.find(&Method::GET, Some("other"), "/x").name.as_ref(), "default");
+        assert_eq!(
+            table.find(&Method::GET, None, "/admin/x").name.as_ref(),
+            "admin"
+        );
+        assert_eq!(
+            table.find(&Method::POST, None, "/admin/x").name.as_ref(),
+            "all-admin"
+        );
+        assert_eq!(
+            table
+                .find(&Method::GET, Some("API.example.com"), "/x")
+                .name
+                .as_ref(),
+            "host"
+        );
+        assert_eq!(
+            table.find(&Method::GET, Some("other"), "/x").name.as_ref(),
+            "default"
+        );
     }
 }

@@ -12,7 +12,11 @@ use crate::metrics::Metrics;
 /// Whether gatehouse is ready for traffic, and if not, why.
 pub type Readiness = Result<(), String>;
 
-pub fn handle<B>(req: &Request<B>, metrics: &Metrics, readiness: impl FnOnce() -> Readiness) -> Response<Body> {
+pub fn handle<B>(
+    req: &Request<B>,
+    metrics: &Metrics,
+    readiness: impl FnOnce() -> Readiness,
+) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return GateError::MethodNotAllowed.to_response();
     }

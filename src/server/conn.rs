@@ -68,7 +68,8 @@ impl Activity {
 
     fn is_idle(&self, idle: Duration) -> bool {
         self.in_flight.load(Ordering::Acquire) == 0
-            && Instant::now() >= self.epoch + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle
+            && Instant::now()
+                >= self.epoch + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle
     }
 
     /// Marks a request in flight until the returned guard (kept by the
@@ -107,7 +108,11 @@ impl<T> Tracked<T> {
 }
 
 impl<T: AsyncRead> AsyncRead for Tracked<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let this = self.project();
         let before = buf.filled().len();
         let res = this.inner.poll_read(cx, buf);
@@ -119,7 +124,11 @@ impl<T: AsyncRead> AsyncRead for Tracked<T> {
 }
 
 impl<T: AsyncWrite> AsyncWrite for Tracked<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let this = self.project();
         let res = this.inner.poll_write(cx, buf);
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
@@ -165,7 +174,10 @@ pin_project_lite::pin_project! {
 
 impl<B> Guarded<B> {
     pub fn new(inner: B, guard: InFlight) -> Self {
-        Guarded { inner, _guard: guard }
+        Guarded {
+            inner,
+            _guard: guard,
+        }
     }
 }
 
@@ -173,7 +185,10 @@ impl<B: HttpBody<Data = Bytes>> HttpBody for Guarded<B> {
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         self.project().inner.poll_frame(cx)
     }
 

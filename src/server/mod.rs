@@ -76,9 +76,9 @@ impl Listeners {
     /// Binds the addresses of `listen`.
     pub async fn bind(listen: &config::Listen) -> std::io::Result<Self> {
         async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}")))
+            TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}"))
+            })
         }
         Ok(Listeners {
             https: bind(listen.https, "listen.https").await?,
@@ -215,7 +215,9 @@ impl Gateway {
     /// Serves on `listeners` until [`Gateway::shutdown`], then drains.
     pub async fn run(self, listeners: Listeners) {
         let (https_addr, _, _) = listeners.local_addrs();
-        self.inner.https_port.store(https_addr.port(), Ordering::Relaxed);
+        self.inner
+            .https_port
+            .store(https_addr.port(), Ordering::Relaxed);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(self.clone().accept(listeners.https, Listener::Https));
         if let Some(l) = listeners.http {
@@ -228,7 +230,14 @@ impl Gateway {
 
         self.inner.shutdown.cancelled().await;
         while tasks.join_next().await.is_some() {}
-        let grace = self.inner.generation.load().gate.config.server.shutdown_grace;
+        let grace = self
+            .inner
+            .generation
+            .load()
+            .gate
+            .config
+            .server
+            .shutdown_grace;
         tracing::info!(grace = ?grace, "shutting down: finishing in-flight requests");
         self.inner.conns.close();
         self.inner.shared.tunnels.close();
@@ -239,7 +248,9 @@ impl Gateway {
         .await;
         match drained {
             Ok(()) => tracing::info!("all connections finished"),
-            Err(_) => tracing::warn!("shutdown grace period over: closing the remaining connections"),
+            Err(_) => {
+                tracing::warn!("shutdown grace period over: closing the remaining connections")
+            }
         }
     }
 
@@ -259,9 +270,20 @@ impl Gateway {
                     continue;
                 }
             };
-            let max = self.inner.generation.load().gate.config.server.max_connections;
+            let max = self
+                .inner
+                .generation
+                .load()
+                .gate
+                .config
+                .server
+                .max_connections;
             if open.load(Ordering::Relaxed) >= max {
-                tracing::debug!(listener = which.as_str(), max, "connection refused: max_connections reached");
+                tracing::debug!(
+                    listener = which.as_str(),
+                    max,
+                    "connection refused: max_connections reached"
+                );
                 drop(tcp);
                 continue;
             }
@@ -284,7 +306,8 @@ impl Gateway {
         let acceptor = TlsAcceptor::from(generation.tls.clone());
         drop(generation);
         let metrics = &self.inner.shared.metrics;
-        let tls = match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp)).await {
+        let tls = match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp)).await
+        {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 metrics.tls_handshake_errors.inc();
@@ -303,7 +326,14 @@ impl Gateway {
             let gate = inner.generation.load().gate.clone();
             pipeline::handle(gate, inner.shared.clone(), peer, req)
         };
-        conn::serve(tls, Activity::new(), limits, self.inner.shutdown.clone(), handler).await;
+        conn::serve(
+            tls,
+            Activity::new(),
+            limits,
+            self.inner.shutdown.clone(),
+            handler,
+        )
+        .await;
     }
 
     async fn serve_plain(self, tcp: TcpStream, which: Listener) {
@@ -311,12 +341,21 @@ impl Gateway {
         let this = self.clone();
         let handler = move |req: http::Request<hyper::body::Incoming>| {
             let res = match which {
-                Listener::Admin => admin::handle(&req, &this.inner.shared.metrics, || this.readiness()),
+                Listener::Admin => {
+                    admin::handle(&req, &this.inner.shared.metrics, || this.readiness())
+                }
                 _ => redirect::redirect(&req, this.inner.https_port.load(Ordering::Relaxed)),
             };
             std::future::ready(res)
         };
-        conn::serve(tcp, Activity::new(), limits, self.inner.shutdown.clone(), handler).await;
+        conn::serve(
+            tcp,
+            Activity::new(),
+            limits,
+            self.inner.shutdown.clone(),
+            handler,
+        )
+        .await;
     }
 
     /// Probes the default upstream's targets with a TCP connect every
@@ -362,7 +401,9 @@ struct ConnGuard {
 impl ConnGuard {
     fn new(open: Arc<AtomicUsize>, metrics: &Metrics, which: Listener) -> Self {
         open.fetch_add(1, Ordering::Relaxed);
-        let gauge = metrics.connections_open.with_label_values(&[which.as_str()]);
+        let gauge = metrics
+            .connections_open
+            .with_label_values(&[which.as_str()]);
         gauge.inc();
         ConnGuard { open, gauge }
     }

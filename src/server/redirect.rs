@@ -42,9 +42,9 @@ fn host_without_port(value: &str) -> Option<&str> {
         value.rsplit_once(':').map_or(value, |(h, _)| h)
     };
     let ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':'));
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+        });
     ok.then_some(host)
 }
 
@@ -53,14 +53,21 @@ mod tests {
     use super::*;
 
     fn req(host: &str, target: &str) -> Request<()> {
-        Request::builder().uri(target).header("host", host).body(()).unwrap()
+        Request::builder()
+            .uri(target)
+            .header("host", host)
+            .body(())
+            .unwrap()
     }
 
     #[test]
     fn redirect_keeps_host_path_and_query_and_swaps_the_port() {
         let res = redirect(&req("example.com:8080", "/a/b?x=1"), 8443);
         assert_eq!(res.status(), StatusCode::PERMANENT_REDIRECT);
-        assert_eq!(res.headers()[header::LOCATION], "https://example.com:8443/a/b?x=1");
+        assert_eq!(
+            res.headers()[header::LOCATION],
+            "https://example.com:8443/a/b?x=1"
+        );
         let res = redirect(&req("example.com", "/"), 443);
         assert_eq!(res.headers()[header::LOCATION], "https://example.com/");
         let res = redirect(&req("[::1]:8080", "/x"), 8443);

@@ -21,7 +21,11 @@ pub enum TlsError {
     #[error("{path}: cannot read private key (PEM PKCS#8, PKCS#1 or SEC1 expected): {reason}")]
     Key { path: PathBuf, reason: String },
     #[error("{cert} and {key}: {reason}")]
-    Pair { cert: PathBuf, key: PathBuf, reason: String },
+    Pair {
+        cert: PathBuf,
+        key: PathBuf,
+        reason: String,
+    },
     #[error("{path}: cannot create self-signed certificate: {reason}")]
     SelfSigned { path: PathBuf, reason: String },
 }
@@ -82,7 +86,11 @@ pub fn load(tls: &config::Tls) -> Result<Certified, TlsError> {
         .map_err(|e| pair_err(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| pair_err(format!("certificate and key do not form a usable pair: {e}")))?;
+        .map_err(|e| {
+            pair_err(format!(
+                "certificate and key do not form a usable pair: {e}"
+            ))
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Certified {
         config: Arc::new(config),
@@ -97,8 +105,13 @@ pub fn create_self_signed(cert_path: &Path, key_path: &Path) -> Result<(), TlsEr
         path: path.to_owned(),
         reason,
     };
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    let certified = rcgen::generate_simple_self_signed(names).map_err(|e| err(cert_path, e.to_string()))?;
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let certified =
+        rcgen::generate_simple_self_signed(names).map_err(|e| err(cert_path, e.to_string()))?;
     for path in [cert_path, key_path] {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err(path, e.to_string()))?;
@@ -147,7 +160,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("k.pem")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("k.pem"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }
@@ -163,7 +179,11 @@ mod tests {
     fn garbage_key_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         load(&tls(dir.path(), true)).unwrap();
-        std::fs::write(dir.path().join("k.pem"), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+        std::fs::write(
+            dir.path().join("k.pem"),
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
         assert!(load(&tls(dir.path(), false)).is_err());
     }
 }

@@ -202,7 +202,10 @@ mod tests {
     #[test]
     fn connection_header_cannot_strip_identity() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Auth-User, x-request-id"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Auth-User, x-request-id"),
+        );
         h.insert(USER, HeaderValue::from_static("mallory"));
         let rid = HeaderValue::from_static("abc");
         let identity = [(USER, HeaderValue::from_static("alice"))];
@@ -215,7 +218,10 @@ mod tests {
     #[test]
     fn headers_named_in_connection_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret-Hop"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));

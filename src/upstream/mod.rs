@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::body::Limited;
 use crate::config;
 
-pub use forward::{forward, Forwarded, ForwardError};
+pub use forward::{forward, ForwardError, Forwarded};
 
 /// How long a target that refused a connection is skipped.
 pub const DOWN_FOR: Duration = Duration::from_secs(10);
@@ -114,9 +114,9 @@ impl Upstream {
     /// Another live target than `tried`, if there is one.
     pub fn pick_other(&self, tried: &Target) -> Option<&Target> {
         let now = self.now_ms();
-        self.targets.iter().find(|t| {
-            !std::ptr::eq(*t, tried) && t.down_until.load(Ordering::Relaxed) <= now
-        })
+        self.targets
+            .iter()
+            .find(|t| !std::ptr::eq(*t, tried) && t.down_until.load(Ordering::Relaxed) <= now)
     }
 
     /// Skips `target` for [`DOWN_FOR`].

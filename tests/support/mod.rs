@@ -44,7 +44,12 @@ impl TestCerts {
         let key = dir.path().join("server.key");
         gatehouse::server::tls::create_self_signed(&cert, &key).expect("test certificate");
         let pem = std::fs::read_to_string(&cert).expect("read test certificate");
-        TestCerts { dir, cert, key, pem }
+        TestCerts {
+            dir,
+            cert,
+            key,
+            pem,
+        }
     }
 
     pub fn der(&self) -> CertificateDer<'static> {
@@ -95,7 +100,9 @@ impl Gate {
         let config_path = certs.dir.path().join("gatehouse.yaml");
         std::fs::write(&config_path, config_yaml(&certs, upstreams, extra)).expect("write config");
         let config = gatehouse::config::load(&config_path).expect("test config is valid");
-        let listeners = Listeners::bind(&config.listen).await.expect("bind test listeners");
+        let listeners = Listeners::bind(&config.listen)
+            .await
+            .expect("bind test listeners");
         let (https, http, admin) = listeners.local_addrs();
         let gateway = Gateway::new(config, prometheus::Registry::new()).expect("gateway starts");
         let task = tokio::spawn(gateway.clone().run(listeners));
@@ -122,7 +129,9 @@ impl Gate {
 
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(self.certs.pem.as_bytes()).expect("cert"))
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(self.certs.pem.as_bytes()).expect("cert"),
+            )
             .resolve("localhost", self.https)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
@@ -163,7 +172,11 @@ impl Gate {
 
     /// Replaces the config file (reload it with `gateway.reload()`).
     pub fn write_config(&self, upstreams: &str, extra: &str) {
-        std::fs::write(&self.config_path, config_yaml(&self.certs, upstreams, extra)).expect("write config");
+        std::fs::write(
+            &self.config_path,
+            config_yaml(&self.certs, upstreams, extra),
+        )
+        .expect("write config");
     }
 }
 
@@ -216,7 +229,10 @@ pub async fn raw_tcp(addr: SocketAddr, request: &[u8]) -> String {
 
 /// The status code of a raw HTTP/1.1 response ("HTTP/1.1 400 …" → 400), or 0.
 pub fn status_of(raw: &str) -> u16 {
-    raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    raw.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The body of a raw HTTP/1.1 response (after the blank line).
@@ -224,7 +240,10 @@ pub fn body_of(raw: &str) -> &str {
     raw.split_once("\r\n\r\n").map_or("", |(_, b)| b)
 }
 
-pub async fn wait_until_closed<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, within: Duration) -> bool {
+pub async fn wait_until_closed<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    within: Duration,
+) -> bool {
     let mut buf = [0u8; 1024];
     let deadline = tokio::time::Instant::now() + within;
     loop {
