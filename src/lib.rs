@@ -14,6 +14,7 @@
 //! [`run`] is what the binary does after the config is loaded: bind, serve,
 //! and return after a graceful shutdown.
 
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;

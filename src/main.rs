@@ -103,13 +103,17 @@ fn check(path: &Path) -> anyhow::Result<()> {
 
 fn run(path: &Path) -> anyhow::Result<()> {
     let _log_guard = init_logging();
-    let config = config::load(path)?;
-    let gateway = Gateway::new(config, prometheus::Registry::new())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // Handlers first: a SIGHUP or SIGTERM from now on is ours to handle.
+        let signals = Signals::install().context("cannot install signal handlers")?;
+        // Everything that can be wrong with the config is found here,
+        // before any port is bound.
+        let config = config::load(path)?;
+        let gateway = Gateway::new(config, prometheus::Registry::new())?;
         let listeners = Listeners::bind(&gateway.config().listen).await?;
         let (https, http, admin) = listeners.local_addrs();
         tracing::info!(
@@ -119,34 +123,44 @@ fn run(path: &Path) -> anyhow::Result<()> {
             admin = %admin.map_or("off".to_owned(), |a| a.to_string()),
             "gatehouse listening"
         );
-        tokio::spawn(signals(gateway.clone()));
+        tokio::spawn(signals.handle(gateway.clone()));
         gateway.run(listeners).await;
         Ok::<_, anyhow::Error>(())
     })
 }
 
 /// SIGHUP reloads; SIGTERM and SIGINT shut down gracefully.
-async fn signals(gateway: Gateway) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                // The result is logged and counted by reload itself.
-                let _ = gateway.reload();
-            }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Replaces the default actions (SIGHUP and SIGTERM would end the
+    /// process) with handlers. Needs a running tokio runtime.
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    gateway.shutdown();
+
+    async fn handle(mut self, gateway: Gateway) {
+        loop {
+            tokio::select! {
+                _ = self.hup.recv() => {
+                    // The result is logged and counted by reload itself.
+                    let _ = gateway.reload();
+                }
+                _ = self.term.recv() => break,
+                _ = self.int.recv() => break,
+            }
+        }
+        gateway.shutdown();
+    }
 }
 
 /// Access-log lines (JSON) go to stdout through a background writer; every

@@ -697,40 +697,41 @@ fn endpoint(cx: &Ctx, key: &str, value: &Text) -> Result<String, ConfigError> {
 fn auth(cx: &Ctx, raw: &file::Auth) -> Result<Auth, ConfigError> {
     let j = &raw.jwt;
     let alg = algorithm(cx, "auth.jwt.algorithm", j.algorithm.as_str())?;
-    let key =
-        if is_hmac(alg) {
-            match (&j.secret, &j.secret_file) {
-                (Some(s), None) => {
-                    if s.expose().len() < 32 {
-                        return Err(cx.err(
-                            "auth.jwt.secret",
-                            "must be at least 32 bytes (run `gatehouse gen-secret` for one)",
-                        ));
-                    }
-                    JwtKey::Secret(s.clone())
-                }
-                (None, Some(f)) => JwtKey::SecretFile(cx.path(f)),
-                _ => {
+    let key = if is_hmac(alg) {
+        match (&j.secret, &j.secret_file) {
+            (Some(s), None) => {
+                if s.expose().len() < 32 {
                     return Err(cx.err(
-                        "auth.jwt",
-                        format!("{alg:?} needs exactly one of `secret` or `secret_file`"),
-                    ))
+                        "auth.jwt.secret",
+                        "must be at least 32 bytes (run `gatehouse gen-secret` for one)",
+                    ));
                 }
+                JwtKey::Secret(s.clone())
             }
-        } else {
-            match (&j.private_key, &j.public_key, &j.secret, &j.secret_file) {
-                (Some(private), Some(public), None, None) => JwtKey::Pem {
-                    private: cx.path(private),
-                    public: cx.path(public),
-                },
-                _ => return Err(cx.err(
+            (None, Some(f)) => JwtKey::SecretFile(cx.path(f)),
+            _ => {
+                return Err(cx.err(
+                    "auth.jwt",
+                    format!("{alg:?} needs exactly one of `secret` or `secret_file`"),
+                ))
+            }
+        }
+    } else {
+        match (&j.private_key, &j.public_key, &j.secret, &j.secret_file) {
+            (Some(private), Some(public), None, None) => JwtKey::Pem {
+                private: cx.path(private),
+                public: cx.path(public),
+            },
+            _ => {
+                return Err(cx.err(
                     "auth.jwt",
                     format!(
                         "{alg:?} needs `private_key` and `public_key` (PEM files) and no `secret`"
                     ),
-                )),
+                ))
             }
-        };
+        }
+    };
     let mut accept = Vec::with_capacity(j.accept.len());
     for (i, a) in j.accept.iter().enumerate() {
         let key = format!("auth.jwt.accept[{i}]");

@@ -4,13 +4,18 @@
 //! 1. `normalize` — refuse ambiguous requests, produce the one normalized
 //!    path that routing sees and that is forwarded;
 //! 2. `client_ip` — who the client is (`trusted_proxies`);
-//! 3. `route` — first matching route, or `default_route`;
-//! 4. forward — through `crate::upstream`, with headers rewritten;
-//! 5. `log` — HSTS and request id on the response, one access-log line.
+//! 3. `route` — gatehouse's own endpoints (`/auth/me`), else the first
+//!    matching route, or `default_route`;
+//! 4. `authn` then `authz` — the route's credentials, then its roles;
+//! 5. forward — through `crate::upstream`, with headers rewritten and the
+//!    identity headers set;
+//! 6. `log` — HSTS and request id on the response, one access-log line.
 //!
 //! Every error goes through [`GateError::to_response`], the one mapping from
 //! error to status and JSON body.
 
+pub mod authn;
+pub mod authz;
 pub mod client_ip;
 pub mod log;
 pub mod normalize;
@@ -27,8 +32,11 @@ use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::api_key::ApiKeys;
+use crate::auth::jwt::{KeyError, OwnKeys, Verifier};
+use crate::auth::{unix_now, Principal};
 use crate::body::{Body, Limited};
-use crate::config::{Config, RouteAuth};
+use crate::config::{AuthMethod, Config, RouteAuth};
 use crate::error::GateError;
 use crate::metrics::Metrics;
 use crate::upstream::headers::{self as fwd, Outgoing};
@@ -43,6 +51,9 @@ pub struct Gate {
     pub routes: RouteTable,
     /// Same order as `config.upstreams`.
     pub upstreams: Vec<Upstream>,
+    pub verifier: Verifier,
+    pub own_keys: OwnKeys,
+    pub api_keys: ApiKeys,
     /// Headers only gatehouse sets; an `_` spelling of one is refused (SPEC §3.2).
     proxy_owned: Vec<HeaderName>,
     /// Identity headers: client copies are removed from every request.
@@ -53,7 +64,14 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn new(config: Arc<Config>) -> Self {
+    /// Builds a generation's pipeline; fails if a configured key cannot be
+    /// read (creating `secret_file` when it is absent).
+    pub fn new(config: Arc<Config>) -> Result<Self, KeyError> {
+        let own_keys = OwnKeys::load(&config.auth.jwt)?;
+        let verifier = Verifier::new(&config.auth.jwt, &own_keys)?;
+        for remote in verifier.remotes() {
+            remote.keep_fresh();
+        }
         let id = &config.identity;
         let identity_owned = vec![id.user.clone(), id.roles.clone(), id.method.clone()];
         let mut proxy_owned = identity_owned.clone();
@@ -69,14 +87,17 @@ impl Gate {
         if !config.forward_authorization {
             strip.push(header::AUTHORIZATION);
         }
-        Gate {
+        Ok(Gate {
             routes: RouteTable::new(config.routes.clone(), config.default_route.clone()),
             upstreams: config.upstreams.iter().map(Upstream::new).collect(),
+            api_keys: ApiKeys::new(&config.auth.api_keys.keys),
+            verifier,
+            own_keys,
             proxy_owned,
             identity_owned,
             strip,
             config,
-        }
+        })
     }
 
     /// The default upstream (the first in the file).
@@ -155,20 +176,64 @@ async fn proxy(
         }
     };
     let host = request_host(&req);
+    let now = unix_now();
+    let api_key_param = config.auth.api_keys.query_param.as_deref();
+
+    // 3. gatehouse's own endpoints come before the routes.
+    if target.path == config.auth.endpoints.me {
+        record.route = ME_ROUTE.clone();
+        let res = me(gate, shared, &req, target.query.as_deref(), now).await;
+        record.path = target.path;
+        return res;
+    }
 
     // 3. Route.
     let host_name = host.as_ref().and_then(|h| h.to_str().ok()).map(strip_port);
     let route = gate.routes.find(req.method(), host_name, &target.path);
     record.route = route.name.clone();
 
-    // 4. Authentication arrives with issue 3; `deny` is already honoured.
-    if route.auth == RouteAuth::Deny {
-        record.path = target.path;
-        return Err(GateError::NotFound);
+    // 4. Authenticate, then authorize.
+    let principal = match &route.auth {
+        RouteAuth::Deny => {
+            record.path = target.path;
+            return Err(GateError::NotFound);
+        }
+        RouteAuth::None => None,
+        RouteAuth::Any(methods) => {
+            let creds = authn::credentials(
+                req.headers(),
+                target.query.as_deref(),
+                methods,
+                &config.auth.api_keys.header,
+                api_key_param,
+            );
+            let checked =
+                authn::authenticate(gate, &route.name, methods, &creds, now, &shared.metrics)
+                    .await
+                    .and_then(|p| {
+                        authz::authorize(&p, &route.roles, &route.name, &shared.metrics).map(|()| p)
+                    });
+            match checked {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    record.path = target.path;
+                    return Err(e);
+                }
+            }
+        }
+    };
+    if let Some(p) = &principal {
+        record.user = Some(p.user.clone());
+        record.auth_method = Some(p.scheme.as_str());
     }
 
-    // The forwarded path is the normalized one, never the raw target.
-    let forwarded_path = path_and_query(&target.path, target.query.as_deref())?;
+    // The forwarded path is the normalized one, never the raw target; an
+    // API key in the query never travels upstream.
+    let query = match (target.query.as_deref(), api_key_param) {
+        (Some(q), Some(param)) => authn::strip_query_param(q, param),
+        (q, _) => q.map(str::to_owned),
+    };
+    let forwarded_path = path_and_query(&target.path, query.as_deref())?;
     record.path = target.path;
 
     let limit = config.server.max_request_body;
@@ -194,7 +259,7 @@ async fn proxy(
             request_id: &request_id,
             owned: &gate.identity_owned,
             remove: &gate.strip,
-            identity: &[],
+            identity: &identity_headers(config, principal.as_ref()),
             upgrade,
         },
     );
@@ -212,6 +277,63 @@ async fn proxy(
     .await?;
     record.upstream = Some(forwarded.upstream_elapsed);
     Ok(forwarded.response)
+}
+
+/// Route name of the `/auth/me` endpoint in logs and metrics.
+static ME_ROUTE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("auth_me"));
+
+/// `GET /auth/me` (SPEC §4): who the bearer token or API key belongs to.
+async fn me(
+    gate: &Gate,
+    shared: &Shared,
+    req: &Request<Incoming>,
+    query: Option<&str>,
+    now: u64,
+) -> Result<Response<Body>, GateError> {
+    if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+        return Err(GateError::MethodNotAllowed);
+    }
+    let config = &gate.config;
+    let methods = [AuthMethod::Jwt, AuthMethod::ApiKey];
+    let creds = authn::credentials(
+        req.headers(),
+        query,
+        &methods,
+        &config.auth.api_keys.header,
+        config.auth.api_keys.query_param.as_deref(),
+    );
+    let p = authn::authenticate(gate, &ME_ROUTE, &methods, &creds, now, &shared.metrics).await?;
+    authz::authorize(&p, &[], &ME_ROUTE, &shared.metrics)?;
+    let mut body =
+        serde_json::json!({ "sub": p.user, "roles": p.roles, "method": p.scheme.as_str() });
+    if let Some(exp) = p.exp {
+        body["exp"] = exp.into();
+    }
+    Ok(crate::error::json_response(http::StatusCode::OK, &body))
+}
+
+/// The identity headers for an authenticated request (none otherwise).
+fn identity_headers(
+    config: &Config,
+    principal: Option<&Principal>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let Some(p) = principal else {
+        return Vec::new();
+    };
+    let id = &config.identity;
+    let mut out = Vec::with_capacity(3);
+    // User and roles were checked to be header-safe when authenticated.
+    if let Ok(v) = HeaderValue::from_str(&p.user) {
+        out.push((id.user.clone(), v));
+    }
+    if let Ok(v) = HeaderValue::from_str(&p.roles.join(",")) {
+        out.push((id.roles.clone(), v));
+    }
+    out.push((
+        id.method.clone(),
+        HeaderValue::from_static(p.scheme.as_str()),
+    ));
+    out
 }
 
 /// The client's `X-Request-Id` if it is 1–128 chars of `[A-Za-z0-9._-]`,

@@ -5,6 +5,8 @@
 //! slowly (slowloris). The idle watchdog here closes a connection that has no
 //! request in flight and moved no bytes for `idle_timeout`; a long SSE stream
 //! or a slow upstream keeps its connection because a request is in flight.
+//! A graceful close (idle or shutdown) that the client does not complete is
+//! forced after [`CLOSE_GRACE`] once no request is in flight.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,6 +22,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
+
+/// How long a connection being closed gracefully (idle, or shutting down) may
+/// take to close once no request is in flight. HTTP/2 graceful close waits for
+/// the client to answer a PING after the first GOAWAY; a client that never
+/// answers would otherwise keep the connection forever. Go's HTTP/2 server
+/// waits the same (`goAwayTimeout`).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Limits applied to one connection.
 #[derive(Debug, Clone, Copy)]
@@ -243,9 +252,10 @@ pub async fn serve<I, F, Fut, B>(
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
 
-    let mut draining = false;
+    // Set once a graceful close has begun: when to check that it finished.
+    let mut draining: Option<tokio::time::Instant> = None;
     loop {
-        let deadline = activity.idle_deadline(limits.idle_timeout);
+        let deadline = draining.unwrap_or_else(|| activity.idle_deadline(limits.idle_timeout));
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
@@ -253,15 +263,26 @@ pub async fn serve<I, F, Fut, B>(
                 }
                 return;
             }
-            _ = shutdown.cancelled(), if !draining => {
+            _ = shutdown.cancelled(), if draining.is_none() => {
                 conn.as_mut().graceful_shutdown();
-                draining = true;
+                draining = Some(tokio::time::Instant::now() + CLOSE_GRACE);
             }
-            _ = tokio::time::sleep_until(deadline), if !draining => {
-                if activity.is_idle(limits.idle_timeout) {
+            _ = tokio::time::sleep_until(deadline) => {
+                let busy = activity.in_flight.load(Ordering::Acquire) > 0;
+                if draining.is_some() {
+                    if !busy {
+                        // The client did not finish the close (an HTTP/2
+                        // client that never acknowledges the GOAWAY's PING):
+                        // nothing is in flight, so drop the connection.
+                        tracing::debug!("closing a connection the client did not close");
+                        return;
+                    }
+                    // Requests still running: they may finish; look again later.
+                    draining = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                } else if activity.is_idle(limits.idle_timeout) {
                     conn.as_mut().graceful_shutdown();
-                    draining = true;
-                } else if activity.in_flight.load(Ordering::Acquire) > 0 {
+                    draining = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                } else if busy {
                     // Busy: look again after another idle period.
                     activity.touch();
                 }

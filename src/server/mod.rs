@@ -44,6 +44,11 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("{file}: {source}")]
+    Keys {
+        file: PathBuf,
+        source: crate::auth::jwt::KeyError,
+    },
 }
 
 /// One config generation: everything swapped together on reload.
@@ -57,9 +62,12 @@ impl Generation {
     /// a missing self-signed certificate when the config asks for it.
     pub fn build(config: Config, metrics: &Metrics) -> Result<Self, StartError> {
         let certified = tls::load(&config.tls)?;
+        let file = config.path.clone();
+        let gate =
+            Gate::new(Arc::new(config)).map_err(|source| StartError::Keys { file, source })?;
         metrics.tls_cert_expiry.set(certified.not_after as f64);
         Ok(Generation {
-            gate: Arc::new(Gate::new(Arc::new(config))),
+            gate: Arc::new(gate),
             tls: certified.config,
         })
     }

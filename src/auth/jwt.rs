@@ -1,0 +1,414 @@
+//! Bearer JWTs (SPEC §2 `auth.jwt`, §4; RFC 7519, RFC 8725).
+//!
+//! A token is accepted only if every one of these holds:
+//! - it names a configured issuer (`iss`): gatehouse itself, or an entry of
+//!   `accept`;
+//! - its `alg` is the one configured for that issuer (never `none`, never an
+//!   HMAC algorithm keyed with a public key: the key's family must match);
+//! - it carries no `jwk`, `jku`, `x5u` or `x5c` header — keys come from the
+//!   config only — and its `kid`, if any, names a configured key (gatehouse's
+//!   own tokens carry none);
+//! - the signature verifies; `exp` is present and not past, `nbf` not in the
+//!   future (both with `leeway`); `aud` matches;
+//! - for gatehouse's own tokens, `typ` is `access`.
+//!
+//! The clock is passed in (`now`), so expiry is tested exactly.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::jwks::{self, KeySet, RemoteKeys};
+use super::{is_header_safe, Principal, Rejection, Scheme};
+use crate::config::{self, JwtKey, KeySource};
+
+/// Longest token considered at all.
+const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// A problem with the configured keys, found at start or reload.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct KeyError {
+    /// Config key path, e.g. `auth.jwt.secret_file`.
+    pub key: String,
+    pub reason: String,
+}
+
+fn key_err(key: impl Into<String>, reason: impl Into<String>) -> KeyError {
+    KeyError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// gatehouse's own signing and verification keys.
+pub struct OwnKeys {
+    pub algorithm: Algorithm,
+    pub encoding: EncodingKey,
+    pub decoding: DecodingKey,
+}
+
+impl OwnKeys {
+    /// Loads the keys of `auth.jwt`, creating `secret_file` if it is absent.
+    pub fn load(cfg: &config::Jwt) -> Result<Self, KeyError> {
+        let algorithm = cfg.algorithm;
+        let (encoding, decoding) = match &cfg.key {
+            JwtKey::Secret(secret) => {
+                let bytes = secret.expose().as_bytes();
+                (
+                    EncodingKey::from_secret(bytes),
+                    DecodingKey::from_secret(bytes),
+                )
+            }
+            JwtKey::SecretFile(path) => {
+                let secret = read_or_create_secret(path)?;
+                (
+                    EncodingKey::from_secret(&secret),
+                    DecodingKey::from_secret(&secret),
+                )
+            }
+            JwtKey::Pem { private, public } => {
+                let private_pem = std::fs::read(private).map_err(|e| {
+                    key_err(
+                        "auth.jwt.private_key",
+                        format!("{}: {e}", private.display()),
+                    )
+                })?;
+                let public_pem = std::fs::read(public).map_err(|e| {
+                    key_err("auth.jwt.public_key", format!("{}: {e}", public.display()))
+                })?;
+                let encoding = encoding_key_from_pem(&private_pem, algorithm).map_err(|e| {
+                    key_err(
+                        "auth.jwt.private_key",
+                        format!("{}: {e}", private.display()),
+                    )
+                })?;
+                let decoding =
+                    jwks::decoding_key_from_pem(&public_pem, algorithm).map_err(|e| {
+                        key_err("auth.jwt.public_key", format!("{}: {e}", public.display()))
+                    })?;
+                (encoding, decoding)
+            }
+        };
+        Ok(OwnKeys {
+            algorithm,
+            encoding,
+            decoding,
+        })
+    }
+}
+
+fn encoding_key_from_pem(pem: &[u8], alg: Algorithm) -> Result<EncodingKey, String> {
+    use Algorithm::*;
+    let key = match alg {
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => EncodingKey::from_rsa_pem(pem),
+        ES256 | ES384 => EncodingKey::from_ec_pem(pem),
+        EdDSA => EncodingKey::from_ed_pem(pem),
+        _ => return Err(format!("{alg:?} has no private key")),
+    };
+    key.map_err(|e| format!("not a PEM private key for {alg:?}: {e}"))
+}
+
+/// Reads the HMAC secret file (its trimmed UTF-8 text is the key), creating
+/// it with 32 random bytes, base64url, mode 0600, if it does not exist.
+fn read_or_create_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
+    let err = |reason: String| {
+        key_err(
+            "auth.jwt.secret_file",
+            format!("{}: {reason}", path.display()),
+        )
+    };
+    if !path.exists() {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        let bytes: [u8; 32] = rand::random();
+        let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        crate::server::tls::write_private(path, text.as_bytes()).map_err(|e| err(e.to_string()))?;
+        tracing::info!(file = %path.display(), "created a new JWT secret");
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let secret = text.trim();
+    if secret.len() < 32 {
+        return Err(err("the secret must be at least 32 bytes".into()));
+    }
+    Ok(secret.as_bytes().to_vec())
+}
+
+/// Claims of gatehouse's own access tokens (SPEC §4).
+#[derive(Debug, Deserialize)]
+struct OwnClaims {
+    sub: String,
+    #[serde(default)]
+    roles: Vec<String>,
+    exp: u64,
+    nbf: Option<u64>,
+    jti: Option<String>,
+    sid: Option<String>,
+    typ: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Peek {
+    iss: Option<Value>,
+}
+
+struct Own {
+    issuer: String,
+    algorithm: Algorithm,
+    key: DecodingKey,
+    validation: Validation,
+}
+
+enum Keys {
+    Static(KeySet),
+    Remote(Arc<RemoteKeys>),
+}
+
+struct External {
+    issuer: String,
+    validations: Vec<(Algorithm, Validation)>,
+    keys: Keys,
+    /// `roles_claim` split on `.` (e.g. `realm_access.roles`).
+    roles_path: Vec<String>,
+}
+
+/// Verifies bearer tokens.
+pub struct Verifier {
+    own: Own,
+    external: Vec<External>,
+    leeway: u64,
+}
+
+fn validation(alg: Algorithm, issuer: &str, audience: Option<&str>) -> Validation {
+    let mut v = Validation::new(alg);
+    // exp and nbf are checked against the injected clock below.
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.leeway = 0;
+    v.set_issuer(&[issuer]);
+    let mut required: HashSet<String> = ["exp", "iss", "sub"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    match audience {
+        Some(aud) => {
+            v.set_audience(&[aud]);
+            required.insert("aud".into());
+        }
+        None => v.validate_aud = false,
+    }
+    v.required_spec_claims = required;
+    v
+}
+
+impl Verifier {
+    /// Builds the verifier from config; reads PEM and JWKS files (remote
+    /// JWKS are fetched later, by [`Verifier::remotes`]' owner).
+    pub fn new(cfg: &config::Jwt, own_keys: &OwnKeys) -> Result<Self, KeyError> {
+        let own = Own {
+            issuer: cfg.issuer.clone(),
+            algorithm: own_keys.algorithm,
+            key: own_keys.decoding.clone(),
+            validation: validation(own_keys.algorithm, &cfg.issuer, Some(&cfg.audience)),
+        };
+        let mut external = Vec::with_capacity(cfg.accept.len());
+        for (i, a) in cfg.accept.iter().enumerate() {
+            let at = |k: &str| format!("auth.jwt.accept[{i}].{k}");
+            let keys = match &a.keys {
+                KeySource::JwksUrl(url) => Keys::Remote(
+                    RemoteKeys::new(url.clone()).map_err(|e| key_err(at("jwks_url"), e))?,
+                ),
+                KeySource::JwksFile(path) => {
+                    Keys::Static(jwks::load_file(path).map_err(|e| key_err(at("jwks_file"), e))?)
+                }
+                KeySource::PublicKey(path) => {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        key_err(at("public_key"), format!("{}: {e}", path.display()))
+                    })?;
+                    let alg = a.algorithms[0];
+                    if a.algorithms
+                        .iter()
+                        .any(|other| family(*other) != family(alg))
+                    {
+                        return Err(key_err(
+                            at("algorithms"),
+                            "one public key serves one algorithm family",
+                        ));
+                    }
+                    Keys::Static(KeySet::from_pem(&pem, alg).map_err(|e| {
+                        key_err(at("public_key"), format!("{}: {e}", path.display()))
+                    })?)
+                }
+            };
+            if a.issuer == cfg.issuer {
+                return Err(key_err(at("issuer"), "must differ from auth.jwt.issuer"));
+            }
+            external.push(External {
+                issuer: a.issuer.clone(),
+                validations: a
+                    .algorithms
+                    .iter()
+                    .map(|alg| (*alg, validation(*alg, &a.issuer, a.audience.as_deref())))
+                    .collect(),
+                keys,
+                roles_path: a.roles_claim.split('.').map(str::to_owned).collect(),
+            });
+        }
+        Ok(Verifier {
+            own,
+            external,
+            leeway: cfg.leeway.as_secs(),
+        })
+    }
+
+    /// The remote key sets, for the task that keeps them fresh.
+    pub fn remotes(&self) -> impl Iterator<Item = &Arc<RemoteKeys>> {
+        self.external.iter().filter_map(|e| match &e.keys {
+            Keys::Remote(r) => Some(r),
+            Keys::Static(_) => None,
+        })
+    }
+
+    /// Verifies `token` at time `now` (Unix seconds).
+    pub async fn verify(&self, token: &str, now: u64) -> Result<Principal, Rejection> {
+        if token.len() > MAX_TOKEN_LEN || token.bytes().filter(|b| *b == b'.').count() != 2 {
+            return Err(Rejection::Invalid);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Invalid)?;
+        if header.jwk.is_some()
+            || header.jku.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+        {
+            return Err(Rejection::Invalid);
+        }
+        let peek: Peek = jsonwebtoken::dangerous::insecure_decode_claims(token)
+            .map_err(|_| Rejection::Invalid)?;
+        let Some(Value::String(iss)) = peek.iss else {
+            return Err(Rejection::Invalid);
+        };
+        if iss == self.own.issuer {
+            self.verify_own(token, &header, now)
+        } else if let Some(ext) = self.external.iter().find(|e| e.issuer == iss) {
+            self.verify_external(ext, token, &header, now).await
+        } else {
+            Err(Rejection::Invalid)
+        }
+    }
+
+    fn check_times(&self, exp: u64, nbf: Option<u64>, now: u64) -> Result<(), Rejection> {
+        if exp.saturating_add(self.leeway) < now {
+            return Err(Rejection::Expired);
+        }
+        if nbf.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
+            return Err(Rejection::Invalid);
+        }
+        Ok(())
+    }
+
+    fn verify_own(&self, token: &str, header: &Header, now: u64) -> Result<Principal, Rejection> {
+        if header.alg != self.own.algorithm || header.kid.is_some() {
+            return Err(Rejection::Invalid);
+        }
+        let data = jsonwebtoken::decode::<OwnClaims>(token, &self.own.key, &self.own.validation)
+            .map_err(|_| Rejection::Invalid)?;
+        let c = data.claims;
+        self.check_times(c.exp, c.nbf, now)?;
+        if c.typ.as_deref() != Some("access") {
+            return Err(Rejection::Invalid);
+        }
+        principal(c.sub, c.roles, Some(c.exp), c.jti, c.sid)
+    }
+
+    async fn verify_external(
+        &self,
+        ext: &External,
+        token: &str,
+        header: &Header,
+        now: u64,
+    ) -> Result<Principal, Rejection> {
+        let Some((_, validation)) = ext.validations.iter().find(|(alg, _)| *alg == header.alg)
+        else {
+            return Err(Rejection::Invalid);
+        };
+        let kid = header.kid.as_deref();
+        let key = match &ext.keys {
+            Keys::Static(set) => set.find(kid).cloned(),
+            Keys::Remote(remote) => remote.find(kid).await,
+        };
+        let Some(key) = key else {
+            return Err(Rejection::Invalid);
+        };
+        if key.alg.is_some_and(|a| a != header.alg) {
+            return Err(Rejection::Invalid);
+        }
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation)
+            .map_err(|_| Rejection::Invalid)?;
+        let claims = data.claims;
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .ok_or(Rejection::Invalid)?;
+        let nbf = claims.get("nbf").and_then(Value::as_f64);
+        self.check_times(exp as u64, nbf.map(|n| n as u64), now)?;
+        let sub = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .ok_or(Rejection::Invalid)?;
+        let roles = roles_at(&claims, &ext.roles_path);
+        let jti = claims.get("jti").and_then(Value::as_str).map(str::to_owned);
+        principal(sub.to_owned(), roles, Some(exp as u64), jti, None)
+    }
+}
+
+fn family(alg: Algorithm) -> jsonwebtoken::AlgorithmFamily {
+    alg.family()
+}
+
+/// Roles at a dotted claim path: a list of strings, or a space-separated string.
+fn roles_at(claims: &Map<String, Value>, path: &[String]) -> Vec<String> {
+    let mut cur: Option<&Value> = None;
+    for (i, seg) in path.iter().enumerate() {
+        cur = if i == 0 {
+            claims.get(seg)
+        } else {
+            cur.and_then(|v| v.get(seg))
+        };
+    }
+    match cur {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A principal whose user and roles are safe to put in identity headers.
+fn principal(
+    user: String,
+    roles: Vec<String>,
+    exp: Option<u64>,
+    jti: Option<String>,
+    sid: Option<String>,
+) -> Result<Principal, Rejection> {
+    if !is_header_safe(&user) || !roles.iter().all(|r| is_header_safe(r)) {
+        return Err(Rejection::Invalid);
+    }
+    Ok(Principal {
+        user,
+        roles,
+        scheme: Scheme::Jwt,
+        exp,
+        jti,
+        sid,
+    })
+}

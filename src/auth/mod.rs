@@ -1,0 +1,93 @@
+//! Authentication: who is making a request (SPEC §2 `auth`, §3.6).
+//!
+//! - `jwt.rs` — bearer tokens: gatehouse's own (HS*/RS*/PS*/ES*/EdDSA) and
+//!   those of the external issuers under `auth.jwt.accept`;
+//! - `jwks.rs` — external issuers' keys (JWKS over HTTPS or from a file);
+//! - `api_key.rs` — API keys, compared by SHA-256 in constant time.
+//!
+//! Each yields a [`Principal`]; the pipeline's `authn`/`authz` stages decide
+//! what a route requires.
+
+pub mod api_key;
+pub mod jwks;
+pub mod jwt;
+
+use std::fmt;
+
+/// How a principal authenticated (`X-Auth-Method`, the `scheme` metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Jwt,
+    ApiKey,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Jwt => "jwt",
+            Scheme::ApiKey => "api_key",
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's `sub`, or the API key's id.
+    pub user: String,
+    pub roles: Vec<String>,
+    pub scheme: Scheme,
+    /// Expiry (Unix seconds) of a token; `None` for API keys.
+    pub exp: Option<u64>,
+    /// The token's `jti`, for revocation.
+    pub jti: Option<String>,
+    /// The token's refresh family (`sid`), for revocation.
+    pub sid: Option<String>,
+}
+
+impl Principal {
+    /// Whether the principal has at least one of `wanted` (an empty list asks for none).
+    pub fn has_any_role(&self, wanted: &[String]) -> bool {
+        wanted.is_empty() || wanted.iter().any(|w| self.roles.iter().any(|r| r == w))
+    }
+}
+
+/// Why a credential was refused; the `result` metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("invalid")]
+    Invalid,
+    #[error("expired")]
+    Expired,
+    #[error("revoked")]
+    Revoked,
+}
+
+impl Rejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Invalid => "invalid",
+            Rejection::Expired => "expired",
+            Rejection::Revoked => "revoked",
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, from the system clock.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Whether `s` can travel in a header value and a comma-separated list
+/// without ambiguity: no control characters, no commas.
+pub(crate) fn is_header_safe(s: &str) -> bool {
+    !s.is_empty() && !s.bytes().any(|b| b < 0x20 || b == 0x7f || b == b',')
+}

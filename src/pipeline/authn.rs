@@ -1,0 +1,238 @@
+//! Authentication stage: find the route's credentials in the request and
+//! verify them (SPEC §3.6).
+//!
+//! Only the methods the route allows are looked at. A credential that is
+//! *present but invalid* is a 401 even when another allowed method could
+//! have been tried: a bad token is never downgraded to "anonymous", nor
+//! silently skipped in favour of an API key.
+
+use std::borrow::Cow;
+
+use http::header::{self, HeaderMap, HeaderName};
+
+use crate::auth::{Principal, Rejection, Scheme};
+use crate::config::AuthMethod;
+use crate::error::GateError;
+use crate::metrics::Metrics;
+
+use super::Gate;
+
+/// Credentials a request carries for the methods a route allows.
+#[derive(Debug, Default)]
+pub struct Credentials<'a> {
+    /// `Authorization: Bearer <token>`; `Some("")` for an empty token.
+    pub bearer: Option<&'a str>,
+    /// The API key from the header or query parameter.
+    pub api_key: Option<Cow<'a, [u8]>>,
+    /// Several API keys were sent: ambiguous, refused.
+    pub api_key_ambiguous: bool,
+}
+
+/// Extracts the credentials `methods` allow from the request head.
+pub fn credentials<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+    methods: &[AuthMethod],
+    api_key_header: &HeaderName,
+    api_key_param: Option<&str>,
+) -> Credentials<'a> {
+    let mut creds = Credentials::default();
+    if methods.contains(&AuthMethod::Jwt) {
+        creds.bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| bearer(v.as_bytes()));
+    }
+    if methods.contains(&AuthMethod::ApiKey) {
+        let mut found: Vec<Cow<'a, [u8]>> = headers
+            .get_all(api_key_header)
+            .iter()
+            .map(|v| Cow::Borrowed(v.as_bytes()))
+            .collect();
+        if let (Some(param), Some(query)) = (api_key_param, query) {
+            found.extend(query_values(query, param).map(Cow::Owned));
+        }
+        creds.api_key_ambiguous = found.len() > 1;
+        creds.api_key = found.into_iter().next();
+    }
+    creds
+}
+
+/// The token of `Bearer <token>` (scheme case-insensitive, RFC 6750 §2.1).
+fn bearer(value: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Authenticates with the credentials found, as the module doc says.
+pub async fn authenticate(
+    gate: &Gate,
+    route: &str,
+    methods: &[AuthMethod],
+    creds: &Credentials<'_>,
+    now: u64,
+    metrics: &Metrics,
+) -> Result<Principal, GateError> {
+    let count = |scheme: Scheme, result: &str| {
+        metrics
+            .auth
+            .with_label_values(&[route, scheme.as_str(), result])
+            .inc();
+    };
+    if creds.bearer.is_none() && creds.api_key.is_none() {
+        let scheme = match methods.first() {
+            Some(AuthMethod::ApiKey) => Scheme::ApiKey,
+            _ => Scheme::Jwt,
+        };
+        count(scheme, "missing");
+        return Err(GateError::MissingCredentials);
+    }
+    let mut principal = None;
+    if let Some(token) = creds.bearer {
+        match gate.verifier.verify(token, now).await {
+            Ok(p) => principal = Some(p),
+            Err(rejection) => {
+                count(Scheme::Jwt, rejection.as_str());
+                return Err(GateError::InvalidToken);
+            }
+        }
+    }
+    if let Some(key) = &creds.api_key {
+        match gate
+            .api_keys
+            .check(key)
+            .filter(|_| !creds.api_key_ambiguous)
+        {
+            Some(p) => {
+                principal.get_or_insert(p);
+            }
+            None => {
+                count(Scheme::ApiKey, Rejection::Invalid.as_str());
+                return Err(GateError::InvalidApiKey);
+            }
+        }
+    }
+    // "ok" is counted once authorization passed too (see `authz`).
+    principal.ok_or(GateError::MissingCredentials)
+}
+
+/// Percent-decodes `%XX` escapes (and `+` as space, as in forms); `None` on a bad escape.
+pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3)?;
+                let hi = (hex[0] as char).to_digit(16)?;
+                let lo = (hex[1] as char).to_digit(16)?;
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Whether a raw `name` of a query pair decodes to `want`.
+fn name_is(raw: &str, want: &str) -> bool {
+    raw == want || percent_decode(raw).is_some_and(|n| n == want.as_bytes())
+}
+
+/// Decoded values of every `name=value` pair of `query` named `name`.
+fn query_values<'a>(query: &'a str, name: &'a str) -> impl Iterator<Item = Vec<u8>> + 'a {
+    query.split('&').filter_map(move |pair| {
+        let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if name_is(n, name) {
+            Some(percent_decode(v).unwrap_or_else(|| v.as_bytes().to_vec()))
+        } else {
+            None
+        }
+    })
+}
+
+/// `query` without its `name=…` pairs (`None` if nothing is left).
+pub fn strip_query_param(query: &str, name: &str) -> Option<String> {
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !name_is(pair.split_once('=').map_or(*pair, |(n, _)| n), name))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    const KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_others_are_ignored() {
+        assert_eq!(bearer(b"Bearer abc.def.ghi"), Some("abc.def.ghi"));
+        assert_eq!(bearer(b"bearer xyz"), Some("xyz"));
+        assert_eq!(bearer(b"Bearer"), Some(""));
+        assert_eq!(bearer(b"Basic Zm9vOmJhcg=="), None);
+    }
+
+    #[test]
+    fn only_the_routes_methods_are_looked_at() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        h.insert(KEY, HeaderValue::from_static("k"));
+        let jwt_only = credentials(&h, None, &[AuthMethod::Jwt], &KEY, None);
+        assert_eq!(jwt_only.bearer, Some("t"));
+        assert!(jwt_only.api_key.is_none());
+        let key_only = credentials(&h, None, &[AuthMethod::ApiKey], &KEY, None);
+        assert!(key_only.bearer.is_none());
+        assert_eq!(key_only.api_key.as_deref(), Some(&b"k"[..]));
+    }
+
+    #[test]
+    fn api_key_in_query_is_decoded_and_duplicates_are_ambiguous() {
+        let h = HeaderMap::new();
+        let c = credentials(
+            &h,
+            Some("a=1&api_key=k%2By"),
+            &[AuthMethod::ApiKey],
+            &KEY,
+            Some("api_key"),
+        );
+        assert_eq!(c.api_key.as_deref(), Some(&b"k+y"[..]));
+        assert!(!c.api_key_ambiguous);
+        let c = credentials(
+            &h,
+            Some("api_key=a&api%5Fkey=b"),
+            &[AuthMethod::ApiKey],
+            &KEY,
+            Some("api_key"),
+        );
+        assert!(c.api_key_ambiguous);
+    }
+
+    #[test]
+    fn api_key_param_is_stripped_in_every_spelling() {
+        assert_eq!(
+            strip_query_param("a=1&api_key=s&b=2", "api_key").as_deref(),
+            Some("a=1&b=2")
+        );
+        assert_eq!(
+            strip_query_param("api%5Fkey=s&b=2", "api_key").as_deref(),
+            Some("b=2")
+        );
+        assert_eq!(strip_query_param("api_key=s", "api_key"), None);
+        assert_eq!(
+            strip_query_param("api_keyx=s", "api_key").as_deref(),
+            Some("api_keyx=s")
+        );
+    }
+}
