@@ -1,1 +1,211 @@
-fn main() {}
+//! Criterion micro-benchmarks of the request hot path: normalize, route
+//! match (10 and 500 routes), JWT verification (HS256, RS256, ES256, EdDSA),
+//! the API-key check and the header rewrite. Compare the numbers of one run
+//! with each other (ratios); absolute times drift on shared machines.
+//!
+//! `cargo bench --bench hot_path`
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use futures_util::FutureExt as _;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+use gatehouse::auth::api_key::ApiKeys;
+use gatehouse::auth::jwt::{OwnKeys, Verifier};
+use gatehouse::config;
+use gatehouse::pipeline::normalize;
+use gatehouse::pipeline::route::RouteTable;
+use gatehouse::upstream::headers::{rewrite_request, Outgoing};
+
+const SECRET: &str = "bench-secret-0123456789abcdef0123456789";
+
+/// A config with `n` routes (a mix of exact, prefix, wildcard and regex).
+fn config_with_routes(dir: &Path, n: usize, jwt: &str) -> config::Config {
+    let mut yaml = format!(
+        "listen: {{https: 127.0.0.1:0}}\ntls: {{cert: c.pem, key: k.pem}}\n\
+         upstreams: {{app: {{url: http://127.0.0.1:9}}}}\nauth:\n  jwt:\n{jwt}\nroutes:\n"
+    );
+    for i in 0..n {
+        let line = match i % 4 {
+            0 => format!("  - {{name: r{i}, path: /svc{i}/items, auth: none}}\n"),
+            1 => format!("  - {{name: r{i}, path: /svc{i}/**, auth: jwt}}\n"),
+            2 => format!("  - {{name: r{i}, path: /svc{i}/*/detail, auth: jwt}}\n"),
+            _ => format!("  - {{name: r{i}, regex: '/re{i}/[0-9]+', auth: jwt}}\n"),
+        };
+        yaml.push_str(&line);
+    }
+    yaml.push_str("  - {name: chat, path: /chat/**, auth: jwt}\n");
+    config::parse(&dir.join("gatehouse.yaml"), &yaml).expect("bench config is valid")
+}
+
+fn hs_jwt() -> String {
+    format!("    secret: {SECRET}\n")
+}
+
+fn token(alg: Algorithm, key: &EncodingKey) -> String {
+    let now = gatehouse::auth::unix_now();
+    let claims = json!({
+        "iss": "gatehouse", "aud": "gatehouse", "sub": "alice", "roles": ["user"],
+        "iat": now, "nbf": now, "exp": now + 900, "jti": "j1", "sid": "s1", "typ": "access"
+    });
+    jsonwebtoken::encode(&Header::new(alg), &claims, key).expect("encode token")
+}
+
+fn normalize_bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("normalize");
+    for (name, target) in [
+        ("plain", "/chat/completions?stream=true"),
+        ("escapes", "//api/v1/%61dmin/caf%c3%a9?q=1"),
+    ] {
+        let uri: http::Uri = target.parse().expect("uri");
+        g.bench_function(name, |b| b.iter(|| normalize::normalize_uri(black_box(&uri))));
+    }
+    let uri: http::Uri = "/chat".parse().expect("uri");
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("api.example.com"));
+    headers.insert("authorization", HeaderValue::from_static("Bearer x.y.z"));
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    let owned = [HeaderName::from_static("x-auth-user"), HeaderName::from_static("x-forwarded-for")];
+    g.bench_function("check_head", |b| {
+        b.iter(|| normalize::check_head(black_box(&uri), black_box(&headers), &owned))
+    });
+    g.finish();
+}
+
+fn route_bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut g = c.benchmark_group("route_match");
+    for n in [10, 500] {
+        let cfg = config_with_routes(dir.path(), n, &hs_jwt());
+        let table = RouteTable::new(cfg.routes.clone(), cfg.default_route.clone());
+        g.bench_function(format!("{n}_routes_last"), |b| {
+            b.iter(|| table.find(&Method::POST, Some("localhost"), black_box("/chat/completions")))
+        });
+        g.bench_function(format!("{n}_routes_miss"), |b| {
+            b.iter(|| table.find(&Method::GET, Some("localhost"), black_box("/nowhere/at/all")))
+        });
+    }
+    g.finish();
+}
+
+fn jwt_bench(c: &mut Criterion) {
+    gatehouse::install_crypto_providers();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut g = c.benchmark_group("jwt_verify");
+    let mut cases: Vec<(&str, String, EncodingKey, Algorithm)> = vec![(
+        "HS256",
+        hs_jwt(),
+        EncodingKey::from_secret(SECRET.as_bytes()),
+        Algorithm::HS256,
+    )];
+    for (name, alg, rc) in [
+        ("RS256", Algorithm::RS256, &rcgen::PKCS_RSA_SHA256),
+        ("ES256", Algorithm::ES256, &rcgen::PKCS_ECDSA_P256_SHA256),
+        ("EdDSA", Algorithm::EdDSA, &rcgen::PKCS_ED25519),
+    ] {
+        let Ok(pair) = rcgen::KeyPair::generate_for(rc) else {
+            eprintln!("skipping {name}: rcgen cannot generate this key type here");
+            continue;
+        };
+        let private = dir.path().join(format!("{name}.key"));
+        let public = dir.path().join(format!("{name}.pub"));
+        std::fs::write(&private, pair.serialize_pem()).expect("write key");
+        std::fs::write(&public, pair.public_key_pem()).expect("write pub");
+        let encoding = match alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(pair.serialize_pem().as_bytes()),
+            Algorithm::ES256 => EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()),
+            _ => EncodingKey::from_ed_pem(pair.serialize_pem().as_bytes()),
+        }
+        .expect("encoding key");
+        let jwt = format!(
+            "    algorithm: {name}\n    private_key: {}\n    public_key: {}\n",
+            private.display(),
+            public.display()
+        );
+        cases.push((name, jwt, encoding, alg));
+    }
+    for (name, jwt, encoding, alg) in cases {
+        let cfg = config_with_routes(dir.path(), 1, &jwt);
+        let own = OwnKeys::load(&cfg.auth.jwt).expect("own keys");
+        let verifier = Verifier::new(&cfg.auth.jwt, &own).expect("verifier");
+        let tok = token(alg, &encoding);
+        let now = gatehouse::auth::unix_now();
+        assert!(verifier.verify(&tok, now).now_or_never().expect("sync").is_ok());
+        g.bench_function(name, |b| {
+            b.iter(|| verifier.verify(black_box(&tok), now).now_or_never())
+        });
+    }
+    g.finish();
+}
+
+fn api_key_bench(c: &mut Criterion) {
+    use sha2::Digest;
+    let keys: Vec<config::ApiKey> = (0..20)
+        .map(|i| config::ApiKey {
+            id: format!("k{i}"),
+            sha256: sha2::Sha256::digest(format!("key-{i}").as_bytes()).into(),
+            roles: vec![],
+        })
+        .collect();
+    let keys = ApiKeys::new(&keys);
+    c.bench_function("api_key_check_20_keys", |b| b.iter(|| keys.check(black_box(b"key-19"))));
+}
+
+fn header_bench(c: &mut Criterion) {
+    let mut base = HeaderMap::new();
+    for (k, v) in [
+        ("host", "api.example.com"),
+        ("user-agent", "bench/1.0"),
+        ("accept", "*/*"),
+        ("authorization", "Bearer x.y.z"),
+        ("content-type", "application/json"),
+        ("content-length", "42"),
+        ("connection", "keep-alive"),
+    ] {
+        base.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+    }
+    let rid_name = HeaderName::from_static("x-request-id");
+    let rid = HeaderValue::from_static("0123456789abcdef0123456789abcdef");
+    let owned = [
+        HeaderName::from_static("x-auth-user"),
+        HeaderName::from_static("x-auth-roles"),
+        HeaderName::from_static("x-auth-method"),
+    ];
+    let remove = [HeaderName::from_static("x-api-key")];
+    let identity = [
+        (owned[0].clone(), HeaderValue::from_static("alice")),
+        (owned[1].clone(), HeaderValue::from_static("user")),
+        (owned[2].clone(), HeaderValue::from_static("jwt")),
+    ];
+    let host = HeaderValue::from_static("api.example.com");
+    c.bench_function("header_rewrite", |b| {
+        b.iter_batched(
+            || base.clone(),
+            |mut h| {
+                rewrite_request(
+                    &mut h,
+                    &Outgoing {
+                        peer_ip: "203.0.113.9".parse().expect("ip"),
+                        from_trusted_proxy: false,
+                        host: Some(&host),
+                        request_id_header: &rid_name,
+                        request_id: &rid,
+                        owned: &owned,
+                        remove: &remove,
+                        identity: &identity,
+                        upgrade: None,
+                    },
+                );
+                h
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, normalize_bench, route_bench, jwt_bench, api_key_bench, header_bench);
+criterion_main!(benches);

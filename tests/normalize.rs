@@ -71,6 +71,7 @@ async fn assert_refused(gate: &Gate, backend: &Backend, raw: &[u8], by: By) {
         "{}: {shown:?} was not refused:\n{answer}",
         backend.name
     );
+    if by == By::Parser { assert_eq!(body_of(&answer), "", "{shown:?}"); }
     if by == By::Gatehouse {
         let body: Value = serde_json::from_str(body_of(&answer)).unwrap_or_else(|e| {
             panic!("{shown:?}: the refusal is not gatehouse's JSON ({e}):\n{answer}")
@@ -274,6 +275,11 @@ async fn duplicate_host_headers_are_refused() {
 
 #[tokio::test]
 async fn content_length_with_transfer_encoding_is_refused() {
+    // RFC 9112 §6.1 lets a server either refuse this or read the body as
+    // chunked and close the connection; SPEC §3.2 chooses refusal. hyper 1.x
+    // takes the second way while parsing the head (it drops Content-Length,
+    // in either order), so `normalize::check_head` never sees both headers:
+    // the refusal has to happen where the head is parsed.
     let (backend, gate) = open_gate().await;
     let body = "5\r\nhello\r\n0\r\n\r\n";
     for headers in [
