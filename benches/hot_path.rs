@@ -62,14 +62,19 @@ fn normalize_bench(c: &mut Criterion) {
         ("escapes", "//api/v1/%61dmin/caf%c3%a9?q=1"),
     ] {
         let uri: http::Uri = target.parse().expect("uri");
-        g.bench_function(name, |b| b.iter(|| normalize::normalize_uri(black_box(&uri))));
+        g.bench_function(name, |b| {
+            b.iter(|| normalize::normalize_uri(black_box(&uri)))
+        });
     }
     let uri: http::Uri = "/chat".parse().expect("uri");
     let mut headers = HeaderMap::new();
     headers.insert("host", HeaderValue::from_static("api.example.com"));
     headers.insert("authorization", HeaderValue::from_static("Bearer x.y.z"));
     headers.insert("content-type", HeaderValue::from_static("application/json"));
-    let owned = [HeaderName::from_static("x-auth-user"), HeaderName::from_static("x-forwarded-for")];
+    let owned = [
+        HeaderName::from_static("x-auth-user"),
+        HeaderName::from_static("x-forwarded-for"),
+    ];
     g.bench_function("check_head", |b| {
         b.iter(|| normalize::check_head(black_box(&uri), black_box(&headers), &owned))
     });
@@ -83,10 +88,22 @@ fn route_bench(c: &mut Criterion) {
         let cfg = config_with_routes(dir.path(), n, &hs_jwt());
         let table = RouteTable::new(cfg.routes.clone(), cfg.default_route.clone());
         g.bench_function(format!("{n}_routes_last"), |b| {
-            b.iter(|| table.find(&Method::POST, Some("localhost"), black_box("/chat/completions")))
+            b.iter(|| {
+                table.find(
+                    &Method::POST,
+                    Some("localhost"),
+                    black_box("/chat/completions"),
+                )
+            })
         });
         g.bench_function(format!("{n}_routes_miss"), |b| {
-            b.iter(|| table.find(&Method::GET, Some("localhost"), black_box("/nowhere/at/all")))
+            b.iter(|| {
+                table.find(
+                    &Method::GET,
+                    Some("localhost"),
+                    black_box("/nowhere/at/all"),
+                )
+            })
         });
     }
     g.finish();
@@ -134,7 +151,11 @@ fn jwt_bench(c: &mut Criterion) {
         let verifier = Verifier::new(&cfg.auth.jwt, &own).expect("verifier");
         let tok = token(alg, &encoding);
         let now = gatehouse::auth::unix_now();
-        assert!(verifier.verify(&tok, now).now_or_never().expect("sync").is_ok());
+        assert!(verifier
+            .verify(&tok, now)
+            .now_or_never()
+            .expect("sync")
+            .is_ok());
         g.bench_function(name, |b| {
             b.iter(|| verifier.verify(black_box(&tok), now).now_or_never())
         });
@@ -152,7 +173,9 @@ fn api_key_bench(c: &mut Criterion) {
         })
         .collect();
     let keys = ApiKeys::new(&keys);
-    c.bench_function("api_key_check_20_keys", |b| b.iter(|| keys.check(black_box(b"key-19"))));
+    c.bench_function("api_key_check_20_keys", |b| {
+        b.iter(|| keys.check(black_box(b"key-19")))
+    });
 }
 
 fn header_bench(c: &mut Criterion) {
@@ -207,5 +230,12 @@ fn header_bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, normalize_bench, route_bench, jwt_bench, api_key_bench, header_bench);
+criterion_group!(
+    benches,
+    normalize_bench,
+    route_bench,
+    jwt_bench,
+    api_key_bench,
+    header_bench
+);
 criterion_main!(benches);

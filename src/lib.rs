@@ -21,6 +21,7 @@ pub mod error;
 pub mod metrics;
 pub mod pipeline;
 pub mod server;
+pub mod store;
 pub mod upstream;
 
 pub use config::Config;

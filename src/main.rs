@@ -113,7 +113,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
         // Everything that can be wrong with the config is found here,
         // before any port is bound.
         let config = config::load(path)?;
-        let gateway = Gateway::new(config, prometheus::Registry::new())?;
+        let gateway = Gateway::new(config, prometheus::Registry::new()).await?;
         let listeners = Listeners::bind(&gateway.config().listen).await?;
         let (https, http, admin) = listeners.local_addrs();
         tracing::info!(

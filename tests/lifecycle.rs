@@ -35,9 +35,17 @@ const OPEN: &str = "default_route:\n  auth: none\n";
 
 // ---------------------------------------------------------------- helpers
 
-/// Writes `yaml` as `gatehouse.yaml` next to the test certificate.
+/// Writes `yaml` as `<temp>/config/gatehouse.yaml`, the repository's layout,
+/// so that the default `../data/` (the embedded store) stays inside this
+/// test's temp folder instead of being shared by every test in `/tmp`.
 fn write_config(certs: &TestCerts, yaml: &str) -> PathBuf {
-    let path = certs.dir.path().join("gatehouse.yaml");
+    write_config_as(certs, "gatehouse.yaml", yaml)
+}
+
+fn write_config_as(certs: &TestCerts, name: &str, yaml: &str) -> PathBuf {
+    let dir = certs.dir.path().join("config");
+    std::fs::create_dir_all(&dir).expect("config dir");
+    let path = dir.join(name);
     std::fs::write(&path, yaml).expect("write config");
     path
 }
@@ -699,12 +707,11 @@ fn check_exits_0_for_a_good_config_and_1_with_the_error_for_a_bad_one() {
     );
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
 
-    let bad = certs.dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        static_config(&certs, "server:\n  idle_timeout: soon\n"),
-    )
-    .expect("write bad config");
+    let bad = write_config_as(
+        &certs,
+        "bad.yaml",
+        &static_config(&certs, "server:\n  idle_timeout: soon\n"),
+    );
     let out = run_cli(
         &[OsStr::new("check"), OsStr::new("--config"), bad.as_os_str()],
         &[],

@@ -127,7 +127,7 @@ async fn slowloris_request_head_is_cut_off_after_header_read_timeout() {
         took >= Duration::from_millis(900),
         "cut too early: {took:?}"
     );
-    assert!(took < Duration::from_millis(2200), "cut too late: {took:?}");
+    assert!(took < Duration::from_millis(2500), "cut too late: {took:?}");
     assert_eq!(backend_saw(&backend).await, 0);
 }
 
@@ -335,6 +335,25 @@ fn proc_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
+/// CPU seconds (user + system) the process `pid` has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+    let per_second = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    ticks / per_second
+}
+
 const GIB: u64 = 1 << 30;
 const CHUNK: usize = 64 * 1024;
 
@@ -356,6 +375,7 @@ async fn one_gib_upload_streams_through_the_real_binary_in_bounded_memory() {
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(certs.pem.as_bytes()).unwrap())
         .resolve("localhost", https)
+        .http1_only()
         .timeout(Duration::from_secs(600))
         .build()
         .unwrap();
@@ -363,6 +383,7 @@ async fn one_gib_upload_streams_through_the_real_binary_in_bounded_memory() {
     let warm = client.get(format!("https://localhost:{}/health", https.port()));
     assert_eq!(warm.send().await.unwrap().status(), 200);
     let before_kib = proc_kib(pid, "VmHWM");
+    let cpu_before = cpu_seconds(pid);
 
     let chunk = Bytes::from(vec![b'g'; CHUNK]);
     let chunks = (GIB / CHUNK as u64) as usize;
@@ -385,10 +406,12 @@ async fn one_gib_upload_streams_through_the_real_binary_in_bounded_memory() {
     let peak_mib = peak_kib as f64 / 1024.0;
     println!(
         "1 GiB upload through gatehouse (HTTP/1.1, {CHUNK} B chunks): {:.1} s, {:.0} MiB/s; \
-         gatehouse peak RSS {peak_mib:.1} MiB (before the upload {:.1} MiB)",
+         gatehouse peak RSS {peak_mib:.1} MiB (before the upload {:.1} MiB), \
+         gatehouse CPU {:.1} s",
         took.as_secs_f64(),
         1024.0 / took.as_secs_f64(),
         before_kib as f64 / 1024.0,
+        cpu_seconds(pid) - cpu_before,
     );
     assert!(
         peak_kib < 100 * 1024,

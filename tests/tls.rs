@@ -83,7 +83,7 @@ impl TlsGate {
         let config = gatehouse::config::load(&path).expect("test config is valid");
         let listeners = Listeners::bind(&config.listen).await.expect("bind");
         let (https, _, admin) = listeners.local_addrs();
-        let gateway = Gateway::new(config, prometheus::Registry::new()).expect("gateway");
+        let gateway = Gateway::new(config, prometheus::Registry::new()).await.expect("gateway");
         let task = tokio::spawn(gateway.clone().run(listeners));
         TlsGate {
             https,

@@ -11,6 +11,9 @@
 pub mod api_key;
 pub mod jwks;
 pub mod jwt;
+pub mod password;
+pub mod tokens;
+pub mod users;
 
 use std::fmt;
 

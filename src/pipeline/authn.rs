@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use http::header::{self, HeaderMap, HeaderName};
 
 use crate::auth::{Principal, Rejection, Scheme};
+use crate::store::{Revocation, Revoked};
 use crate::config::AuthMethod;
 use crate::error::GateError;
 use crate::metrics::Metrics;
@@ -67,6 +68,7 @@ fn bearer(value: &[u8]) -> Option<&str> {
 /// Authenticates with the credentials found, as the module doc says.
 pub async fn authenticate(
     gate: &Gate,
+    revoked: &Revoked,
     route: &str,
     methods: &[AuthMethod],
     creds: &Credentials<'_>,
@@ -90,7 +92,15 @@ pub async fn authenticate(
     let mut principal = None;
     if let Some(token) = creds.bearer {
         match gate.verifier.verify(token, now).await {
-            Ok(p) => principal = Some(p),
+            Ok(p) => match revoked.check(p.jti.as_deref(), p.sid.as_deref(), now) {
+                Revocation::Valid => principal = Some(p),
+                Revocation::Revoked => {
+                    count(Scheme::Jwt, Rejection::Revoked.as_str());
+                    return Err(GateError::InvalidToken);
+                }
+                // The revocation set is too old to trust: fail closed.
+                Revocation::Unknown => return Err(GateError::StoreUnavailable),
+            },
             Err(rejection) => {
                 count(Scheme::Jwt, rejection.as_str());
                 return Err(GateError::InvalidToken);

@@ -34,6 +34,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::api_key::ApiKeys;
 use crate::auth::jwt::{KeyError, OwnKeys, Verifier};
+use crate::auth::password::Hasher;
+use crate::auth::tokens::{self, Issuer, TokenCx};
+use crate::auth::users::UsersFile;
 use crate::auth::{unix_now, Principal};
 use crate::body::{Body, Limited};
 use crate::config::{AuthMethod, Config, RouteAuth};
@@ -52,8 +55,9 @@ pub struct Gate {
     /// Same order as `config.upstreams`.
     pub upstreams: Vec<Upstream>,
     pub verifier: Verifier,
-    pub own_keys: OwnKeys,
+    pub issuer: Issuer,
     pub api_keys: ApiKeys,
+    pub users: Arc<UsersFile>,
     /// Headers only gatehouse sets; an `_` spelling of one is refused (SPEC §3.2).
     proxy_owned: Vec<HeaderName>,
     /// Identity headers: client copies are removed from every request.
@@ -72,6 +76,20 @@ impl Gate {
         for remote in verifier.remotes() {
             remote.keep_fresh();
         }
+        let users = UsersFile::load(&config.auth.users_file).map_err(|reason| KeyError {
+            key: "auth.users_file".into(),
+            reason,
+        })?;
+        users.watch();
+        let jwt = &config.auth.jwt;
+        let issuer = Issuer {
+            algorithm: own_keys.algorithm,
+            key: own_keys.encoding.clone(),
+            issuer: jwt.issuer.clone(),
+            audience: jwt.audience.clone(),
+            access_ttl: jwt.access_ttl,
+            refresh_ttl: jwt.refresh_ttl,
+        };
         let id = &config.identity;
         let identity_owned = vec![id.user.clone(), id.roles.clone(), id.method.clone()];
         let mut proxy_owned = identity_owned.clone();
@@ -92,7 +110,8 @@ impl Gate {
             upstreams: config.upstreams.iter().map(Upstream::new).collect(),
             api_keys: ApiKeys::new(&config.auth.api_keys.keys),
             verifier,
-            own_keys,
+            issuer,
+            users,
             proxy_owned,
             identity_owned,
             strip,
@@ -109,6 +128,8 @@ impl Gate {
 /// Process-wide parts that outlive a config generation.
 pub struct Shared {
     pub metrics: Metrics,
+    pub store: crate::store::Store,
+    pub hasher: Hasher,
     /// Upgraded (WebSocket) tunnels, so shutdown can wait for them.
     pub tunnels: TaskTracker,
 }
@@ -180,11 +201,23 @@ async fn proxy(
     let api_key_param = config.auth.api_keys.query_param.as_deref();
 
     // 3. gatehouse's own endpoints come before the routes.
-    if target.path == config.auth.endpoints.me {
-        record.route = ME_ROUTE.clone();
-        let res = me(gate, shared, &req, target.query.as_deref(), now).await;
+    let endpoints = &config.auth.endpoints;
+    let endpoint = [
+        (&endpoints.login, Endpoint::Login),
+        (&endpoints.refresh, Endpoint::Refresh),
+        (&endpoints.logout, Endpoint::Logout),
+        (&endpoints.me, Endpoint::Me),
+    ]
+    .into_iter()
+    .find_map(|(path, e)| (target.path == *path).then_some(e));
+    if let Some(endpoint) = endpoint {
+        record.route = endpoint.route_name();
         record.path = target.path;
-        return res;
+        let query = target.query.as_deref();
+        return match endpoint {
+            Endpoint::Me => me(gate, shared, &req, query, now).await,
+            _ => token_endpoint(gate, shared, endpoint, req, now).await,
+        };
     }
 
     // 3. Route.
@@ -208,7 +241,7 @@ async fn proxy(
                 api_key_param,
             );
             let checked =
-                authn::authenticate(gate, &route.name, methods, &creds, now, &shared.metrics)
+                authn::authenticate(gate, shared.store.revoked(), &route.name, methods, &creds, now, &shared.metrics)
                     .await
                     .and_then(|p| {
                         authz::authorize(&p, &route.roles, &route.name, &shared.metrics).map(|()| p)
@@ -279,8 +312,110 @@ async fn proxy(
     Ok(forwarded.response)
 }
 
-/// Route name of the `/auth/me` endpoint in logs and metrics.
-static ME_ROUTE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("auth_me"));
+/// gatehouse's own endpoints (SPEC §4), matched before the routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Login,
+    Refresh,
+    Logout,
+    Me,
+}
+
+static ENDPOINT_NAMES: std::sync::LazyLock<[Arc<str>; 4]> = std::sync::LazyLock::new(|| {
+    ["login", "auth_refresh", "auth_logout", "auth_me"].map(Arc::from)
+});
+
+impl Endpoint {
+    /// The route name in logs and metrics.
+    fn route_name(self) -> Arc<str> {
+        ENDPOINT_NAMES[self as usize].clone()
+    }
+}
+
+/// `POST /login`, `/auth/refresh`, `/auth/logout`.
+async fn token_endpoint(
+    gate: &Gate,
+    shared: &Shared,
+    endpoint: Endpoint,
+    req: Request<Incoming>,
+    now: u64,
+) -> Result<Response<Body>, GateError> {
+    use http_body_util::BodyExt as _;
+    let count_login = |result: &str| {
+        if endpoint == Endpoint::Login {
+            shared.metrics.logins.with_label_values(&[result]).inc();
+        }
+    };
+    if req.method() != http::Method::POST {
+        return Err(GateError::MethodNotAllowed);
+    }
+    let config = &gate.config;
+    // Logout needs the access token it ends.
+    let principal = if endpoint == Endpoint::Logout {
+        let methods = [AuthMethod::Jwt];
+        let creds = authn::credentials(req.headers(), None, &methods, &config.auth.api_keys.header, None);
+        let route = endpoint.route_name();
+        Some(authn::authenticate(gate, shared.store.revoked(), &route, &methods, &creds, now, &shared.metrics).await?)
+    } else {
+        None
+    };
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let kind = match (endpoint, tokens::body_kind(content_type.as_deref())) {
+        (Endpoint::Logout, Err(_)) if content_type.is_none() => None,
+        (_, Ok(kind)) => Some(kind),
+        (_, Err(e)) => {
+            count_login("bad_request");
+            return Err(e);
+        }
+    };
+    if content_length(req.headers()).is_some_and(|len| len > tokens::MAX_BODY as u64) {
+        count_login("bad_request");
+        return Err(GateError::PayloadTooLarge);
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), tokens::MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            count_login("bad_request");
+            return Err(if e.is::<http_body_util::LengthLimitError>() {
+                GateError::PayloadTooLarge
+            } else {
+                GateError::BadRequest("unreadable request body".into())
+            });
+        }
+    };
+    let cx = TokenCx {
+        issuer: &gate.issuer,
+        users: &gate.users,
+        hasher: &shared.hasher,
+        store: &shared.store,
+        login_policy: &config.auth.login,
+        metrics: &shared.metrics,
+    };
+    let answer = match endpoint {
+        Endpoint::Login => {
+            let login = tokens::parse_login(kind.unwrap_or(tokens::BodyKind::Json), &body).inspect_err(|_| count_login("bad_request"))?;
+            tokens::login(&cx, login, now).await?
+        }
+        Endpoint::Refresh => {
+            let token = tokens::parse_refresh(kind.unwrap_or(tokens::BodyKind::Json), &body)?;
+            tokens::refresh(&cx, &token, now).await?
+        }
+        Endpoint::Logout | Endpoint::Me => {
+            let refresh = tokens::parse_logout(kind, &body)?;
+            if let Some(p) = &principal {
+                tokens::logout(&cx, p, refresh.as_deref(), now).await?;
+            }
+            let mut res = Response::new(Body::empty());
+            *res.status_mut() = http::StatusCode::NO_CONTENT;
+            return Ok(res);
+        }
+    };
+    let mut res = crate::error::json_response(http::StatusCode::OK, &answer);
+    // RFC 6749 §5.1: token responses are never cached.
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(res)
+}
 
 /// `GET /auth/me` (SPEC §4): who the bearer token or API key belongs to.
 async fn me(
@@ -302,8 +437,9 @@ async fn me(
         &config.auth.api_keys.header,
         config.auth.api_keys.query_param.as_deref(),
     );
-    let p = authn::authenticate(gate, &ME_ROUTE, &methods, &creds, now, &shared.metrics).await?;
-    authz::authorize(&p, &[], &ME_ROUTE, &shared.metrics)?;
+    let route = Endpoint::Me.route_name();
+    let p = authn::authenticate(gate, shared.store.revoked(), &route, &methods, &creds, now, &shared.metrics).await?;
+    authz::authorize(&p, &[], &route, &shared.metrics)?;
     let mut body =
         serde_json::json!({ "sub": p.user, "roles": p.roles, "method": p.scheme.as_str() });
     if let Some(exp) = p.exp {

@@ -44,6 +44,8 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("{file}: store: {reason}")]
+    Store { file: PathBuf, reason: String },
     #[error("{file}: {source}")]
     Keys {
         file: PathBuf,
@@ -132,16 +134,26 @@ struct Inner {
 }
 
 impl Gateway {
-    /// Prepares gatehouse from a loaded config. Binds nothing.
-    pub fn new(config: Config, registry: prometheus::Registry) -> Result<Self, StartError> {
+    /// Prepares gatehouse from a loaded config: certificates, keys, users,
+    /// the store. Binds nothing.
+    pub async fn new(config: Config, registry: prometheus::Registry) -> Result<Self, StartError> {
         let metrics = Metrics::new(registry)?;
         let config_path = config.path.clone();
+        let store = crate::store::Store::open(&config.store, config.auth.jwt.access_ttl)
+            .await
+            .map_err(|e| StartError::Store {
+                file: config_path.clone(),
+                reason: e.to_string(),
+            })?;
+        store.spawn_upkeep();
         let generation = Generation::build(config, &metrics)?;
         Ok(Gateway {
             inner: Arc::new(Inner {
                 generation: ArcSwap::from_pointee(generation),
                 shared: Arc::new(Shared {
                     metrics,
+                    store,
+                    hasher: crate::auth::password::Hasher::new(),
                     tunnels: TaskTracker::new(),
                 }),
                 config_path,
@@ -181,6 +193,12 @@ impl Gateway {
                         "listen addresses changed: they take effect at the next restart"
                     );
                 }
+                if format!("{:?}", old.gate.config.store) != format!("{:?}", generation.gate.config.store) {
+                    tracing::warn!(
+                        file = %path.display(),
+                        "store settings changed: they take effect at the next restart"
+                    );
+                }
                 self.inner.generation.store(Arc::new(generation));
                 metrics.config_reloads.with_label_values(&["success"]).inc();
                 tracing::info!(file = %path.display(), "config reloaded");
@@ -217,7 +235,7 @@ impl Gateway {
                 READY_WITHIN.as_secs()
             ));
         }
-        Ok(())
+        self.inner.shared.store.readiness(crate::auth::unix_now())
     }
 
     /// Serves on `listeners` until [`Gateway::shutdown`], then drains.

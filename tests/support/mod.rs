@@ -65,12 +65,19 @@ pub fn upstream(url: &str) -> String {
 /// A whole config: listeners on port 0, the test certificate, `upstreams`
 /// (YAML), a JWT secret, and `extra` top-level YAML (routes, server, …).
 pub fn config_yaml(certs: &TestCerts, upstreams: &str, extra: &str) -> String {
+    // Each test gets its own embedded store next to its config, unless it
+    // configures a store itself.
+    let store = if extra.contains("store:") {
+        String::new()
+    } else {
+        "store:\n  path: data/gatehouse.db\n".to_owned()
+    };
     format!(
         "listen:\n  https: 127.0.0.1:0\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\n\
          tls:\n  cert: {cert}\n  key: {key}\n\
          {upstreams}\
          auth:\n  jwt:\n    secret: {JWT_SECRET}\n\
-         {extra}\n",
+         {store}{extra}\n",
         cert = certs.cert.display(),
         key = certs.key.display(),
     )
@@ -104,7 +111,9 @@ impl Gate {
             .await
             .expect("bind test listeners");
         let (https, http, admin) = listeners.local_addrs();
-        let gateway = Gateway::new(config, prometheus::Registry::new()).expect("gateway starts");
+        let gateway = Gateway::new(config, prometheus::Registry::new())
+            .await
+            .expect("gateway starts");
         let task = tokio::spawn(gateway.clone().run(listeners));
         Gate {
             https,

@@ -1,0 +1,386 @@
+//! Login, refresh and logout (SPEC §4): gatehouse's own token endpoints.
+//!
+//! - Access tokens are JWTs with `iss aud sub roles iat nbf exp jti sid` and
+//!   `typ: "access"`; `sid` names the refresh family.
+//! - Refresh tokens are 256 random bits, base64url; only their SHA-256 is
+//!   stored. Each use spends one and returns a new one; presenting a spent
+//!   one revokes the whole family (RFC 9700 §4.14.2, refresh token reuse).
+//! - Every login failure — unknown user, wrong password, disabled, locked —
+//!   gets the same answer and takes the same time (a password is always
+//!   checked, against a dummy hash when the user is unknown).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::password::Hasher;
+use super::users::UsersFile;
+use super::Principal;
+use crate::config;
+use crate::error::GateError;
+use crate::metrics::Metrics;
+use crate::store::{Family, Rotation, Store, StoreError};
+
+/// Largest body the token endpoints read.
+pub const MAX_BODY: usize = 16 * 1024;
+const MAX_USERNAME: usize = 256;
+const MAX_PASSWORD: usize = 1024;
+
+/// Signs gatehouse's access tokens.
+pub struct Issuer {
+    pub algorithm: jsonwebtoken::Algorithm,
+    pub key: EncodingKey,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+/// What the token endpoints need.
+pub struct TokenCx<'a> {
+    pub issuer: &'a Issuer,
+    pub users: &'a UsersFile,
+    pub hasher: &'a Hasher,
+    pub store: &'a Store,
+    pub login_policy: &'a config::Login,
+    pub metrics: &'a Metrics,
+}
+
+/// A request body's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Json,
+    Form,
+}
+
+/// The kind of body a `Content-Type` announces; anything else is 415.
+pub fn body_kind(content_type: Option<&str>) -> Result<BodyKind, GateError> {
+    let mime = content_type
+        .and_then(|c| c.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase());
+    match mime.as_deref() {
+        Some("application/json") => Ok(BodyKind::Json),
+        Some("application/x-www-form-urlencoded") => Ok(BodyKind::Form),
+        _ => Err(GateError::UnsupportedMediaType),
+    }
+}
+
+fn bad(detail: &'static str) -> GateError {
+    GateError::BadRequest(detail.into())
+}
+
+/// A body's fields as strings: a JSON object or a form.
+fn fields(
+    kind: BodyKind,
+    body: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, GateError> {
+    match kind {
+        BodyKind::Json => {
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Ok(serde_json::Map::new());
+            }
+            match serde_json::from_slice(body) {
+                Ok(serde_json::Value::Object(map)) => Ok(map),
+                _ => Err(bad("The body must be a JSON object")),
+            }
+        }
+        BodyKind::Form => Ok(form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+            .collect()),
+    }
+}
+
+fn string_field(map: &serde_json::Map<String, serde_json::Value>, name: &str) -> Option<String> {
+    map.get(name).and_then(|v| v.as_str()).map(str::to_owned)
+}
+
+/// `{"username","password"}` or the OAuth2 password form (`grant_type=password` optional).
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+pub fn parse_login(kind: BodyKind, body: &[u8]) -> Result<LoginRequest, GateError> {
+    let map = fields(kind, body)?;
+    if let Some(grant) = string_field(&map, "grant_type") {
+        if grant != "password" {
+            return Err(bad("grant_type must be password"));
+        }
+    }
+    let (Some(username), Some(password)) = (
+        string_field(&map, "username"),
+        string_field(&map, "password"),
+    ) else {
+        return Err(bad("username and password are required"));
+    };
+    if username.is_empty() || username.len() > MAX_USERNAME || password.len() > MAX_PASSWORD {
+        return Err(bad("username or password has an invalid length"));
+    }
+    Ok(LoginRequest { username, password })
+}
+
+/// The refresh token of `{"refresh_token"}` or `grant_type=refresh_token&refresh_token=`.
+pub fn parse_refresh(kind: BodyKind, body: &[u8]) -> Result<String, GateError> {
+    let map = fields(kind, body)?;
+    if let Some(grant) = string_field(&map, "grant_type") {
+        if grant != "refresh_token" {
+            return Err(bad("grant_type must be refresh_token"));
+        }
+    }
+    string_field(&map, "refresh_token")
+        .filter(|t| !t.is_empty() && t.len() <= 512)
+        .ok_or_else(|| bad("refresh_token is required"))
+}
+
+/// The optional refresh token of a logout body.
+pub fn parse_logout(kind: Option<BodyKind>, body: &[u8]) -> Result<Option<String>, GateError> {
+    match kind {
+        None if body.is_empty() => Ok(None),
+        None => Err(GateError::UnsupportedMediaType),
+        Some(kind) => Ok(string_field(&fields(kind, body)?, "refresh_token")),
+    }
+}
+
+fn random_token(bytes: usize) -> String {
+    let buf: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+fn random_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Hex SHA-256 of a refresh token: the only form in which it is stored.
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn store_err(e: StoreError) -> GateError {
+    tracing::warn!(error = %e, "token endpoint: store failed");
+    GateError::StoreUnavailable
+}
+
+impl Issuer {
+    /// A signed access token for `user`: (token, exp).
+    pub fn access_token(
+        &self,
+        user: &str,
+        roles: &[String],
+        sid: &str,
+        now: u64,
+    ) -> Result<(String, u64), GateError> {
+        let exp = now + self.access_ttl.as_secs();
+        let claims = json!({
+            "iss": self.issuer, "aud": self.audience, "sub": user, "roles": roles,
+            "iat": now, "nbf": now, "exp": exp, "jti": random_id(), "sid": sid, "typ": "access",
+        });
+        let token = jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.key)
+            .map_err(|e| {
+                tracing::error!(error = %e, "signing an access token failed");
+                GateError::BadGateway
+            })?;
+        Ok((token, exp))
+    }
+
+    fn response(&self, access: String, refresh: String) -> serde_json::Value {
+        json!({
+            "access_token": access,
+            "token_type": "bearer",
+            "expires_in": self.access_ttl.as_secs(),
+            "refresh_token": refresh,
+            "refresh_expires_in": self.refresh_ttl.as_secs(),
+        })
+    }
+
+    /// Starts a new refresh family for `user` and returns the token response.
+    async fn new_session(
+        &self,
+        store: &Store,
+        user: &str,
+        roles: &[String],
+        now: u64,
+    ) -> Result<serde_json::Value, GateError> {
+        let sid = random_id();
+        let refresh = random_token(32);
+        let family = Family {
+            user: user.to_owned(),
+            current: token_hash(&refresh),
+            expires: now + self.refresh_ttl.as_secs(),
+            revoked: false,
+        };
+        store.new_family(&sid, family).await.map_err(store_err)?;
+        let (access, _) = self.access_token(user, roles, &sid, now)?;
+        Ok(self.response(access, refresh))
+    }
+}
+
+/// `POST /login`.
+pub async fn login(
+    cx: &TokenCx<'_>,
+    req: LoginRequest,
+    now: u64,
+) -> Result<serde_json::Value, GateError> {
+    let count = |result: &str| cx.metrics.logins.with_label_values(&[result]).inc();
+    let locked = cx
+        .store
+        .is_locked(&req.username, now)
+        .await
+        .map_err(store_err)?;
+    let user = cx.users.get(&req.username);
+    // Always check a password, so every failure takes as long as any other.
+    let matches = cx
+        .hasher
+        .verify(user.as_ref().map(|u| &u.hash), req.password)
+        .await;
+    if locked {
+        count("locked");
+        return Err(GateError::InvalidCredentials);
+    }
+    let user = match user {
+        Some(u) if matches && !u.disabled => u,
+        _ => {
+            cx.store
+                .login_failed(&req.username, now, cx.login_policy)
+                .await
+                .map_err(store_err)?;
+            count("invalid_credentials");
+            return Err(GateError::InvalidCredentials);
+        }
+    };
+    cx.store
+        .login_succeeded(&req.username)
+        .await
+        .map_err(store_err)?;
+    let body = cx
+        .issuer
+        .new_session(cx.store, &req.username, &user.roles, now)
+        .await?;
+    count("success");
+    Ok(body)
+}
+
+/// `POST /auth/refresh`.
+pub async fn refresh(
+    cx: &TokenCx<'_>,
+    presented: &str,
+    now: u64,
+) -> Result<serde_json::Value, GateError> {
+    let new = random_token(32);
+    let expires = now + cx.issuer.refresh_ttl.as_secs();
+    let rotation = cx
+        .store
+        .rotate(&token_hash(presented), &token_hash(&new), expires, now)
+        .await
+        .map_err(store_err)?;
+    match rotation {
+        Rotation::Rotated { sid, user } => match cx.users.get(&user) {
+            Some(u) if !u.disabled => {
+                let (access, _) = cx.issuer.access_token(&user, &u.roles, &sid, now)?;
+                Ok(cx.issuer.response(access, new))
+            }
+            _ => {
+                // The user is gone or disabled: end the session.
+                cx.store
+                    .revoke(None, Some(&sid), now)
+                    .await
+                    .map_err(store_err)?;
+                Err(GateError::InvalidToken)
+            }
+        },
+        Rotation::Reused { sid } => {
+            tracing::warn!(sid = %sid, "a spent refresh token was presented: its family is revoked");
+            Err(GateError::InvalidToken)
+        }
+        Rotation::Unknown => Err(GateError::InvalidToken),
+    }
+}
+
+/// `POST /auth/logout`: the access token's `jti` and its family, and the
+/// family of `refresh` if given, stop working.
+pub async fn logout(
+    cx: &TokenCx<'_>,
+    principal: &Principal,
+    refresh: Option<&str>,
+    now: u64,
+) -> Result<(), GateError> {
+    let jti = principal.jti.as_deref().zip(principal.exp);
+    cx.store
+        .revoke(jti, principal.sid.as_deref(), now)
+        .await
+        .map_err(store_err)?;
+    if let Some(token) = refresh {
+        if let Some(sid) = cx
+            .store
+            .family_of(&token_hash(token))
+            .await
+            .map_err(store_err)?
+        {
+            if principal.sid.as_deref() != Some(sid.as_str()) {
+                cx.store
+                    .revoke(None, Some(&sid), now)
+                    .await
+                    .map_err(store_err)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_accepts_json_and_the_oauth2_password_form() {
+        let j = parse_login(BodyKind::Json, br#"{"username":"demo","password":"pw"}"#).unwrap();
+        assert_eq!((j.username.as_str(), j.password.as_str()), ("demo", "pw"));
+        let f = parse_login(
+            BodyKind::Form,
+            b"grant_type=password&username=demo&password=p%26w",
+        )
+        .unwrap();
+        assert_eq!(f.password, "p&w");
+        assert!(parse_login(
+            BodyKind::Form,
+            b"grant_type=client_credentials&username=a&password=b"
+        )
+        .is_err());
+        assert!(parse_login(BodyKind::Json, b"[1,2]").is_err());
+        assert!(parse_login(BodyKind::Json, br#"{"username":"demo"}"#).is_err());
+    }
+
+    #[test]
+    fn content_types_other_than_json_or_form_are_415() {
+        assert_eq!(
+            body_kind(Some("application/json; charset=utf-8")).unwrap(),
+            BodyKind::Json
+        );
+        assert_eq!(
+            body_kind(Some("application/x-www-form-urlencoded")).unwrap(),
+            BodyKind::Form
+        );
+        assert_eq!(
+            body_kind(Some("text/plain")).unwrap_err(),
+            GateError::UnsupportedMediaType
+        );
+        assert_eq!(
+            body_kind(None).unwrap_err(),
+            GateError::UnsupportedMediaType
+        );
+    }
+
+    #[test]
+    fn refresh_tokens_are_stored_only_as_their_hash() {
+        let t = random_token(32);
+        assert_eq!(t.len(), 43);
+        let h = token_hash(&t);
+        assert_eq!(h.len(), 64);
+        assert!(!h.contains(&t));
+    }
+}

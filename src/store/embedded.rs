@@ -1,0 +1,305 @@
+//! The embedded store: one crash-safe redb file (created with its folder if
+//! missing). redb calls block, so each runs on the blocking pool.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{Failures, Family, Revoked, Rotation, StoreError};
+use crate::config;
+
+/// sid → JSON [`Family`].
+const FAMILIES: TableDefinition<&str, &[u8]> = TableDefinition::new("families");
+/// hex SHA-256 of every refresh token issued → `sid` (spent ones included, to detect reuse).
+const REFRESH: TableDefinition<&str, &str> = TableDefinition::new("refresh_tokens");
+/// Refresh-token expiry by hash, for purging.
+const REFRESH_EXPIRES: TableDefinition<&str, u64> = TableDefinition::new("refresh_expires");
+/// `jti:<id>` / `sid:<id>` → Unix seconds until which it is revoked.
+const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked");
+/// username → JSON [`Failures`].
+const FAILURES: TableDefinition<&str, &[u8]> = TableDefinition::new("login_failures");
+
+pub struct Embedded {
+    db: Arc<Database>,
+}
+
+fn broken(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Broken(e.to_string())
+}
+
+impl Embedded {
+    /// Opens (or creates) the file at `path`, and loads its revocations into `revoked`.
+    pub async fn open(path: PathBuf, revoked: Arc<Revoked>) -> Result<Self, StoreError> {
+        let db = tokio::task::spawn_blocking(move || -> Result<Database, StoreError> {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| broken(format!("{}: {e}", dir.display())))?;
+            }
+            let db =
+                Database::create(&path).map_err(|e| broken(format!("{}: {e}", path.display())))?;
+            let txn = db.begin_write().map_err(broken)?;
+            {
+                // Create every table so reads never meet a missing one.
+                txn.open_table(FAMILIES).map_err(broken)?;
+                txn.open_table(REFRESH).map_err(broken)?;
+                txn.open_table(REFRESH_EXPIRES).map_err(broken)?;
+                let table = txn.open_table(REVOKED).map_err(broken)?;
+                let now = crate::auth::unix_now();
+                for entry in table.iter().map_err(broken)? {
+                    let (key, until) = entry.map_err(broken)?;
+                    let (key, until) = (key.value(), until.value());
+                    if until < now {
+                        continue;
+                    }
+                    if let Some(jti) = key.strip_prefix("jti:") {
+                        revoked.insert_jti(jti, until);
+                    } else if let Some(sid) = key.strip_prefix("sid:") {
+                        revoked.insert_sid(sid, until);
+                    }
+                }
+                txn.open_table(FAILURES).map_err(broken)?;
+            }
+            txn.commit().map_err(broken)?;
+            Ok(db)
+        })
+        .await
+        .map_err(broken)??;
+        Ok(Embedded { db: Arc::new(db) })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(broken)?
+    }
+
+    pub async fn new_family(&self, sid: &str, family: Family) -> Result<(), StoreError> {
+        let sid = sid.to_owned();
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(broken)?;
+            {
+                let json = serde_json::to_vec(&family).map_err(broken)?;
+                txn.open_table(FAMILIES)
+                    .map_err(broken)?
+                    .insert(sid.as_str(), json.as_slice())
+                    .map_err(broken)?;
+                txn.open_table(REFRESH)
+                    .map_err(broken)?
+                    .insert(family.current.as_str(), sid.as_str())
+                    .map_err(broken)?;
+                txn.open_table(REFRESH_EXPIRES)
+                    .map_err(broken)?
+                    .insert(family.current.as_str(), family.expires)
+                    .map_err(broken)?;
+            }
+            txn.commit().map_err(broken)
+        })
+        .await
+    }
+
+    pub async fn rotate(
+        &self,
+        presented: &str,
+        new: &str,
+        expires: u64,
+        now: u64,
+    ) -> Result<Rotation, StoreError> {
+        let (presented, new) = (presented.to_owned(), new.to_owned());
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(broken)?;
+            let outcome = {
+                let mut refresh = txn.open_table(REFRESH).map_err(broken)?;
+                let sid = match refresh.get(presented.as_str()).map_err(broken)? {
+                    Some(sid) => sid.value().to_owned(),
+                    None => return Ok(Rotation::Unknown),
+                };
+                let mut families = txn.open_table(FAMILIES).map_err(broken)?;
+                let mut family: Family = match families.get(sid.as_str()).map_err(broken)? {
+                    Some(json) => serde_json::from_slice(json.value()).map_err(broken)?,
+                    None => return Ok(Rotation::Unknown),
+                };
+                if family.revoked || family.expires < now {
+                    return Ok(Rotation::Unknown);
+                }
+                if family.current != presented {
+                    family.revoked = true;
+                    let json = serde_json::to_vec(&family).map_err(broken)?;
+                    families
+                        .insert(sid.as_str(), json.as_slice())
+                        .map_err(broken)?;
+                    Rotation::Reused { sid }
+                } else {
+                    family.current = new.clone();
+                    family.expires = expires;
+                    let json = serde_json::to_vec(&family).map_err(broken)?;
+                    families
+                        .insert(sid.as_str(), json.as_slice())
+                        .map_err(broken)?;
+                    refresh.insert(new.as_str(), sid.as_str()).map_err(broken)?;
+                    txn.open_table(REFRESH_EXPIRES)
+                        .map_err(broken)?
+                        .insert(new.as_str(), expires)
+                        .map_err(broken)?;
+                    Rotation::Rotated {
+                        sid,
+                        user: family.user,
+                    }
+                }
+            };
+            txn.commit().map_err(broken)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    pub async fn family_of(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        let hash = hash.to_owned();
+        self.run(move |db| {
+            let txn = db.begin_read().map_err(broken)?;
+            let table = txn.open_table(REFRESH).map_err(broken)?;
+            Ok(table
+                .get(hash.as_str())
+                .map_err(broken)?
+                .map(|v| v.value().to_owned()))
+        })
+        .await
+    }
+
+    pub async fn revoke(
+        &self,
+        jti: Option<(&str, u64)>,
+        sid: Option<(&str, u64)>,
+    ) -> Result<(), StoreError> {
+        let jti = jti.map(|(j, u)| (format!("jti:{j}"), u));
+        let sid = sid.map(|(s, u)| (s.to_owned(), u));
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(broken)?;
+            {
+                let mut revoked = txn.open_table(REVOKED).map_err(broken)?;
+                if let Some((key, until)) = &jti {
+                    revoked.insert(key.as_str(), until).map_err(broken)?;
+                }
+                if let Some((sid, until)) = &sid {
+                    revoked
+                        .insert(format!("sid:{sid}").as_str(), until)
+                        .map_err(broken)?;
+                    let mut families = txn.open_table(FAMILIES).map_err(broken)?;
+                    let family: Option<Family> = match families.get(sid.as_str()).map_err(broken)? {
+                        Some(json) => Some(serde_json::from_slice(json.value()).map_err(broken)?),
+                        None => None,
+                    };
+                    if let Some(mut family) = family {
+                        family.revoked = true;
+                        let json = serde_json::to_vec(&family).map_err(broken)?;
+                        families
+                            .insert(sid.as_str(), json.as_slice())
+                            .map_err(broken)?;
+                    }
+                }
+            }
+            txn.commit().map_err(broken)
+        })
+        .await
+    }
+
+    pub async fn failures(&self, user: &str) -> Result<Option<Failures>, StoreError> {
+        let user = user.to_owned();
+        self.run(move |db| {
+            let txn = db.begin_read().map_err(broken)?;
+            let table = txn.open_table(FAILURES).map_err(broken)?;
+            match table.get(user.as_str()).map_err(broken)? {
+                Some(json) => Ok(Some(serde_json::from_slice(json.value()).map_err(broken)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    pub async fn login_failed(
+        &self,
+        user: &str,
+        now: u64,
+        policy: config::Login,
+    ) -> Result<(), StoreError> {
+        let user = user.to_owned();
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(broken)?;
+            {
+                let mut table = txn.open_table(FAILURES).map_err(broken)?;
+                let mut f: Failures = match table.get(user.as_str()).map_err(broken)? {
+                    Some(json) => serde_json::from_slice(json.value()).map_err(broken)?,
+                    None => Failures::default(),
+                };
+                f.record(now, &policy);
+                let json = serde_json::to_vec(&f).map_err(broken)?;
+                table
+                    .insert(user.as_str(), json.as_slice())
+                    .map_err(broken)?;
+            }
+            txn.commit().map_err(broken)
+        })
+        .await
+    }
+
+    pub async fn login_succeeded(&self, user: &str) -> Result<(), StoreError> {
+        let user = user.to_owned();
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(broken)?;
+            txn.open_table(FAILURES)
+                .map_err(broken)?
+                .remove(user.as_str())
+                .map_err(broken)?;
+            txn.commit().map_err(broken)
+        })
+        .await
+    }
+
+    /// Deletes expired revocations, families, refresh hashes and failure records.
+    pub async fn purge(&self, now: u64) -> Result<(), StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(broken)?;
+            {
+                txn.open_table(REVOKED)
+                    .map_err(broken)?
+                    .retain(|_, until| until >= now)
+                    .map_err(broken)?;
+                txn.open_table(FAMILIES)
+                    .map_err(broken)?
+                    .retain(|_, json| {
+                        serde_json::from_slice::<Family>(json).is_ok_and(|f| f.expires >= now)
+                    })
+                    .map_err(broken)?;
+                let mut expired = Vec::new();
+                txn.open_table(REFRESH_EXPIRES)
+                    .map_err(broken)?
+                    .retain(|hash, expires| {
+                        let keep = expires >= now;
+                        if !keep {
+                            expired.push(hash.to_owned());
+                        }
+                        keep
+                    })
+                    .map_err(broken)?;
+                let mut refresh = txn.open_table(REFRESH).map_err(broken)?;
+                for hash in expired {
+                    refresh.remove(hash.as_str()).map_err(broken)?;
+                }
+                // A failure record older than a day has no window or lock left.
+                txn.open_table(FAILURES)
+                    .map_err(broken)?
+                    .retain(|_, json| {
+                        serde_json::from_slice::<Failures>(json)
+                            .is_ok_and(|f| f.locked_until >= now || f.window_start + 86_400 >= now)
+                    })
+                    .map_err(broken)?;
+            }
+            txn.commit().map_err(broken)
+        })
+        .await
+    }
+}

@@ -1,0 +1,432 @@
+//! The state gatehouse keeps (SPEC §2 `store`, §4): refresh-token families,
+//! revocations, and login failure counters — in an embedded file (redb) or
+//! in Redis, behind one [`Store`].
+//!
+//! Only SHA-256 hashes of refresh tokens are stored. Revocations are also
+//! kept in memory ([`Revoked`]) so that checking a token on every request
+//! costs a hash-map lookup, not a store round trip: the embedded store
+//! updates it directly; with Redis, every replica gets new revocations
+//! through pub/sub at once and re-reads the whole set every
+//! [`redis::SYNC_EVERY`] in case a message was lost. If Redis is unreachable
+//! for longer than `max_stale`, requests that need the set are refused
+//! (fail closed) until it is back.
+
+pub mod embedded;
+pub mod redis;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::config;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached (Redis down): 503 `store_unavailable`.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered something it should not have.
+    #[error("store error: {0}")]
+    Broken(String),
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// It was the family's current token: it is spent now, and `new` is current.
+    Rotated { sid: String, user: String },
+    /// It was already spent: the whole family is revoked now.
+    Reused { sid: String },
+    /// Unknown, expired, or its family was revoked.
+    Unknown,
+}
+
+/// A refresh family as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Family {
+    pub user: String,
+    /// Hex SHA-256 of the family's current refresh token.
+    pub current: String,
+    /// Unix seconds after which the family is gone.
+    pub expires: u64,
+    pub revoked: bool,
+}
+
+/// Login failures of one username.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Failures {
+    pub count: u32,
+    pub window_start: u64,
+    pub locked_until: u64,
+}
+
+impl Failures {
+    /// Counts one more failure at `now` under `policy`.
+    pub fn record(&mut self, now: u64, policy: &config::Login) {
+        if now.saturating_sub(self.window_start) > policy.failure_window.as_secs() {
+            self.count = 0;
+            self.window_start = now;
+        }
+        self.count += 1;
+        if self.count >= policy.max_failures {
+            self.locked_until = now + policy.lockout.as_secs();
+            self.count = 0;
+            self.window_start = now;
+        }
+    }
+
+    /// Seconds this record must be kept.
+    pub fn ttl(&self, now: u64, policy: &config::Login) -> u64 {
+        let window_end = self.window_start + policy.failure_window.as_secs();
+        window_end.max(self.locked_until).saturating_sub(now).max(1)
+    }
+}
+
+/// What the revocation set says about a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    Valid,
+    Revoked,
+    /// The set could not be kept current for longer than `max_stale`.
+    Unknown,
+}
+
+/// Revoked token ids and refresh families, in memory, until they expire.
+#[derive(Debug, Default)]
+pub struct Revoked {
+    jtis: DashMap<String, u64>,
+    sids: DashMap<String, u64>,
+    /// Unix seconds of the last successful sync (Redis); `u64::MAX`: always current.
+    synced_at: AtomicU64,
+    max_stale: u64,
+}
+
+impl Revoked {
+    fn new(always_current: bool, max_stale: u64) -> Self {
+        Revoked {
+            synced_at: AtomicU64::new(if always_current { u64::MAX } else { 0 }),
+            max_stale,
+            ..Default::default()
+        }
+    }
+
+    pub fn insert_jti(&self, jti: &str, until: u64) {
+        self.jtis.insert(jti.to_owned(), until);
+    }
+
+    pub fn insert_sid(&self, sid: &str, until: u64) {
+        self.sids.insert(sid.to_owned(), until);
+    }
+
+    pub(crate) fn mark_synced(&self, now: u64) {
+        if self.synced_at.load(Ordering::Relaxed) != u64::MAX {
+            self.synced_at.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the set is too old to trust at `now`.
+    pub fn is_stale(&self, now: u64) -> bool {
+        let synced = self.synced_at.load(Ordering::Relaxed);
+        synced != u64::MAX && now.saturating_sub(synced) > self.max_stale
+    }
+
+    /// The hot-path check of a token's `jti` and `sid`.
+    pub fn check(&self, jti: Option<&str>, sid: Option<&str>, now: u64) -> Revocation {
+        if self.is_stale(now) {
+            return Revocation::Unknown;
+        }
+        let hit = |map: &DashMap<String, u64>, key: Option<&str>| {
+            key.and_then(|k| map.get(k))
+                .is_some_and(|until| *until >= now)
+        };
+        if hit(&self.jtis, jti) || hit(&self.sids, sid) {
+            Revocation::Revoked
+        } else {
+            Revocation::Valid
+        }
+    }
+
+    /// Forgets entries that have expired.
+    pub fn purge(&self, now: u64) {
+        self.jtis.retain(|_, until| *until >= now);
+        self.sids.retain(|_, until| *until >= now);
+    }
+
+    pub fn len(&self) -> usize {
+        self.jtis.len() + self.sids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Clone)]
+enum Backend {
+    Embedded(Arc<embedded::Embedded>),
+    Redis(Arc<redis::RedisStore>),
+}
+
+/// The store, whichever backend holds it. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    revoked: Arc<Revoked>,
+    /// How long a revoked family's access tokens can still be alive.
+    access_ttl: u64,
+}
+
+impl Store {
+    /// Opens the configured store (creating the embedded file and its folder
+    /// if missing). A Redis store opens even while Redis is down; it then
+    /// answers [`StoreError::Unavailable`] until Redis is back.
+    pub async fn open(
+        cfg: &config::Store,
+        access_ttl: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        let max_stale = cfg.max_stale.as_secs();
+        match &cfg.backend {
+            config::StoreBackend::Embedded { path } => {
+                let revoked = Arc::new(Revoked::new(true, max_stale));
+                let db = embedded::Embedded::open(path.clone(), revoked.clone()).await?;
+                Ok(Store {
+                    backend: Backend::Embedded(Arc::new(db)),
+                    revoked,
+                    access_ttl: access_ttl.as_secs(),
+                })
+            }
+            config::StoreBackend::Redis { url, key_prefix } => {
+                let revoked = Arc::new(Revoked::new(false, max_stale));
+                let store = redis::RedisStore::open(url, key_prefix, revoked.clone())?;
+                Ok(Store {
+                    backend: Backend::Redis(store),
+                    revoked,
+                    access_ttl: access_ttl.as_secs(),
+                })
+            }
+        }
+    }
+
+    /// The in-memory revocation set.
+    pub fn revoked(&self) -> &Revoked {
+        &self.revoked
+    }
+
+    /// `Err(reason)` when the store cannot serve (for `/readyz`).
+    pub fn readiness(&self, now: u64) -> Result<(), String> {
+        match &self.backend {
+            Backend::Embedded(_) => Ok(()),
+            Backend::Redis(r) => r.readiness(now),
+        }
+    }
+
+    /// Starts a refresh family whose current token hashes to `hash`.
+    pub async fn new_family(&self, sid: &str, family: Family) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.new_family(sid, family).await,
+            Backend::Redis(r) => r.new_family(sid, family).await,
+        }
+    }
+
+    /// Spends the refresh token hashing to `presented`, making `new` current
+    /// (expiring at `expires`), or revokes its family if it was spent already.
+    pub async fn rotate(
+        &self,
+        presented: &str,
+        new: &str,
+        expires: u64,
+        now: u64,
+    ) -> Result<Rotation, StoreError> {
+        let rotation = match &self.backend {
+            Backend::Embedded(db) => db.rotate(presented, new, expires, now).await?,
+            Backend::Redis(r) => r.rotate(presented, new, expires, now).await?,
+        };
+        if let Rotation::Reused { sid } = &rotation {
+            // The family's access tokens die with it.
+            self.revoke(None, Some(sid), now).await?;
+        }
+        Ok(rotation)
+    }
+
+    /// The family of the refresh token hashing to `hash`, if it is known.
+    pub async fn family_of(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.family_of(hash).await,
+            Backend::Redis(r) => r.family_of(hash).await,
+        }
+    }
+
+    /// Revokes an access token (`jti`, until its `exp`) and/or a refresh
+    /// family (`sid`): its refresh tokens stop working, and so do its access
+    /// tokens (remembered for `access_ttl`, their longest possible life).
+    pub async fn revoke(
+        &self,
+        jti: Option<(&str, u64)>,
+        sid: Option<&str>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let sid_until = now + self.access_ttl;
+        match &self.backend {
+            Backend::Embedded(db) => db.revoke(jti, sid.map(|s| (s, sid_until))).await?,
+            Backend::Redis(r) => r.revoke(jti, sid.map(|s| (s, sid_until)), now).await?,
+        }
+        if let Some((jti, until)) = jti {
+            self.revoked.insert_jti(jti, until);
+        }
+        if let Some(sid) = sid {
+            self.revoked.insert_sid(sid, sid_until);
+        }
+        Ok(())
+    }
+
+    /// Whether `user` is locked out at `now`.
+    pub async fn is_locked(&self, user: &str, now: u64) -> Result<bool, StoreError> {
+        let failures = match &self.backend {
+            Backend::Embedded(db) => db.failures(user).await?,
+            Backend::Redis(r) => r.failures(user).await?,
+        };
+        Ok(failures.is_some_and(|f| f.locked_until > now))
+    }
+
+    /// Counts a failed login for `user`.
+    pub async fn login_failed(
+        &self,
+        user: &str,
+        now: u64,
+        policy: &config::Login,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.login_failed(user, now, policy.clone()).await,
+            Backend::Redis(r) => r.login_failed(user, now, policy).await,
+        }
+    }
+
+    /// Forgets `user`'s failures after a successful login.
+    pub async fn login_succeeded(&self, user: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.login_succeeded(user).await,
+            Backend::Redis(r) => r.login_succeeded(user).await,
+        }
+    }
+
+    /// Drops expired entries, in memory and in the store.
+    pub async fn purge(&self, now: u64) {
+        self.revoked.purge(now);
+        let result = match &self.backend {
+            Backend::Embedded(db) => db.purge(now).await,
+            Backend::Redis(r) => r.purge(now).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "purging expired store entries failed");
+        }
+    }
+
+    /// Background upkeep: purging every minute, and for Redis the
+    /// revocation sync. Ends when every clone of the store is gone.
+    pub fn spawn_upkeep(&self) {
+        let weak = Arc::downgrade(&self.revoked);
+        let store = self.clone_weak();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let (Some(_alive), Some(store)) = (weak.upgrade(), store.upgrade()) else {
+                    return;
+                };
+                store.purge(crate::auth::unix_now()).await;
+            }
+        });
+        if let Backend::Redis(r) = &self.backend {
+            r.spawn_sync();
+        }
+    }
+
+    fn clone_weak(&self) -> WeakStore {
+        WeakStore {
+            backend: match &self.backend {
+                Backend::Embedded(db) => WeakBackend::Embedded(Arc::downgrade(db)),
+                Backend::Redis(r) => WeakBackend::Redis(Arc::downgrade(r)),
+            },
+            revoked: Arc::downgrade(&self.revoked),
+            access_ttl: self.access_ttl,
+        }
+    }
+}
+
+enum WeakBackend {
+    Embedded(std::sync::Weak<embedded::Embedded>),
+    Redis(std::sync::Weak<redis::RedisStore>),
+}
+
+struct WeakStore {
+    backend: WeakBackend,
+    revoked: std::sync::Weak<Revoked>,
+    access_ttl: u64,
+}
+
+impl WeakStore {
+    fn upgrade(&self) -> Option<Store> {
+        Some(Store {
+            backend: match &self.backend {
+                WeakBackend::Embedded(w) => Backend::Embedded(w.upgrade()?),
+                WeakBackend::Redis(w) => Backend::Redis(w.upgrade()?),
+            },
+            revoked: self.revoked.upgrade()?,
+            access_ttl: self.access_ttl,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn policy() -> config::Login {
+        config::Login {
+            max_failures: 3,
+            failure_window: Duration::from_secs(60),
+            lockout: Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn failures_lock_after_the_maximum_within_the_window() {
+        let mut f = Failures::default();
+        f.record(1000, &policy());
+        f.record(1010, &policy());
+        assert_eq!(f.locked_until, 0);
+        f.record(1020, &policy());
+        assert_eq!(f.locked_until, 1320);
+    }
+
+    #[test]
+    fn failures_outside_the_window_start_over() {
+        let mut f = Failures::default();
+        f.record(1000, &policy());
+        f.record(1010, &policy());
+        f.record(1100, &policy());
+        assert_eq!((f.count, f.locked_until), (1, 0));
+    }
+
+    #[test]
+    fn revoked_set_answers_until_expiry_and_fails_closed_when_stale() {
+        let r = Revoked::new(false, 30);
+        r.mark_synced(100);
+        r.insert_jti("j", 200);
+        r.insert_sid("s", 150);
+        assert_eq!(r.check(Some("j"), None, 120), Revocation::Revoked);
+        assert_eq!(r.check(None, Some("s"), 120), Revocation::Revoked);
+        assert_eq!(
+            r.check(Some("other"), Some("other"), 120),
+            Revocation::Valid
+        );
+        assert_eq!(r.check(Some("j"), None, 131), Revocation::Unknown);
+        r.mark_synced(170);
+        assert_eq!(r.check(None, Some("s"), 170), Revocation::Valid);
+        r.purge(201);
+        assert!(r.is_empty());
+    }
+}

@@ -1,0 +1,374 @@
+//! The Redis store: the same data as the embedded one, shared by every
+//! gatehouse replica. Keys live under `key_prefix`, each with a TTL:
+//!
+//! - `fam:<sid>` — hash {user, current, expires, revoked}: a refresh family;
+//! - `rt:<sha256>` — the family of a refresh token (spent ones too);
+//! - `revocations` — sorted set of `jti:<id>` / `sid:<id>` scored by expiry;
+//! - `fail:<user>` — hash {count, window_start, locked_until}.
+//!
+//! Rotation and failure counting are Lua scripts, atomic across replicas. A
+//! revocation is published on `<prefix>revocations` so every replica adds it
+//! to its in-memory set at once; each also re-reads the set every
+//! [`SYNC_EVERY`]. The connection manager reconnects with backoff; while
+//! Redis is down, calls fail fast with [`StoreError::Unavailable`] and an
+//! outage is logged once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+
+use super::{Failures, Family, Revoked, Rotation, StoreError};
+use crate::config;
+
+/// How often each replica re-reads the whole revocation set.
+pub const SYNC_EVERY: Duration = Duration::from_secs(2);
+
+const ROTATE: &str = r"
+local sid = redis.call('GET', KEYS[1])
+if not sid then return {'unknown'} end
+local fam = ARGV[1] .. 'fam:' .. sid
+local f = redis.call('HMGET', fam, 'user', 'current', 'expires', 'revoked')
+if not f[1] or f[4] == '1' or tonumber(f[3]) < tonumber(ARGV[5]) then return {'unknown'} end
+if f[2] ~= ARGV[2] then
+  redis.call('HSET', fam, 'revoked', '1')
+  return {'reused', sid}
+end
+redis.call('HSET', fam, 'current', ARGV[3], 'expires', ARGV[4])
+redis.call('EXPIREAT', fam, ARGV[4])
+redis.call('SET', ARGV[1] .. 'rt:' .. ARGV[3], sid, 'EXAT', ARGV[4])
+return {'rotated', sid, f[1]}
+";
+
+const FAIL: &str = r"
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local max = tonumber(ARGV[3])
+local lockout = tonumber(ARGV[4])
+local f = redis.call('HMGET', KEYS[1], 'count', 'window_start', 'locked_until')
+local count = tonumber(f[1]) or 0
+local ws = tonumber(f[2]) or 0
+local lu = tonumber(f[3]) or 0
+if now - ws > window then count = 0; ws = now end
+count = count + 1
+if count >= max then lu = now + lockout; count = 0; ws = now end
+redis.call('HSET', KEYS[1], 'count', count, 'window_start', ws, 'locked_until', lu)
+local keep = math.max(ws + window, lu) - now
+if keep < 1 then keep = 1 end
+redis.call('EXPIRE', KEYS[1], keep)
+return count
+";
+
+pub struct RedisStore {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: String,
+    revoked: Arc<Revoked>,
+    rotate: redis::Script,
+    fail: redis::Script,
+    /// Redis is known to be unreachable (for logging an outage once).
+    down: AtomicBool,
+}
+
+impl RedisStore {
+    /// Prepares the connection (made lazily, so gatehouse starts while
+    /// Redis is down).
+    pub fn open(url: &str, prefix: &str, revoked: Arc<Revoked>) -> Result<Arc<Self>, StoreError> {
+        let client =
+            redis::Client::open(url).map_err(|e| StoreError::Broken(format!("store.url: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = client
+            .get_connection_manager_lazy(config)
+            .map_err(|e| StoreError::Broken(e.to_string()))?;
+        Ok(Arc::new(RedisStore {
+            client,
+            conn,
+            prefix: prefix.to_owned(),
+            revoked,
+            rotate: redis::Script::new(ROTATE),
+            fail: redis::Script::new(FAIL),
+            down: AtomicBool::new(false),
+        }))
+    }
+
+    fn key(&self, kind: &str, id: &str) -> String {
+        format!("{}{kind}{id}", self.prefix)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}revocations", self.prefix)
+    }
+
+    /// Maps a Redis error, noting an outage.
+    fn fail_with(&self, e: redis::RedisError) -> StoreError {
+        self.note(false, &e.to_string());
+        StoreError::Unavailable(e.to_string())
+    }
+
+    fn note(&self, ok: bool, why: &str) {
+        if ok {
+            if self.down.swap(false, Ordering::Relaxed) {
+                tracing::info!("redis store reachable again");
+            }
+        } else if !self.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(error = %why, "redis store unreachable: login, refresh and logout answer 503 until it is back");
+        }
+    }
+
+    pub fn readiness(&self, now: u64) -> Result<(), String> {
+        if self.revoked.is_stale(now) {
+            Err("redis store: revocations not synced recently (is Redis reachable?)".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    pub async fn new_family(&self, sid: &str, family: Family) -> Result<(), StoreError> {
+        let fam = self.key("fam:", sid);
+        let rt = self.key("rt:", &family.current);
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .hset_multiple(
+                &fam,
+                &[
+                    ("user", family.user.as_str()),
+                    ("current", family.current.as_str()),
+                    ("expires", &family.expires.to_string()),
+                    ("revoked", "0"),
+                ],
+            )
+            .ignore()
+            .cmd("EXPIREAT")
+            .arg(&fam)
+            .arg(family.expires)
+            .ignore()
+            .cmd("SET")
+            .arg(&rt)
+            .arg(sid)
+            .arg("EXAT")
+            .arg(family.expires)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        Ok(())
+    }
+
+    pub async fn rotate(
+        &self,
+        presented: &str,
+        new: &str,
+        expires: u64,
+        now: u64,
+    ) -> Result<Rotation, StoreError> {
+        let mut conn = self.conn.clone();
+        let out: Vec<String> = self
+            .rotate
+            .key(self.key("rt:", presented))
+            .arg(&self.prefix)
+            .arg(presented)
+            .arg(new)
+            .arg(expires)
+            .arg(now)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        Ok(match out.as_slice() {
+            [kind, sid, user] if kind == "rotated" => Rotation::Rotated {
+                sid: sid.clone(),
+                user: user.clone(),
+            },
+            [kind, sid] if kind == "reused" => Rotation::Reused { sid: sid.clone() },
+            _ => Rotation::Unknown,
+        })
+    }
+
+    pub async fn family_of(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let sid: Option<String> = conn
+            .get(self.key("rt:", hash))
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        Ok(sid)
+    }
+
+    pub async fn revoke(
+        &self,
+        jti: Option<(&str, u64)>,
+        sid: Option<(&str, u64)>,
+        _now: u64,
+    ) -> Result<(), StoreError> {
+        let set = self.key("revocations", "");
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let mut messages = Vec::new();
+        if let Some((jti, until)) = jti {
+            let member = format!("jti:{jti}");
+            pipe.zadd(&set, &member, until).ignore();
+            messages.push(format!("{member}:{until}"));
+        }
+        if let Some((sid, until)) = sid {
+            let member = format!("sid:{sid}");
+            pipe.zadd(&set, &member, until).ignore();
+            pipe.hset(self.key("fam:", sid), "revoked", "1").ignore();
+            messages.push(format!("{member}:{until}"));
+        }
+        for m in &messages {
+            pipe.publish(self.channel(), m).ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        Ok(())
+    }
+
+    pub async fn failures(&self, user: &str) -> Result<Option<Failures>, StoreError> {
+        let mut conn = self.conn.clone();
+        let (count, window_start, locked_until): (Option<u32>, Option<u64>, Option<u64>) =
+            redis::cmd("HMGET")
+                .arg(self.key("fail:", user))
+                .arg("count")
+                .arg("window_start")
+                .arg("locked_until")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        Ok(window_start.map(|window_start| Failures {
+            count: count.unwrap_or(0),
+            window_start,
+            locked_until: locked_until.unwrap_or(0),
+        }))
+    }
+
+    pub async fn login_failed(
+        &self,
+        user: &str,
+        now: u64,
+        policy: &config::Login,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .fail
+            .key(self.key("fail:", user))
+            .arg(now)
+            .arg(policy.failure_window.as_secs())
+            .arg(policy.max_failures)
+            .arg(policy.lockout.as_secs())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        Ok(())
+    }
+
+    pub async fn login_succeeded(&self, user: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = conn
+            .del(self.key("fail:", user))
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        Ok(())
+    }
+
+    pub async fn purge(&self, now: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = conn
+            .zrembyscore(self.key("revocations", ""), "-inf", now.saturating_sub(1))
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        Ok(())
+    }
+
+    /// Re-reads every live revocation into the in-memory set.
+    async fn sync(&self) -> Result<(), StoreError> {
+        let now = crate::auth::unix_now();
+        let mut conn = self.conn.clone();
+        let live: Vec<(String, u64)> = conn
+            .zrangebyscore_withscores(self.key("revocations", ""), now, "+inf")
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        for (member, until) in live {
+            self.apply(&member, until);
+        }
+        self.revoked.mark_synced(now);
+        self.note(true, "");
+        Ok(())
+    }
+
+    fn apply(&self, member: &str, until: u64) {
+        if let Some(jti) = member.strip_prefix("jti:") {
+            self.revoked.insert_jti(jti, until);
+        } else if let Some(sid) = member.strip_prefix("sid:") {
+            self.revoked.insert_sid(sid, until);
+        }
+    }
+
+    /// Starts the revocation sync: a full re-read every [`SYNC_EVERY`], and
+    /// a pub/sub listener for immediate updates (reconnecting with backoff).
+    /// Both end when the store is dropped.
+    pub fn spawn_sync(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(store) = weak.upgrade() else { return };
+                let _ = store.sync().await;
+                drop(store);
+                tokio::time::sleep(SYNC_EVERY).await;
+            }
+        });
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let Some(store) = weak.upgrade() else { return };
+                let listened = store.listen().await;
+                drop(store);
+                if listened {
+                    backoff = Duration::from_millis(100);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+
+    /// Listens for published revocations until the connection drops; true
+    /// if it got as far as subscribing.
+    async fn listen(&self) -> bool {
+        let pubsub =
+            tokio::time::timeout(Duration::from_secs(1), self.client.get_async_pubsub()).await;
+        let Ok(Ok(mut pubsub)) = pubsub else {
+            return false;
+        };
+        if pubsub.subscribe(self.channel()).await.is_err() {
+            return false;
+        }
+        let mut messages = pubsub.on_message();
+        while let Some(msg) = messages.next().await {
+            let Ok(payload) = msg.get_payload::<String>() else {
+                continue;
+            };
+            if let Some((member, until)) = payload.rsplit_once(':') {
+                if let Ok(until) = until.parse() {
+                    self.apply(member, until);
+                }
+            }
+        }
+        true
+    }
+}
