@@ -33,6 +33,8 @@ struct Cli {
 enum Command {
     /// Validate the config file, certificates and keys; exit 0 or 1.
     Check,
+    /// Read a password (tty prompt or one line of stdin), print an argon2id PHC string.
+    HashPassword,
     /// Print 32 random bytes, base64url, for auth.jwt.secret.
     GenSecret,
     /// Print a new random API key once, and the YAML entry holding its SHA-256.
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => run(&cli.config),
         Some(Command::Check) => check(&cli.config),
+        Some(Command::HashPassword) => hash_password(),
         Some(Command::GenSecret) => {
             println!("{}", random_base64url());
             Ok(())
@@ -83,6 +86,25 @@ fn gen_api_key(name: &str) -> anyhow::Result<()> {
     println!("# paste under auth.api_keys.keys (the key above is shown only once):");
     println!("- id: {name}");
     println!("  sha256: {hex}");
+    Ok(())
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let again = rpassword::prompt_password("Again: ").context("cannot read the password")?;
+        anyhow::ensure!(first == again, "the passwords differ");
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read stdin")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    let phc = gatehouse::auth::password::hash_password(&password).map_err(anyhow::Error::msg)?;
+    println!("{phc}");
     Ok(())
 }
 

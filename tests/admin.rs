@@ -88,16 +88,20 @@ async fn admin_endpoints_are_not_served_on_the_public_listeners() {
             .get(gate.url("/health"))
             .send()
             .await
-            .unwrap()
+            .expect("request through gatehouse")
             .status(),
         200
     );
     clear_recorded(backend.addr).await;
 
     for path in ["/metrics", "/healthz", "/readyz"] {
-        let res = client.get(gate.url(path)).send().await.unwrap();
+        let res = client
+            .get(gate.url(path))
+            .send()
+            .await
+            .expect("request through gatehouse");
         let status = res.status();
-        let text = res.text().await.unwrap();
+        let text = res.text().await.expect("response body");
         assert!(
             !text.contains("gatehouse_"),
             "{path} over HTTPS answered with metrics: {text}"
@@ -208,7 +212,11 @@ async fn metrics_name_every_spec_metric_with_route_names_as_labels() {
     .await;
     let client = gate.client();
     for path in ["/echo/user-1234/secret", "/echo/x?token=abc", "/health"] {
-        let res = client.get(gate.url(path)).send().await.unwrap();
+        let res = client
+            .get(gate.url(path))
+            .send()
+            .await
+            .expect("request through gatehouse");
         assert_eq!(res.status(), 200, "{path}");
     }
     let res = client
@@ -216,9 +224,13 @@ async fn metrics_name_every_spec_metric_with_route_names_as_labels() {
         .body("x")
         .send()
         .await
-        .unwrap();
+        .expect("request through gatehouse");
     assert_eq!(res.status(), 200);
-    let res = client.get(gate.url("/gone/away")).send().await.unwrap();
+    let res = client
+        .get(gate.url("/gone/away"))
+        .send()
+        .await
+        .expect("request through gatehouse");
     assert_eq!(res.status(), 502);
 
     // Request metrics are written when the response body ends: poll.

@@ -676,6 +676,36 @@ async fn first_matching_route_wins_in_file_order() {
 }
 
 #[tokio::test]
+async fn host_bound_route_cannot_be_bypassed_with_a_trailing_dot() {
+    // `admin.example.com.` is the same host as `admin.example.com` (an
+    // absolute DNS name); Traefik's Host matcher treats them alike. If the
+    // host-bound route did not match it, the request would fall to the
+    // default route, which any authenticated user passes, and reach the
+    // backend's admin virtual host with `Host: admin.example.com.`.
+    let extra = "\
+routes:
+  - name: admin-host
+    path: /**
+    host: admin.example.com
+    auth: jwt
+    roles: [admin]
+";
+    let (backend, gate) = gate_with(extra).await;
+    let user = auth_line(&token_for("mallory", &["user"]));
+    for host in [
+        "admin.example.com",
+        "ADMIN.example.com:443",
+        "admin.example.com.",
+    ] {
+        let raw =
+            format!("GET /echo/x HTTP/1.1\r\nHost: {host}\r\n{user}Connection: close\r\n\r\n");
+        let answer = gate.raw(raw.as_bytes()).await;
+        assert_raw_error(&answer, 403, "forbidden", &format!("Host: {host}"));
+        assert_never_seen(&backend, &format!("a user token with Host: {host}")).await;
+    }
+}
+
+#[tokio::test]
 async fn default_route_requires_a_jwt_unless_configured() {
     let (backend, gate) = gate_with(ROUTES).await;
     let res = gate
@@ -687,8 +717,8 @@ async fn default_route_requires_a_jwt_unless_configured() {
     assert_401(res, "missing_credentials", CHALLENGE, "default route").await;
     assert_never_seen(&backend, "an unauthenticated request to the default route").await;
     let token = token_for("alice", &["user"]);
-    let request = assert_token_accepted(&gate, &backend, "/nowhere", &token, "default").await;
-    assert_eq!(request["path"], "/nowhere");
+    let request = assert_token_accepted(&gate, &backend, "/echo/nowhere", &token, "default").await;
+    assert_eq!(request["path"], "/echo/nowhere");
     assert_identity(&request, "alice", "user", "jwt", "default route");
 }
 
@@ -818,6 +848,45 @@ async fn client_identity_headers_never_reach_the_backend_on_an_open_route() {
             "{name} reached the backend on an open route: {request}"
         );
     }
+    // Over HTTP/2 too.
+    let res = gate
+        .client()
+        .get(gate.url("/public/x"))
+        .header("x-auth-user", "mallory")
+        .header("x-auth-roles", "admin")
+        .header("x-auth-method", "jwt")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    let request = only_request(&backend, "an open route over HTTP/2").await;
+    for name in ["x-auth-user", "x-auth-roles", "x-auth-method"] {
+        assert!(seen(&request, name).is_empty(), "{name}: {request}");
+    }
+}
+
+#[tokio::test]
+async fn custom_identity_header_names_are_the_ones_stripped_and_set() {
+    let extra = format!(
+        "identity_headers:\n  user: X-Remote-User\n  roles: X-Remote-Groups\n  method: X-Remote-Auth\n{ADMIN_ROUTES}"
+    );
+    let (backend, gate) = gate_with(&extra).await;
+    let token = token_for("alice", &["admin"]);
+    let spoof = "X-Remote-User: mallory\r\nX-Remote-Groups: root\r\nX-Remote-Auth: api_key\r\n";
+    gate.raw(&get("/admin/x", &format!("{}{spoof}", auth_line(&token))))
+        .await;
+    let request = only_request(&backend, "custom identity headers").await;
+    assert_eq!(seen(&request, "x-remote-user"), ["alice"], "{request}");
+    assert_eq!(seen(&request, "x-remote-groups"), ["admin"], "{request}");
+    assert_eq!(seen(&request, "x-remote-auth"), ["jwt"], "{request}");
+    gate.raw(&get("/public/x", spoof)).await;
+    let request = only_request(&backend, "custom identity headers, open").await;
+    for name in ["x-remote-user", "x-remote-groups", "x-remote-auth"] {
+        assert!(seen(&request, name).is_empty(), "{name}: {request}");
+    }
+    let answer = gate.raw(&get("/public/x", "X_Remote_User: root\r\n")).await;
+    assert_raw_error(&answer, 400, "bad_request", "X_Remote_User");
+    assert_never_seen(&backend, "X_Remote_User").await;
 }
 
 #[tokio::test]
@@ -841,6 +910,9 @@ async fn underscore_spelling_of_an_identity_header_is_refused() {
         "X_Auth_Roles: admin",
         "X_Auth_Method: jwt",
         "X_API_Key: whatever",
+        "X-Auth_User: admin",
+        "X_Forwarded_For: 127.0.0.1",
+        "X_Request_Id: spoofed",
     ] {
         for (target, creds) in [
             ("/public/x", String::new()),
@@ -851,6 +923,17 @@ async fn underscore_spelling_of_an_identity_header_is_refused() {
             assert_never_seen(&backend, &format!("{target} with {spoof}")).await;
         }
     }
+    // Over HTTP/2 too.
+    let res = gate
+        .client()
+        .get(gate.url("/public/x"))
+        .header("x_auth_user", "admin")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert_error(res, 400, "bad_request", "x_auth_user over HTTP/2").await;
+    assert_never_seen(&backend, "x_auth_user over HTTP/2").await;
 }
 
 #[tokio::test]
@@ -967,6 +1050,39 @@ async fn missing_token_gets_401_missing_credentials_with_a_bare_challenge() {
         .expect("request");
     assert_401(res, "missing_credentials", CHALLENGE, "Basic credentials").await;
     assert_never_seen(&backend, "a request without a token").await;
+}
+
+#[tokio::test]
+async fn websocket_upgrade_without_a_valid_token_is_refused_before_the_backend() {
+    let (backend, gate) = gate_with(JWT_ROUTES).await;
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Version: 13\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let answer = gate.raw(&get("/echo/api/ws", upgrade)).await;
+    assert_raw_error(
+        &answer,
+        401,
+        "missing_credentials",
+        "WebSocket without token",
+    );
+    let forged = sign(
+        &Header::new(Algorithm::HS256),
+        &access_claims("mallory", &["user"]),
+        &hmac(WRONG_SECRET.as_bytes()),
+    );
+    let answer = gate
+        .raw(&get(
+            "/echo/api/ws",
+            &format!("{}{upgrade}", auth_line(&forged)),
+        ))
+        .await;
+    assert_raw_error(
+        &answer,
+        401,
+        "invalid_token",
+        "WebSocket with a forged token",
+    );
+    assert_never_seen(&backend, "a WebSocket upgrade without a valid token").await;
 }
 
 #[tokio::test]

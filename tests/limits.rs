@@ -164,7 +164,7 @@ async fn idle_h2_connection_is_closed_after_idle_timeout() {
     let conn = tokio::spawn(conn);
     let req = http::Request::get(gate.url("/health"))
         .body(Empty::<Bytes>::new())
-        .unwrap();
+        .expect("request");
     let res = sender.send_request(req).await.expect("h2 request");
     assert_eq!(res.status(), 200);
     res.into_body().collect().await.expect("body");
@@ -185,7 +185,7 @@ async fn idle_h2_client_that_ignores_goaway_and_ping_is_still_closed() {
     // The preface and empty SETTINGS; then silence: no SETTINGS or PING ack.
     tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
         .await
-        .unwrap();
+        .expect("write h2 preface");
     let started = Instant::now();
     assert!(
         wait_until_closed(&mut tls, Duration::from_secs(5)).await,
@@ -199,7 +199,11 @@ async fn slow_event_stream_is_not_cut_by_the_idle_timeout() {
     let backend = start_rust_backend().await;
     let gate = Gate::start(&backend.url(""), &open_with_server(IDLE)).await;
     let h2 = gate.client();
-    let h1 = gate.client_builder().http1_only().build().unwrap();
+    let h1 = gate
+        .client_builder()
+        .http1_only()
+        .build()
+        .expect("HTTP/1.1 client");
     let stream = |client: reqwest::Client| {
         let url = gate.url("/chat/stream?n=3&interval_ms=1500");
         async move {
@@ -373,15 +377,16 @@ async fn one_gib_upload_streams_through_the_real_binary_in_bounded_memory() {
     let https: SocketAddr = process.https;
 
     let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(certs.pem.as_bytes()).unwrap())
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certs.pem.as_bytes()).expect("test certificate"),
+        )
         .resolve("localhost", https)
-        .http1_only()
         .timeout(Duration::from_secs(600))
         .build()
-        .unwrap();
+        .expect("client");
     let url = format!("https://localhost:{}/upload", https.port());
     let warm = client.get(format!("https://localhost:{}/health", https.port()));
-    assert_eq!(warm.send().await.unwrap().status(), 200);
+    assert_eq!(warm.send().await.expect("warm-up request").status(), 200);
     let before_kib = proc_kib(pid, "VmHWM");
     let cpu_before = cpu_seconds(pid);
 

@@ -13,7 +13,8 @@
 //! body, before gatehouse's normalizer runs — each case below says `Parser`:
 //!
 //! - control characters (NUL, `\x01`, TAB, DEL) anywhere in the request
-//!   line, and a raw space inside the target: httparse refuses the line;
+//!   line, a raw space inside the target, and two spaces between method and
+//!   target: httparse refuses the line;
 //! - two different `Content-Length` values (repeated headers or a list).
 //!
 //! Everything else (a raw `\` included: httparse and `http::Uri` let it
@@ -38,7 +39,7 @@ enum By {
     Parser,
 }
 
-/// `GET <target>` with a Host header, extra header lines (each ending in
+/// `<method> <target> HTTP/1.1` with a Host header, extra header lines (each ending in
 /// `\r\n`) and `Connection: close`, so the answer ends with the connection.
 fn request(method: &str, target: &[u8], headers: &str) -> Vec<u8> {
     let mut out = format!("{method} ").into_bytes();
@@ -204,6 +205,7 @@ async fn control_characters_and_spaces_in_the_request_line_are_refused() {
     ] {
         assert_refused(&gate, &backend, &request("GET", target, ""), By::Parser).await;
     }
+    // A control character in the method; two spaces before the target.
     for method in ["G\x01ET", "GET "] {
         assert_refused(&gate, &backend, &request(method, b"/echo", ""), By::Parser).await;
     }

@@ -83,7 +83,9 @@ impl TlsGate {
         let config = gatehouse::config::load(&path).expect("test config is valid");
         let listeners = Listeners::bind(&config.listen).await.expect("bind");
         let (https, _, admin) = listeners.local_addrs();
-        let gateway = Gateway::new(config, prometheus::Registry::new()).await.expect("gateway");
+        let gateway = Gateway::new(config, prometheus::Registry::new())
+            .await
+            .expect("gateway");
         let task = tokio::spawn(gateway.clone().run(listeners));
         TlsGate {
             https,
@@ -179,7 +181,7 @@ async fn tls_1_2_client_is_served_with_the_default_min_version() {
     );
     tls.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
-        .unwrap();
+        .expect("write request");
     let raw = read_until_quiet(&mut tls).await;
     assert_eq!(status_of(&raw), 200, "{raw}");
 }
@@ -207,7 +209,12 @@ async fn tls_1_2_client_is_refused_when_min_version_is_1_3_and_counted() {
         tls.get_ref().1.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_3)
     );
-    let res = gate.client().get(gate.url("/health")).send().await.unwrap();
+    let res = gate
+        .client()
+        .get(gate.url("/health"))
+        .send()
+        .await
+        .expect("request through gatehouse");
     assert_eq!(res.status(), 200);
 }
 
@@ -221,7 +228,7 @@ async fn alpn_negotiates_h2_or_http_1_1_as_the_client_offers() {
     // The server speaks HTTP/2 there: its first frame is SETTINGS.
     h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
         .await
-        .unwrap();
+        .expect("write h2 preface");
     let mut frame = [0u8; 9];
     tokio::time::timeout(Duration::from_secs(2), h2.read_exact(&mut frame))
         .await
@@ -233,7 +240,7 @@ async fn alpn_negotiates_h2_or_http_1_1_as_the_client_offers() {
     assert_eq!(h1.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     h1.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
-        .unwrap();
+        .expect("write request");
     let raw = read_until_quiet(&mut h1).await;
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
 }
@@ -245,12 +252,20 @@ async fn hsts_is_on_every_https_response_including_gatehouse_errors() {
     let client = gate.client();
 
     // Forwarded, over HTTP/2.
-    let res = client.get(gate.url("/health")).send().await.unwrap();
+    let res = client
+        .get(gate.url("/health"))
+        .send()
+        .await
+        .expect("request through gatehouse");
     assert_eq!(res.status(), 200);
     assert_eq!(res.version(), reqwest::Version::HTTP_2);
     assert_eq!(res.headers()["strict-transport-security"], HSTS);
     // A backend 404 (not gatehouse's) too.
-    let res = client.get(gate.url("/nowhere")).send().await.unwrap();
+    let res = client
+        .get(gate.url("/nowhere"))
+        .send()
+        .await
+        .expect("request through gatehouse");
     assert_eq!(res.status(), 404);
     assert_eq!(res.headers()["strict-transport-security"], HSTS);
     // Gatehouse's own 400 (a dot-segment), over HTTP/1.1.
@@ -262,10 +277,15 @@ async fn hsts_is_on_every_https_response_including_gatehouse_errors() {
 
     // Gatehouse's own 502: the upstream port is closed.
     let dead = Gate::start(&format!("http://{}", closed_port()), OPEN).await;
-    let res = dead.client().get(dead.url("/x")).send().await.unwrap();
+    let res = dead
+        .client()
+        .get(dead.url("/x"))
+        .send()
+        .await
+        .expect("request through gatehouse");
     assert_eq!(res.status(), 502);
     assert_eq!(res.headers()["strict-transport-security"], HSTS);
-    let body: Value = res.json().await.unwrap();
+    let body: Value = res.json().await.expect("JSON error body");
     assert_eq!(body["error"], "bad_gateway");
 }
 
@@ -273,7 +293,12 @@ async fn hsts_is_on_every_https_response_including_gatehouse_errors() {
 async fn empty_hsts_setting_sends_no_hsts_header() {
     let backend = start_rust_backend().await;
     let gate = TlsGate::start(&backend.url(""), "  hsts: \"\"\n", OPEN).await;
-    let res = gate.client().get(gate.url("/health")).send().await.unwrap();
+    let res = gate
+        .client()
+        .get(gate.url("/health"))
+        .send()
+        .await
+        .expect("request through gatehouse");
     assert_eq!(res.status(), 200);
     assert!(
         res.headers().get("strict-transport-security").is_none(),
@@ -282,7 +307,12 @@ async fn empty_hsts_setting_sends_no_hsts_header() {
     );
 
     let dead = TlsGate::start(&format!("http://{}", closed_port()), "  hsts: \"\"\n", OPEN).await;
-    let res = dead.client().get(dead.url("/x")).send().await.unwrap();
+    let res = dead
+        .client()
+        .get(dead.url("/x"))
+        .send()
+        .await
+        .expect("request through gatehouse");
     assert_eq!(res.status(), 502);
     assert!(res.headers().get("strict-transport-security").is_none());
 }
@@ -296,7 +326,7 @@ async fn client_that_never_finishes_the_tls_handshake_is_cut_off_after_header_re
     )
     .await;
     let errors = "gatehouse_tls_handshake_errors_total";
-    let mut tcp = TcpStream::connect(gate.https).await.unwrap();
+    let mut tcp = TcpStream::connect(gate.https).await.expect("connect");
     let started = Instant::now();
     assert!(
         wait_until_closed(&mut tcp, Duration::from_secs(3)).await,
@@ -321,7 +351,7 @@ async fn certificate_expiry_metric_is_the_certificates_not_after() {
     let not_after = cert.validity().not_after.timestamp();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
+        .expect("clock after 1970")
         .as_secs() as i64;
     assert!(not_after > now);
 

@@ -11,10 +11,10 @@ use std::borrow::Cow;
 use http::header::{self, HeaderMap, HeaderName};
 
 use crate::auth::{Principal, Rejection, Scheme};
-use crate::store::{Revocation, Revoked};
 use crate::config::AuthMethod;
 use crate::error::GateError;
 use crate::metrics::Metrics;
+use crate::store::{Revocation, Revoked};
 
 use super::Gate;
 

@@ -240,12 +240,19 @@ async fn proxy(
                 &config.auth.api_keys.header,
                 api_key_param,
             );
-            let checked =
-                authn::authenticate(gate, shared.store.revoked(), &route.name, methods, &creds, now, &shared.metrics)
-                    .await
-                    .and_then(|p| {
-                        authz::authorize(&p, &route.roles, &route.name, &shared.metrics).map(|()| p)
-                    });
+            let checked = authn::authenticate(
+                gate,
+                shared.store.revoked(),
+                &route.name,
+                methods,
+                &creds,
+                now,
+                &shared.metrics,
+            )
+            .await
+            .and_then(|p| {
+                authz::authorize(&p, &route.roles, &route.name, &shared.metrics).map(|()| p)
+            });
             match checked {
                 Ok(p) => Some(p),
                 Err(e) => {
@@ -321,9 +328,8 @@ enum Endpoint {
     Me,
 }
 
-static ENDPOINT_NAMES: std::sync::LazyLock<[Arc<str>; 4]> = std::sync::LazyLock::new(|| {
-    ["login", "auth_refresh", "auth_logout", "auth_me"].map(Arc::from)
-});
+static ENDPOINT_NAMES: std::sync::LazyLock<[Arc<str>; 4]> =
+    std::sync::LazyLock::new(|| ["login", "auth_refresh", "auth_logout", "auth_me"].map(Arc::from));
 
 impl Endpoint {
     /// The route name in logs and metrics.
@@ -353,13 +359,34 @@ async fn token_endpoint(
     // Logout needs the access token it ends.
     let principal = if endpoint == Endpoint::Logout {
         let methods = [AuthMethod::Jwt];
-        let creds = authn::credentials(req.headers(), None, &methods, &config.auth.api_keys.header, None);
+        let creds = authn::credentials(
+            req.headers(),
+            None,
+            &methods,
+            &config.auth.api_keys.header,
+            None,
+        );
         let route = endpoint.route_name();
-        Some(authn::authenticate(gate, shared.store.revoked(), &route, &methods, &creds, now, &shared.metrics).await?)
+        Some(
+            authn::authenticate(
+                gate,
+                shared.store.revoked(),
+                &route,
+                &methods,
+                &creds,
+                now,
+                &shared.metrics,
+            )
+            .await?,
+        )
     } else {
         None
     };
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let kind = match (endpoint, tokens::body_kind(content_type.as_deref())) {
         (Endpoint::Logout, Err(_)) if content_type.is_none() => None,
         (_, Ok(kind)) => Some(kind),
@@ -372,7 +399,10 @@ async fn token_endpoint(
         count_login("bad_request");
         return Err(GateError::PayloadTooLarge);
     }
-    let body = match http_body_util::Limited::new(req.into_body(), tokens::MAX_BODY).collect().await {
+    let body = match http_body_util::Limited::new(req.into_body(), tokens::MAX_BODY)
+        .collect()
+        .await
+    {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
             count_login("bad_request");
@@ -393,7 +423,8 @@ async fn token_endpoint(
     };
     let answer = match endpoint {
         Endpoint::Login => {
-            let login = tokens::parse_login(kind.unwrap_or(tokens::BodyKind::Json), &body).inspect_err(|_| count_login("bad_request"))?;
+            let login = tokens::parse_login(kind.unwrap_or(tokens::BodyKind::Json), &body)
+                .inspect_err(|_| count_login("bad_request"))?;
             tokens::login(&cx, login, now).await?
         }
         Endpoint::Refresh => {
@@ -412,8 +443,10 @@ async fn token_endpoint(
     };
     let mut res = crate::error::json_response(http::StatusCode::OK, &answer);
     // RFC 6749 §5.1: token responses are never cached.
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(res)
 }
 
@@ -438,7 +471,16 @@ async fn me(
         config.auth.api_keys.query_param.as_deref(),
     );
     let route = Endpoint::Me.route_name();
-    let p = authn::authenticate(gate, shared.store.revoked(), &route, &methods, &creds, now, &shared.metrics).await?;
+    let p = authn::authenticate(
+        gate,
+        shared.store.revoked(),
+        &route,
+        &methods,
+        &creds,
+        now,
+        &shared.metrics,
+    )
+    .await?;
     authz::authorize(&p, &[], &route, &shared.metrics)?;
     let mut body =
         serde_json::json!({ "sub": p.user, "roles": p.roles, "method": p.scheme.as_str() });

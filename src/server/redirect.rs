@@ -57,7 +57,7 @@ mod tests {
             .uri(target)
             .header("host", host)
             .body(())
-            .unwrap()
+            .expect("a valid test request")
     }
 
     #[test]

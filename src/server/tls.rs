@@ -153,15 +153,15 @@ mod tests {
 
     #[test]
     fn self_signed_certificate_is_created_and_loads() {
-        let dir = tempfile::tempdir().unwrap();
-        let certified = load(&tls(dir.path(), true)).unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let certified = load(&tls(dir.path(), true)).expect("self-signed certificate loads");
         assert!(certified.not_after > 1_700_000_000);
         assert_eq!(certified.config.alpn_protocols[0], b"h2");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(dir.path().join("k.pem"))
-                .unwrap()
+                .expect("key file exists")
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
@@ -170,20 +170,23 @@ mod tests {
 
     #[test]
     fn missing_certificate_is_an_error_naming_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = load(&tls(dir.path(), false)).err().unwrap().to_string();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let err = load(&tls(dir.path(), false))
+            .err()
+            .expect("a missing certificate is an error")
+            .to_string();
         assert!(err.contains("c.pem"), "{err}");
     }
 
     #[test]
     fn garbage_key_is_an_error_not_a_panic() {
-        let dir = tempfile::tempdir().unwrap();
-        load(&tls(dir.path(), true)).unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
+        load(&tls(dir.path(), true)).expect("self-signed certificate loads");
         std::fs::write(
             dir.path().join("k.pem"),
             "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
         )
-        .unwrap();
+        .expect("overwrite the key");
         assert!(load(&tls(dir.path(), false)).is_err());
     }
 }
