@@ -206,10 +206,33 @@ impl Metrics {
             tls_cert_expiry,
             registry,
         };
+        // Fixed label sets start at 0, so dashboards see 0 rather than nothing.
         for result in ["success", "error"] {
             metrics.config_reloads.with_label_values(&[result]);
         }
+        for result in [
+            "success",
+            "invalid_credentials",
+            "locked",
+            "rate_limited",
+            "bad_request",
+        ] {
+            metrics.logins.with_label_values(&[result]);
+        }
         Ok(metrics)
+    }
+
+    /// Starts the error counters of `upstream` at 0.
+    pub fn register_upstream(&self, upstream: &str) {
+        for kind in [
+            UpstreamErrorKind::Connect,
+            UpstreamErrorKind::Timeout,
+            UpstreamErrorKind::Reset,
+            UpstreamErrorKind::Protocol,
+        ] {
+            self.upstream_errors
+                .with_label_values(&[upstream, kind.as_str()]);
+        }
     }
 
     /// The Prometheus text exposition of every metric.

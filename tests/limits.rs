@@ -381,6 +381,7 @@ async fn one_gib_upload_streams_through_the_real_binary_in_bounded_memory() {
             reqwest::Certificate::from_pem(certs.pem.as_bytes()).expect("test certificate"),
         )
         .resolve("localhost", https)
+        .http1_only()
         .timeout(Duration::from_secs(600))
         .build()
         .expect("client");

@@ -56,11 +56,21 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let de = serde_yaml::Deserializer::from_str(text);
     let raw: file::FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
-        let key = if key == "." { String::new() } else { key };
+        let key = if key == "." || key == "?" {
+            String::new()
+        } else {
+            key
+        };
+        let message = e.into_inner().to_string();
+        // serde_yaml starts some messages with the path already.
+        let message = match message.strip_prefix(&format!("{key}: ")) {
+            Some(rest) if !key.is_empty() => rest.to_owned(),
+            _ => message,
+        };
         ConfigError {
             file: path.to_owned(),
             key,
-            message: e.into_inner().to_string(),
+            message,
         }
     })?;
     validate::validate(path, raw)

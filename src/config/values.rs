@@ -33,9 +33,10 @@ pub fn interpolate_with(raw: &str, env: impl Fn(&str) -> Option<String>) -> Resu
             out.push_str("${");
             rest = after;
         } else if let Some(after) = tail.strip_prefix("${") {
+            // Errors never quote the text: it may be a secret.
             let end = after
                 .find('}')
-                .ok_or_else(|| format!("unterminated `${{` in {raw:?}"))?;
+                .ok_or_else(|| "unterminated `${` (no closing `}`)".to_owned())?;
             let inner = &after[..end];
             let (name, default) = match inner.split_once(":-") {
                 Some((name, default)) => (name, Some(default)),
@@ -44,7 +45,9 @@ pub fn interpolate_with(raw: &str, env: impl Fn(&str) -> Option<String>) -> Resu
             let valid =
                 !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
-                return Err(format!("invalid variable name `${{{inner}}}`"));
+                return Err(
+                    "invalid variable name in `${…}` (expected letters, digits and _)".to_owned(),
+                );
             }
             match (env(name), default) {
                 (Some(value), _) => out.push_str(&value),
@@ -298,6 +301,17 @@ mod tests {
         assert_eq!(
             interpolate_with("$${SET} $2b$", env).unwrap(),
             "${SET} $2b$"
+        );
+    }
+
+    #[test]
+    fn malformed_interpolation_errors_never_quote_the_text() {
+        let err = interpolate_with("SECRET-VALUE${oops", env).unwrap_err();
+        assert!(!err.contains("SECRET"), "{err}");
+        let err = interpolate_with("SECRET-VALUE${bad name}", env).unwrap_err();
+        assert!(
+            !err.contains("SECRET") && !err.contains("bad name"),
+            "{err}"
         );
     }
 

@@ -189,6 +189,10 @@ async fn proxy(
 
     // 1. Normalize: refusals happen before anything else reads the request.
     normalize::check_head(req.uri(), req.headers(), &gate.proxy_owned)?;
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused.
+    if req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
+        return Err(GateError::BadRequest("a Host header is required".into()));
+    }
     let target = match normalize::normalize_uri(req.uri()) {
         Ok(t) => t,
         Err(refusal) => {

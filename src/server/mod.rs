@@ -68,6 +68,9 @@ impl Generation {
         let gate =
             Gate::new(Arc::new(config)).map_err(|source| StartError::Keys { file, source })?;
         metrics.tls_cert_expiry.set(certified.not_after as f64);
+        for up in &gate.config.upstreams {
+            metrics.register_upstream(&up.name);
+        }
         Ok(Generation {
             gate: Arc::new(gate),
             tls: certified.config,
