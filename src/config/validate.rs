@@ -478,7 +478,8 @@ pub(super) fn validate(path: &Path, raw: FileConfig) -> Result<Config, ConfigErr
             host: r
                 .host
                 .as_ref()
-                .map(|h| h.as_str().trim().to_ascii_lowercase()),
+                .map(|h| route_host(&cx, &format!("{key}.host"), h.as_str()))
+                .transpose()?,
             roles: roles(&r.roles),
             rate_limit: r
                 .rate_limit
@@ -537,6 +538,26 @@ fn addr(cx: &Ctx, key: &str, value: &Text) -> Result<SocketAddr, ConfigError> {
             ),
         )
     })
+}
+
+/// A route's `host`: a name or IP literal, lowercase, without port or trailing dot.
+fn route_host(cx: &Ctx, key: &str, raw: &str) -> Result<String, ConfigError> {
+    let host = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    let is_ipv6 = host.starts_with('[') && host.ends_with(']');
+    let ok = !host.is_empty()
+        && (is_ipv6
+            || host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')));
+    if !ok {
+        return Err(cx.err(
+            key,
+            format!(
+                "{raw:?}: expected a host name without port (requests match on the name alone)"
+            ),
+        ));
+    }
+    Ok(host)
 }
 
 fn positive(cx: &Ctx, key: &str, d: Duration) -> Result<Duration, ConfigError> {

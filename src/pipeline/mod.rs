@@ -19,6 +19,7 @@ pub mod authz;
 pub mod client_ip;
 pub mod log;
 pub mod normalize;
+pub mod rate_limit;
 pub mod route;
 
 use std::net::SocketAddr;
@@ -545,14 +546,17 @@ fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
 }
 
-/// `host[:port]` → `host` (IPv6 literals keep their brackets).
+/// `host[:port]` → `host` (IPv6 literals keep their brackets), without the
+/// trailing dot of a fully qualified name: `admin.example.com.` is the same
+/// host as `admin.example.com` and must match the same routes.
 fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host
-            .split_once(']')
-            .map_or(host, |(h, _)| &host[..h.len() + 1]);
-    }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
+    let host = if host.starts_with('[') {
+        host.split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1])
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    host.strip_suffix('.').unwrap_or(host)
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
@@ -593,5 +597,7 @@ mod tests {
         assert_eq!(strip_port("example.com:8443"), "example.com");
         assert_eq!(strip_port("example.com"), "example.com");
         assert_eq!(strip_port("[::1]:8443"), "[::1]");
+        assert_eq!(strip_port("admin.example.com.:8443"), "admin.example.com");
+        assert_eq!(strip_port("admin.example.com."), "admin.example.com");
     }
 }

@@ -1,0 +1,317 @@
+//! Rate limiting (SPEC §2 `rate_limits`, §3.5; RFC 6585 429): token buckets
+//! (GCRA) per client IP — IPv6 by /64 — and per principal.
+//!
+//! Each limit is a governor limiter, generic over its clock so tests run on a
+//! fake one. With the Redis store, the same limits are enforced across every
+//! replica by a GCRA Lua script in Redis (one round trip per check); if Redis
+//! cannot answer, the local limiter decides (fail open to local, never to
+//! unlimited). Idle keys are evicted every [`EVICT_EVERY`], so memory follows
+//! the number of recently active clients. Limiters outlive config reloads
+//! when their settings do not change ([`Limiters`]).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::clock::{Clock, QuantaClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::Limit;
+
+/// How often idle keys are evicted.
+pub const EVICT_EVERY: Duration = Duration::from_secs(60);
+
+pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// What a bucket is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    V4(u32),
+    /// The /64 prefix: one IPv6 host can use a whole /64.
+    V6(u64),
+    /// An authenticated principal (user or API key id).
+    Principal(Arc<str>),
+}
+
+impl Key {
+    pub fn ip(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Key::V4(u32::from(v4)),
+            IpAddr::V6(v6) => Key::V6((u128::from(v6) >> 64) as u64),
+        }
+    }
+
+    /// A stable string form, for the shared (Redis) limiter.
+    pub fn to_shared(&self) -> String {
+        match self {
+            Key::V4(ip) => format!("ip4:{ip:08x}"),
+            Key::V6(prefix) => format!("ip6:{prefix:016x}"),
+            Key::Principal(p) => format!("p:{p}"),
+        }
+    }
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The bucket size (`RateLimit-Limit`).
+    pub limit: u32,
+    /// Requests left right now (`RateLimit-Remaining`).
+    pub remaining: u32,
+    /// Seconds until the bucket is full again (`RateLimit-Reset`).
+    pub reset: u64,
+    /// Seconds until the next request is allowed (`Retry-After`), when denied.
+    pub retry_after: u64,
+}
+
+impl Decision {
+    /// Writes the `RateLimit-*` headers (and `Retry-After` when denied).
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        headers.insert(RATELIMIT_LIMIT, HeaderValue::from(self.limit));
+        headers.insert(RATELIMIT_REMAINING, HeaderValue::from(self.remaining));
+        headers.insert(RATELIMIT_RESET, HeaderValue::from(self.reset));
+        if !self.allowed {
+            headers.insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(self.retry_after.max(1)),
+            );
+        }
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// The time one request's worth of the bucket takes to refill.
+pub fn emission_interval(limit: &Limit) -> Duration {
+    limit.rate.per / limit.rate.count.max(1)
+}
+
+type Inner<C> = RateLimiter<Key, DashMapStateStore<Key>, C, StateInformationMiddleware>;
+
+/// One limit, enforced in this process.
+pub struct Limiter<C: Clock = QuantaClock> {
+    pub limit: Limit,
+    inner: Inner<C>,
+    clock: C,
+}
+
+impl<C: Clock + Clone> Limiter<C> {
+    pub fn with_clock(limit: Limit, clock: C) -> Self {
+        let burst = NonZeroU32::new(limit.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let interval = emission_interval(&limit).max(Duration::from_nanos(1));
+        let quota = Quota::with_period(interval)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        let inner = RateLimiter::dashmap_with_clock(quota, clock.clone())
+            .with_middleware::<StateInformationMiddleware>();
+        Limiter {
+            limit,
+            inner,
+            clock,
+        }
+    }
+
+    pub fn check(&self, key: &Key) -> Decision {
+        let interval = emission_interval(&self.limit);
+        match self.inner.check_key(key) {
+            Ok(state) => {
+                let remaining = state.remaining_burst_capacity();
+                let missing = self.limit.burst.saturating_sub(remaining);
+                Decision {
+                    allowed: true,
+                    limit: self.limit.burst,
+                    remaining,
+                    reset: ceil_secs(interval * missing),
+                    retry_after: 0,
+                }
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                Decision {
+                    allowed: false,
+                    limit: self.limit.burst,
+                    remaining: 0,
+                    reset: ceil_secs(interval * self.limit.burst.saturating_sub(1) + wait),
+                    retry_after: ceil_secs(wait).max(1),
+                }
+            }
+        }
+    }
+
+    /// Forgets buckets that are full again (their clients went quiet).
+    pub fn evict_idle(&self) {
+        self.inner.retain_recent();
+        self.inner.shrink_to_fit();
+    }
+
+    /// Keys currently tracked.
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Limiter<QuantaClock> {
+    pub fn new(limit: Limit) -> Self {
+        Limiter::with_clock(limit, QuantaClock::default())
+    }
+}
+
+/// Every limiter of the process, by name and settings, so that a reload
+/// keeps the buckets of limits it did not change.
+#[derive(Default)]
+pub struct Limiters {
+    map: Mutex<HashMap<(String, LimitKey), Arc<Limiter>>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct LimitKey {
+    count: u32,
+    per: Duration,
+    burst: u32,
+}
+
+impl Limiters {
+    /// The limiter called `name` with settings `limit`: the existing one if
+    /// nothing changed, else a new one.
+    pub fn get(&self, name: &str, limit: Limit) -> Arc<Limiter> {
+        let key = LimitKey {
+            count: limit.rate.count,
+            per: limit.rate.per,
+            burst: limit.burst,
+        };
+        let Ok(mut map) = self.map.lock() else {
+            return Arc::new(Limiter::new(limit));
+        };
+        map.retain(|(n, k), _| n != name || *k == key);
+        map.entry((name.to_owned(), key))
+            .or_insert_with(|| Arc::new(Limiter::new(limit)))
+            .clone()
+    }
+
+    /// Evicts idle keys everywhere; the key count per limiter name.
+    pub fn evict_idle(&self, in_use: impl Fn(&str, &Arc<Limiter>) -> bool) -> Vec<(String, usize)> {
+        let Ok(mut map) = self.map.lock() else {
+            return Vec::new();
+        };
+        // Limiters no config generation holds any more are dropped.
+        map.retain(|(name, _), limiter| in_use(name, limiter));
+        map.iter()
+            .map(|((name, _), limiter)| {
+                limiter.evict_idle();
+                (name.clone(), limiter.len())
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::values::parse_rate;
+    use governor::clock::FakeRelativeClock;
+
+    fn limiter(rate: &str, burst: u32) -> (Limiter<FakeRelativeClock>, FakeRelativeClock) {
+        let clock = FakeRelativeClock::default();
+        let limit = Limit {
+            rate: parse_rate(rate).unwrap(),
+            burst,
+        };
+        (Limiter::with_clock(limit, clock.clone()), clock)
+    }
+
+    #[test]
+    fn burst_is_allowed_then_refused_until_one_interval_passes() {
+        let (l, clock) = limiter("5/min", 5);
+        let k = Key::ip("192.0.2.1".parse().unwrap());
+        for i in 0..5 {
+            let d = l.check(&k);
+            assert!(d.allowed, "request {i}");
+            assert_eq!(d.remaining, 4 - i);
+        }
+        let d = l.check(&k);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after, 12);
+        assert_eq!(d.limit, 5);
+        clock.advance(Duration::from_secs(11));
+        assert!(!l.check(&k).allowed);
+        clock.advance(Duration::from_secs(1));
+        assert!(l.check(&k).allowed);
+    }
+
+    #[test]
+    fn clients_have_separate_buckets_but_an_ipv6_64_shares_one() {
+        let (l, _) = limiter("1/h", 1);
+        assert!(l.check(&Key::ip("192.0.2.1".parse().unwrap())).allowed);
+        assert!(l.check(&Key::ip("192.0.2.2".parse().unwrap())).allowed);
+        assert!(
+            l.check(&Key::ip("2001:db8:1:2::1".parse().unwrap()))
+                .allowed
+        );
+        assert!(
+            !l.check(&Key::ip("2001:db8:1:2:ffff::9".parse().unwrap()))
+                .allowed
+        );
+        assert!(
+            l.check(&Key::ip("2001:db8:1:3::1".parse().unwrap()))
+                .allowed
+        );
+        assert_eq!(
+            Key::ip("::ffff:192.0.2.1".parse().unwrap()),
+            Key::ip("192.0.2.1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn reset_counts_the_seconds_until_the_bucket_is_full() {
+        let (l, _) = limiter("1/s", 10);
+        let k = Key::Principal("alice".into());
+        for _ in 0..3 {
+            l.check(&k);
+        }
+        let d = l.check(&k);
+        assert_eq!((d.remaining, d.reset), (6, 4));
+    }
+
+    #[test]
+    fn idle_keys_are_evicted() {
+        let (l, clock) = limiter("10/s", 10);
+        for i in 0..1000u32 {
+            l.check(&Key::V4(i));
+        }
+        assert_eq!(l.len(), 1000);
+        clock.advance(Duration::from_secs(5));
+        l.evict_idle();
+        assert_eq!(l.len(), 0);
+    }
+
+    #[test]
+    fn reload_keeps_unchanged_limiters_and_replaces_changed_ones() {
+        let limiters = Limiters::default();
+        let a = Limit {
+            rate: parse_rate("5/min").unwrap(),
+            burst: 5,
+        };
+        let b = Limit {
+            rate: parse_rate("6/min").unwrap(),
+            burst: 5,
+        };
+        let first = limiters.get("login", a);
+        assert!(Arc::ptr_eq(&first, &limiters.get("login", a)));
+        assert!(!Arc::ptr_eq(&first, &limiters.get("login", b)));
+    }
+}
