@@ -16,6 +16,7 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 
 pin_project_lite::pin_project! {
     /// A response body: gatehouse's own bytes, or a backend's stream.
+    #[derive(Debug)]
     #[project = BodyProj]
     pub enum Body {
         Empty,

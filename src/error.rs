@@ -29,8 +29,9 @@ pub enum GateError {
     Forbidden,
     #[error("not found")]
     NotFound,
+    /// `allow` lists the methods the resource answers (RFC 9110 §15.5.6).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: &'static str },
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
@@ -55,7 +56,7 @@ impl GateError {
             }
             Forbidden => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -76,7 +77,7 @@ impl GateError {
             InvalidCredentials => "invalid_credentials",
             Forbidden => "forbidden",
             NotFound => "not_found",
-            MethodNotAllowed => "method_not_allowed",
+            MethodNotAllowed { .. } => "method_not_allowed",
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             RateLimited { .. } => "rate_limited",
@@ -97,7 +98,7 @@ impl GateError {
             InvalidCredentials => "Invalid credentials",
             Forbidden => "Insufficient permissions",
             NotFound => "Not found",
-            MethodNotAllowed => "Method not allowed",
+            MethodNotAllowed { .. } => "Method not allowed",
             PayloadTooLarge => "Request body too large",
             UnsupportedMediaType => "Unsupported content type",
             RateLimited { .. } => "Too many requests",
@@ -128,6 +129,9 @@ impl GateError {
                     WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer realm="gatehouse", error="invalid_token""#),
                 );
+            }
+            GateError::MethodNotAllowed { allow } => {
+                h.insert(http::header::ALLOW, HeaderValue::from_static(allow));
             }
             GateError::RateLimited { retry_after } => {
                 h.insert(RETRY_AFTER, HeaderValue::from(*retry_after));

@@ -23,6 +23,8 @@ pub const TLS_HANDSHAKE_ERRORS_TOTAL: &str = "gatehouse_tls_handshake_errors_tot
 pub const CONFIG_RELOADS_TOTAL: &str = "gatehouse_config_reloads_total";
 pub const TLS_CERT_EXPIRY: &str = "gatehouse_tls_cert_expiry_timestamp_seconds";
 pub const BUILD_INFO: &str = "gatehouse_build_info";
+pub const RATE_LIMITER_KEYS: &str = "gatehouse_rate_limiter_keys";
+pub const RATE_LIMIT_FALLBACKS_TOTAL: &str = "gatehouse_rate_limit_fallbacks_total";
 
 /// Upstream error kinds (`kind` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +92,8 @@ pub struct Metrics {
     pub tls_handshake_errors: IntCounter,
     pub config_reloads: IntCounterVec,
     pub tls_cert_expiry: Gauge,
+    pub rate_limiter_keys: IntGaugeVec,
+    pub rate_limit_fallbacks: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -157,6 +161,19 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
+        let rate_limiter_keys = IntGaugeVec::new(
+            Opts::new(
+                RATE_LIMITER_KEYS,
+                "Client or principal keys a local rate limiter tracks, by limit.",
+            ),
+            &["limit"],
+        )?;
+        r.register(Box::new(rate_limiter_keys.clone()))?;
+        let rate_limit_fallbacks = IntCounter::new(
+            RATE_LIMIT_FALLBACKS_TOTAL,
+            "Rate-limit checks decided locally because the shared (Redis) limiter was unreachable.",
+        )?;
+        r.register(Box::new(rate_limit_fallbacks.clone()))?;
         let metrics = Metrics {
             requests: counter(
                 r,
@@ -204,6 +221,8 @@ impl Metrics {
             connections_open,
             tls_handshake_errors,
             tls_cert_expiry,
+            rate_limiter_keys,
+            rate_limit_fallbacks,
             registry,
         };
         // Fixed label sets start at 0, so dashboards see 0 rather than nothing.

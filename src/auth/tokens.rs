@@ -233,11 +233,15 @@ pub async fn login(
         .await
         .map_err(store_err)?;
     let user = cx.users.get(&req.username);
-    // Always check a password, so every failure takes as long as any other.
-    let matches = cx
-        .hasher
-        .verify(user.as_ref().map(|u| &u.hash), req.password)
-        .await;
+    // Always check a password, so every failure takes as long as any other:
+    // an unknown name is checked against an existing user's hash.
+    let stand_in = if user.is_none() {
+        cx.users.stand_in(&req.username)
+    } else {
+        None
+    };
+    let checked = user.as_ref().map(|u| &u.hash).or(stand_in.as_ref());
+    let matches = cx.hasher.verify(checked, req.password).await && user.is_some();
     if locked {
         count("locked");
         return Err(GateError::InvalidCredentials);

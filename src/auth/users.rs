@@ -113,6 +113,23 @@ impl UsersFile {
         self.users.load().get(name).cloned()
     }
 
+    /// The hash an unknown user's password is checked against: an existing
+    /// user's (chosen by the name), so that a login for a name that does not
+    /// exist costs what a real one costs, whatever hash formats the file uses.
+    pub fn stand_in(&self, name: &str) -> Option<PasswordHash> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let users = self.users.load();
+        if users.is_empty() {
+            return None;
+        }
+        let pick = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(name);
+        users
+            .values()
+            .nth((pick % users.len() as u64) as usize)
+            .map(|u| u.hash.clone())
+    }
+
     pub fn len(&self) -> usize {
         self.users.load().len()
     }

@@ -17,6 +17,7 @@
 pub mod authn;
 pub mod authz;
 pub mod client_ip;
+pub mod cors;
 pub mod log;
 pub mod normalize;
 pub mod rate_limit;
@@ -45,7 +46,9 @@ use crate::error::GateError;
 use crate::metrics::Metrics;
 use crate::upstream::headers::{self as fwd, Outgoing};
 use crate::upstream::{self, Upstream};
+use cors::Cors;
 use log::{Logged, Record};
+use rate_limit::{Decision, Key, Limiter, Limiters};
 use route::RouteTable;
 
 /// Everything one config generation needs to answer requests. Swapped whole
@@ -59,6 +62,11 @@ pub struct Gate {
     pub issuer: Issuer,
     pub api_keys: ApiKeys,
     pub users: Arc<UsersFile>,
+    pub cors: Cors,
+    per_ip: Option<Arc<Limiter>>,
+    login_limit: Option<Arc<Limiter>>,
+    /// Limiters of the routes that have a `rate_limit`, by route name.
+    route_limits: std::collections::HashMap<Arc<str>, Arc<Limiter>>,
     /// Headers only gatehouse sets; an `_` spelling of one is refused (SPEC §3.2).
     proxy_owned: Vec<HeaderName>,
     /// Identity headers: client copies are removed from every request.
@@ -71,7 +79,7 @@ pub struct Gate {
 impl Gate {
     /// Builds a generation's pipeline; fails if a configured key cannot be
     /// read (creating `secret_file` when it is absent).
-    pub fn new(config: Arc<Config>) -> Result<Self, KeyError> {
+    pub fn new(config: Arc<Config>, limiters: &Limiters) -> Result<Self, KeyError> {
         let own_keys = OwnKeys::load(&config.auth.jwt)?;
         let verifier = Verifier::new(&config.auth.jwt, &own_keys)?;
         for remote in verifier.remotes() {
@@ -106,7 +114,23 @@ impl Gate {
         if !config.forward_authorization {
             strip.push(header::AUTHORIZATION);
         }
+        let route_limits = config
+            .routes
+            .iter()
+            .chain(std::iter::once(&config.default_route))
+            .filter_map(|r| {
+                let limit = r.rate_limit?;
+                Some((
+                    r.name.clone(),
+                    limiters.get(&format!("route:{}", r.name), limit),
+                ))
+            })
+            .collect();
         Ok(Gate {
+            cors: Cors::new(&config.cors),
+            per_ip: config.rate_limits.per_ip.map(|l| limiters.get("per_ip", l)),
+            login_limit: config.rate_limits.login.map(|l| limiters.get("login", l)),
+            route_limits,
             routes: RouteTable::new(config.routes.clone(), config.default_route.clone()),
             upstreams: config.upstreams.iter().map(Upstream::new).collect(),
             api_keys: ApiKeys::new(&config.auth.api_keys.keys),
@@ -131,6 +155,7 @@ pub struct Shared {
     pub metrics: Metrics,
     pub store: crate::store::Store,
     pub hasher: Hasher,
+    pub limiters: Limiters,
     /// Upgraded (WebSocket) tunnels, so shutdown can wait for them.
     pub tunnels: TaskTracker,
 }
@@ -161,12 +186,31 @@ pub async fn handle(
         bytes_sent: 0,
     };
 
-    let mut response = match proxy(&gate, &shared, &mut record, peer, trusted_peer, req).await {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut rate = None;
+    let mut response = match proxy(
+        &gate,
+        &shared,
+        &mut record,
+        &mut rate,
+        peer,
+        trusted_peer,
+        req,
+    )
+    .await
+    {
         Ok(res) => res,
         Err(err) => err.to_response(),
     };
 
     let headers = response.headers_mut();
+    if let Some(decision) = rate {
+        decision.write_headers(headers);
+    }
+    if !headers.contains_key(header::ACCESS_CONTROL_ALLOW_METHODS) {
+        // Not a preflight answer: the response's CORS headers are gatehouse's.
+        gate.cors.decorate(origin.as_ref(), headers);
+    }
     if let Some(hsts) = &config.tls.hsts {
         headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
@@ -182,6 +226,7 @@ async fn proxy(
     gate: &Gate,
     shared: &Shared,
     record: &mut Record,
+    rate: &mut Option<Decision>,
     peer: SocketAddr,
     trusted_peer: bool,
     mut req: Request<Incoming>,
@@ -204,6 +249,18 @@ async fn proxy(
     let host = request_host(&req);
     let now = unix_now();
     let api_key_param = config.auth.api_keys.query_param.as_deref();
+    let client = Key::ip(record.client_ip);
+
+    // 2. CORS preflight: answered here, never forwarded.
+    if Cors::is_preflight(req.method(), req.headers()) {
+        record.path = target.path;
+        return gate.cors.preflight(req.headers());
+    }
+
+    // 3. Rate limit per client IP.
+    if let Some(limiter) = &gate.per_ip {
+        enforce(shared, "per_ip", limiter, &client, rate).await?;
+    }
 
     // 3. gatehouse's own endpoints come before the routes.
     let endpoints = &config.auth.endpoints;
@@ -218,6 +275,20 @@ async fn proxy(
     if let Some(endpoint) = endpoint {
         record.route = endpoint.route_name();
         record.path = target.path;
+        if endpoint == Endpoint::Login && req.method() == http::Method::POST {
+            if let Some(limiter) = &gate.login_limit {
+                // Every attempt counts, whatever its outcome.
+                enforce(shared, "login", limiter, &client, rate)
+                    .await
+                    .inspect_err(|_| {
+                        shared
+                            .metrics
+                            .logins
+                            .with_label_values(&["rate_limited"])
+                            .inc();
+                    })?;
+            }
+        }
         let query = target.query.as_deref();
         return match endpoint {
             Endpoint::Me => me(gate, shared, &req, query, now).await,
@@ -229,6 +300,20 @@ async fn proxy(
     let host_name = host.as_ref().and_then(|h| h.to_str().ok()).map(strip_port);
     let route = gate.routes.find(req.method(), host_name, &target.path);
     record.route = route.name.clone();
+
+    // The route's own limit, per client IP (and per principal below).
+    let route_limit = gate.route_limits.get(&route.name);
+    if let Some(limiter) = route_limit {
+        record.path.clone_from(&target.path);
+        enforce(
+            shared,
+            &format!("route:{}", route.name),
+            limiter,
+            &client,
+            rate,
+        )
+        .await?;
+    }
 
     // 4. Authenticate, then authorize.
     let principal = match &route.auth {
@@ -270,6 +355,21 @@ async fn proxy(
     if let Some(p) = &principal {
         record.user = Some(p.user.clone());
         record.auth_method = Some(p.scheme.as_str());
+        if let Some(limiter) = route_limit {
+            let key = Key::Principal(Arc::from(p.user.as_str()));
+            if let Err(e) = enforce(
+                shared,
+                &format!("route:{}", route.name),
+                limiter,
+                &key,
+                rate,
+            )
+            .await
+            {
+                record.path = target.path;
+                return Err(e);
+            }
+        }
     }
 
     // The forwarded path is the normalized one, never the raw target; an
@@ -324,6 +424,44 @@ async fn proxy(
     Ok(forwarded.response)
 }
 
+/// Checks one limit for `key` — in Redis when the store is shared, else (or
+/// if Redis fails) locally — and refuses with 429 when it is exhausted.
+/// The decision is kept in `rate` for the response's `RateLimit-*` headers.
+async fn enforce(
+    shared: &Shared,
+    name: &str,
+    limiter: &Limiter,
+    key: &Key,
+    rate: &mut Option<Decision>,
+) -> Result<(), GateError> {
+    let limit = limiter.limit;
+    let interval = rate_limit::emission_interval(&limit);
+    let decision = match shared
+        .store
+        .rate_check(name, &key.to_shared(), interval, limit.burst)
+        .await
+    {
+        Some(Ok(bucket)) => Decision::from_shared(bucket, limit.burst),
+        Some(Err(_)) => {
+            shared.metrics.rate_limit_fallbacks.inc();
+            limiter.check(key)
+        }
+        None => limiter.check(key),
+    };
+    if decision.allowed {
+        // The per-IP limit only shows itself when it refuses.
+        if name != "per_ip" {
+            *rate = Some(decision);
+        }
+        return Ok(());
+    }
+    *rate = Some(decision);
+    shared.metrics.rate_limited.with_label_values(&[name]).inc();
+    Err(GateError::RateLimited {
+        retry_after: decision.retry_after,
+    })
+}
+
 /// gatehouse's own endpoints (SPEC §4), matched before the routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
@@ -358,7 +496,7 @@ async fn token_endpoint(
         }
     };
     if req.method() != http::Method::POST {
-        return Err(GateError::MethodNotAllowed);
+        return Err(GateError::MethodNotAllowed { allow: "POST" });
     }
     let config = &gate.config;
     // Logout needs the access token it ends.
@@ -464,7 +602,7 @@ async fn me(
     now: u64,
 ) -> Result<Response<Body>, GateError> {
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
-        return Err(GateError::MethodNotAllowed);
+        return Err(GateError::MethodNotAllowed { allow: "GET, HEAD" });
     }
     let config = &gate.config;
     let methods = [AuthMethod::Jwt, AuthMethod::ApiKey];

@@ -74,6 +74,17 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// The shared (Redis) limiter's answer as a decision.
+    pub fn from_shared(b: crate::store::redis::SharedBucket, limit: u32) -> Self {
+        Decision {
+            allowed: b.allowed,
+            limit,
+            remaining: b.remaining.min(limit),
+            reset: ceil_secs(b.reset),
+            retry_after: ceil_secs(b.retry_after).max(u64::from(!b.allowed)),
+        }
+    }
+
     /// Writes the `RateLimit-*` headers (and `Retry-After` when denied).
     pub fn write_headers(&self, headers: &mut HeaderMap) {
         headers.insert(RATELIMIT_LIMIT, HeaderValue::from(self.limit));
@@ -203,13 +214,13 @@ impl Limiters {
             .clone()
     }
 
-    /// Evicts idle keys everywhere; the key count per limiter name.
-    pub fn evict_idle(&self, in_use: impl Fn(&str, &Arc<Limiter>) -> bool) -> Vec<(String, usize)> {
+    /// Evicts idle keys everywhere, and drops the limiters no config
+    /// generation holds any more; the key count per limiter name.
+    pub fn evict_idle(&self) -> Vec<(String, usize)> {
         let Ok(mut map) = self.map.lock() else {
             return Vec::new();
         };
-        // Limiters no config generation holds any more are dropped.
-        map.retain(|(name, _), limiter| in_use(name, limiter));
+        map.retain(|_, limiter| Arc::strong_count(limiter) > 1);
         map.iter()
             .map(|((name, _), limiter)| {
                 limiter.evict_idle();

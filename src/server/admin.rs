@@ -18,7 +18,7 @@ pub fn handle<B>(
     readiness: impl FnOnce() -> Readiness,
 ) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return GateError::MethodNotAllowed.to_response();
+        return GateError::MethodNotAllowed { allow: "GET, HEAD" }.to_response();
     }
     match req.uri().path() {
         "/metrics" => {

@@ -62,11 +62,15 @@ pub struct Generation {
 impl Generation {
     /// Builds a generation; fails without side effects other than creating
     /// a missing self-signed certificate when the config asks for it.
-    pub fn build(config: Config, metrics: &Metrics) -> Result<Self, StartError> {
+    pub fn build(
+        config: Config,
+        metrics: &Metrics,
+        limiters: &pipeline::rate_limit::Limiters,
+    ) -> Result<Self, StartError> {
         let certified = tls::load(&config.tls)?;
         let file = config.path.clone();
-        let gate =
-            Gate::new(Arc::new(config)).map_err(|source| StartError::Keys { file, source })?;
+        let gate = Gate::new(Arc::new(config), limiters)
+            .map_err(|source| StartError::Keys { file, source })?;
         metrics.tls_cert_expiry.set(certified.not_after as f64);
         for up in &gate.config.upstreams {
             metrics.register_upstream(&up.name);
@@ -149,7 +153,8 @@ impl Gateway {
                 reason: e.to_string(),
             })?;
         store.spawn_upkeep();
-        let generation = Generation::build(config, &metrics)?;
+        let limiters = pipeline::rate_limit::Limiters::default();
+        let generation = Generation::build(config, &metrics, &limiters)?;
         Ok(Gateway {
             inner: Arc::new(Inner {
                 generation: ArcSwap::from_pointee(generation),
@@ -157,6 +162,7 @@ impl Gateway {
                     metrics,
                     store,
                     hasher: crate::auth::password::Hasher::new(),
+                    limiters,
                     tunnels: TaskTracker::new(),
                 }),
                 config_path,
@@ -186,7 +192,7 @@ impl Gateway {
         let metrics = &self.inner.shared.metrics;
         let result = config::load(path)
             .map_err(StartError::from)
-            .and_then(|c| Generation::build(c, metrics));
+            .and_then(|c| Generation::build(c, metrics, &self.inner.shared.limiters));
         match result {
             Ok(generation) => {
                 let old = self.inner.generation.load();
@@ -258,6 +264,7 @@ impl Gateway {
             tasks.spawn(self.clone().accept(l, Listener::Admin));
         }
         tasks.spawn(self.clone().probe_upstream());
+        tasks.spawn(self.clone().evict_idle_rate_limit_keys());
 
         self.inner.shutdown.cancelled().await;
         while tasks.join_next().await.is_some() {}
@@ -387,6 +394,28 @@ impl Gateway {
             handler,
         )
         .await;
+    }
+
+    /// Evicts idle rate-limit keys every [`pipeline::rate_limit::EVICT_EVERY`]
+    /// and reports how many each limiter still tracks.
+    async fn evict_idle_rate_limit_keys(self) {
+        let mut tick = tokio::time::interval(pipeline::rate_limit::EVICT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.inner.shutdown.cancelled() => return,
+            }
+            let shared = &self.inner.shared;
+            shared.metrics.rate_limiter_keys.reset();
+            for (name, keys) in shared.limiters.evict_idle() {
+                shared
+                    .metrics
+                    .rate_limiter_keys
+                    .with_label_values(&[&name])
+                    .set(keys as i64);
+            }
+        }
     }
 
     /// Probes the default upstream's targets with a TCP connect every

@@ -311,6 +311,21 @@ impl Store {
         }
     }
 
+    /// Checks a shared (Redis) rate limit; `None` with the embedded store,
+    /// whose limits are the local ones.
+    pub async fn rate_check(
+        &self,
+        name: &str,
+        key: &str,
+        interval: std::time::Duration,
+        burst: u32,
+    ) -> Option<Result<redis::SharedBucket, StoreError>> {
+        match &self.backend {
+            Backend::Embedded(_) => None,
+            Backend::Redis(r) => Some(r.rate_check(name, key, interval, burst).await),
+        }
+    }
+
     /// Drops expired entries, in memory and in the store.
     pub async fn purge(&self, now: u64) {
         self.revoked.purge(now);

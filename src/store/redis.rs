@@ -62,6 +62,36 @@ redis.call('EXPIRE', KEYS[1], keep)
 return count
 ";
 
+/// GCRA (the generic cell rate algorithm) over Redis's own clock, so every
+/// replica agrees. ARGV: emission interval (µs), burst. Returns {allowed,
+/// remaining, µs until the bucket is full, µs until the next request fits}.
+const GCRA: &str = r"
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local tolerance = interval * burst
+local new_tat = tat + interval
+if new_tat - now > tolerance then
+  return {0, 0, tat - now, new_tat - now - tolerance}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, math.floor((tolerance - (new_tat - now)) / interval), new_tat - now, 0}
+";
+
+/// The answer of the shared (Redis) rate limiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedBucket {
+    pub allowed: bool,
+    pub remaining: u32,
+    /// Until the bucket is full again.
+    pub reset: Duration,
+    /// Until the next request fits (when refused).
+    pub retry_after: Duration,
+}
+
 pub struct RedisStore {
     client: redis::Client,
     conn: ConnectionManager,
@@ -69,8 +99,11 @@ pub struct RedisStore {
     revoked: Arc<Revoked>,
     rotate: redis::Script,
     fail: redis::Script,
+    gcra: redis::Script,
     /// Redis is known to be unreachable (for logging an outage once).
     down: AtomicBool,
+    /// Rate limits fell back to local limiters (for logging once).
+    limits_local: AtomicBool,
 }
 
 impl RedisStore {
@@ -94,7 +127,9 @@ impl RedisStore {
             revoked,
             rotate: redis::Script::new(ROTATE),
             fail: redis::Script::new(FAIL),
+            gcra: redis::Script::new(GCRA),
             down: AtomicBool::new(false),
+            limits_local: AtomicBool::new(false),
         }))
     }
 
@@ -221,7 +256,15 @@ impl RedisStore {
         if let Some((sid, until)) = sid {
             let member = format!("sid:{sid}");
             pipe.zadd(&set, &member, until).ignore();
-            pipe.hset(self.key("fam:", sid), "revoked", "1").ignore();
+            let fam = self.key("fam:", sid);
+            pipe.hset(&fam, "revoked", "1").ignore();
+            // A family already expired is re-created by HSET: give it a TTL
+            // (NX: only when it has none, so a live family keeps its own).
+            pipe.cmd("EXPIRE")
+                .arg(&fam)
+                .arg(until.saturating_sub(crate::auth::unix_now()).max(1))
+                .arg("NX")
+                .ignore();
             messages.push(format!("{member}:{until}"));
         }
         for m in &messages {
@@ -292,6 +335,44 @@ impl RedisStore {
             .await
             .map_err(|e| self.fail_with(e))?;
         Ok(())
+    }
+
+    /// One check of the shared limiter `name` for `key`.
+    pub async fn rate_check(
+        &self,
+        name: &str,
+        key: &str,
+        interval: Duration,
+        burst: u32,
+    ) -> Result<SharedBucket, StoreError> {
+        let mut conn = self.conn.clone();
+        let result: Result<(i64, i64, i64, i64), _> = self
+            .gcra
+            .key(format!("{}rl:{name}:{key}", self.prefix))
+            .arg(interval.as_micros().max(1) as u64)
+            .arg(burst)
+            .invoke_async(&mut conn)
+            .await;
+        match result {
+            Ok((allowed, remaining, reset, retry)) => {
+                if self.limits_local.swap(false, Ordering::Relaxed) {
+                    tracing::info!("rate limits are shared through redis again");
+                }
+                let us = |v: i64| Duration::from_micros(v.max(0) as u64);
+                Ok(SharedBucket {
+                    allowed: allowed == 1,
+                    remaining: remaining.clamp(0, i64::from(u32::MAX)) as u32,
+                    reset: us(reset),
+                    retry_after: us(retry),
+                })
+            }
+            Err(e) => {
+                if !self.limits_local.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "redis unreachable: rate limits fall back to this replica's local limiters");
+                }
+                Err(StoreError::Unavailable(e.to_string()))
+            }
+        }
     }
 
     /// Re-reads every live revocation into the in-memory set.

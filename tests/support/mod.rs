@@ -72,12 +72,19 @@ pub fn config_yaml(certs: &TestCerts, upstreams: &str, extra: &str) -> String {
     } else {
         "store:\n  path: data/gatehouse.db\n".to_owned()
     };
+    // Tests send many requests from 127.0.0.1: default limits only where a
+    // test asks for limits.
+    let limits = if extra.contains("rate_limits:") {
+        ""
+    } else {
+        "rate_limits:\n  per_ip: null\n  login: null\n"
+    };
     format!(
         "listen:\n  https: 127.0.0.1:0\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\n\
          tls:\n  cert: {cert}\n  key: {key}\n\
          {upstreams}\
          auth:\n  jwt:\n    secret: {JWT_SECRET}\n\
-         {store}{extra}\n",
+         {store}{limits}{extra}\n",
         cert = certs.cert.display(),
         key = certs.key.display(),
     )
