@@ -645,7 +645,11 @@ async fn unknown_user_wrong_password_and_disabled_user_take_about_the_same_time(
         user("carol", carol_hash(), "[user]", true),
     ));
     // No lockout in the way: every attempt takes the password-checking path.
-    let gw = Gw::start(&env.write_config(&backend.url(""), NO_LOCKOUT, ROUTES), &env.certs).await;
+    let gw = Gw::start(
+        &env.write_config(&backend.url(""), NO_LOCKOUT, ROUTES),
+        &env.certs,
+    )
+    .await;
     let client = gw.client();
     // Warm up the connection and the blocking pool.
     let _ = login_res(&gw, &client, "alice", "warm-up").await;

@@ -2,14 +2,19 @@
 //! (SPEC §3). One file per stage; this module runs them.
 //!
 //! 1. `normalize` — refuse ambiguous requests, produce the one normalized
-//!    path that routing sees and that is forwarded;
-//! 2. `client_ip` — who the client is (`trusted_proxies`);
-//! 3. `route` — gatehouse's own endpoints (`/auth/me`), else the first
-//!    matching route, or `default_route`;
-//! 4. `authn` then `authz` — the route's credentials, then its roles;
-//! 5. forward — through `crate::upstream`, with headers rewritten and the
+//!    path that routing sees and that is forwarded (`client_ip` — who the
+//!    client is, by `trusted_proxies` — is read before, for the log);
+//! 2. `cors` — preflights are answered here;
+//! 3. `rate_limit` — per client IP;
+//! 4. gatehouse's own endpoints (`/login`, `/auth/*`, with the login limit);
+//! 5. `route` — the first matching route, or `default_route`, and its limit
+//!    per client IP;
+//! 6. `authn` then `authz` — the route's credentials, then its roles; then
+//!    the route's limit per principal;
+//! 7. forward — through `crate::upstream`, with headers rewritten and the
 //!    identity headers set;
-//! 6. `log` — HSTS and request id on the response, one access-log line.
+//! 8. `log` — HSTS, request id, CORS and `RateLimit-*` headers on the
+//!    response, one access-log line when it is done.
 //!
 //! Every error goes through [`GateError::to_response`], the one mapping from
 //! error to status and JSON body.
@@ -65,8 +70,9 @@ pub struct Gate {
     pub cors: Cors,
     per_ip: Option<Arc<Limiter>>,
     login_limit: Option<Arc<Limiter>>,
-    /// Limiters of the routes that have a `rate_limit`, by route name.
-    route_limits: std::collections::HashMap<Arc<str>, Arc<Limiter>>,
+    /// Limiters of the routes that have a `rate_limit`, by route name, with
+    /// their `limit` metric label (`route:<name>`).
+    route_limits: std::collections::HashMap<Arc<str>, (String, Arc<Limiter>)>,
     /// Headers only gatehouse sets; an `_` spelling of one is refused (SPEC §3.2).
     proxy_owned: Vec<HeaderName>,
     /// Identity headers: client copies are removed from every request.
@@ -120,10 +126,9 @@ impl Gate {
             .chain(std::iter::once(&config.default_route))
             .filter_map(|r| {
                 let limit = r.rate_limit?;
-                Some((
-                    r.name.clone(),
-                    limiters.get(&format!("route:{}", r.name), limit),
-                ))
+                let name = format!("route:{}", r.name);
+                let limiter = limiters.get(&name, limit);
+                Some((r.name.clone(), (name, limiter)))
             })
             .collect();
         Ok(Gate {
@@ -246,6 +251,8 @@ async fn proxy(
             return Err(refusal.into());
         }
     };
+    // Logged from here on, whatever happens next.
+    record.path.clone_from(&target.path);
     let host = request_host(&req);
     let now = unix_now();
     let api_key_param = config.auth.api_keys.query_param.as_deref();
@@ -253,7 +260,6 @@ async fn proxy(
 
     // 2. CORS preflight: answered here, never forwarded.
     if Cors::is_preflight(req.method(), req.headers()) {
-        record.path = target.path;
         return gate.cors.preflight(req.headers());
     }
 
@@ -262,7 +268,7 @@ async fn proxy(
         enforce(shared, "per_ip", limiter, &client, rate).await?;
     }
 
-    // 3. gatehouse's own endpoints come before the routes.
+    // 4. gatehouse's own endpoints come before the routes.
     let endpoints = &config.auth.endpoints;
     let endpoint = [
         (&endpoints.login, Endpoint::Login),
@@ -274,7 +280,6 @@ async fn proxy(
     .find_map(|(path, e)| (target.path == *path).then_some(e));
     if let Some(endpoint) = endpoint {
         record.route = endpoint.route_name();
-        record.path = target.path;
         if endpoint == Endpoint::Login && req.method() == http::Method::POST {
             if let Some(limiter) = &gate.login_limit {
                 // Every attempt counts, whatever its outcome.
@@ -296,79 +301,41 @@ async fn proxy(
         };
     }
 
-    // 3. Route.
+    // 5. Route, and its own limit per client IP (per principal after 6).
     let host_name = host.as_ref().and_then(|h| h.to_str().ok()).map(strip_port);
     let route = gate.routes.find(req.method(), host_name, &target.path);
     record.route = route.name.clone();
 
-    // The route's own limit, per client IP (and per principal below).
     let route_limit = gate.route_limits.get(&route.name);
-    if let Some(limiter) = route_limit {
-        record.path.clone_from(&target.path);
-        enforce(
-            shared,
-            &format!("route:{}", route.name),
-            limiter,
-            &client,
-            rate,
-        )
-        .await?;
+    if let Some((name, limiter)) = route_limit {
+        enforce(shared, name, limiter, &client, rate).await?;
     }
 
-    // 4. Authenticate, then authorize.
+    // 6. Authenticate, then authorize.
     let principal = match &route.auth {
-        RouteAuth::Deny => {
-            record.path = target.path;
-            return Err(GateError::NotFound);
-        }
+        RouteAuth::Deny => return Err(GateError::NotFound),
         RouteAuth::None => None,
         RouteAuth::Any(methods) => {
-            let creds = authn::credentials(
-                req.headers(),
-                target.query.as_deref(),
-                methods,
-                &config.auth.api_keys.header,
-                api_key_param,
-            );
-            let checked = authn::authenticate(
+            let checked = sign_in(
                 gate,
-                shared.store.revoked(),
+                shared,
                 &route.name,
                 methods,
-                &creds,
+                &route.roles,
+                &req,
+                target.query.as_deref(),
                 now,
-                &shared.metrics,
             )
-            .await
-            .and_then(|p| {
-                authz::authorize(&p, &route.roles, &route.name, &shared.metrics).map(|()| p)
-            });
-            match checked {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    record.path = target.path;
-                    return Err(e);
-                }
-            }
+            .await?;
+            Some(checked)
         }
     };
     if let Some(p) = &principal {
         record.user = Some(p.user.clone());
         record.auth_method = Some(p.scheme.as_str());
-        if let Some(limiter) = route_limit {
+        if let Some((name, limiter)) = route_limit {
             let key = Key::Principal(Arc::from(p.user.as_str()));
-            if let Err(e) = enforce(
-                shared,
-                &format!("route:{}", route.name),
-                limiter,
-                &key,
-                rate,
-            )
-            .await
-            {
-                record.path = target.path;
-                return Err(e);
-            }
+            enforce(shared, name, limiter, &key, rate).await?;
         }
     }
 
@@ -379,7 +346,6 @@ async fn proxy(
         (q, _) => q.map(str::to_owned),
     };
     let forwarded_path = path_and_query(&target.path, query.as_deref())?;
-    record.path = target.path;
 
     let limit = config.server.max_request_body;
     if content_length(req.headers()).is_some_and(|len| len > limit) {
@@ -422,6 +388,40 @@ async fn proxy(
     .await?;
     record.upstream = Some(forwarded.upstream_elapsed);
     Ok(forwarded.response)
+}
+
+/// The `authn` then `authz` stages for one request: its credentials for
+/// `methods`, verified (and checked against revocations), then `roles`.
+#[allow(clippy::too_many_arguments)]
+async fn sign_in(
+    gate: &Gate,
+    shared: &Shared,
+    route: &str,
+    methods: &[AuthMethod],
+    roles: &[String],
+    req: &Request<Incoming>,
+    query: Option<&str>,
+    now: u64,
+) -> Result<Principal, GateError> {
+    let keys = &gate.config.auth.api_keys;
+    let param = if query.is_some() {
+        keys.query_param.as_deref()
+    } else {
+        None
+    };
+    let creds = authn::credentials(req.headers(), query, methods, &keys.header, param);
+    let p = authn::authenticate(
+        gate,
+        shared.store.revoked(),
+        route,
+        methods,
+        &creds,
+        now,
+        &shared.metrics,
+    )
+    .await?;
+    authz::authorize(&p, roles, route, &shared.metrics)?;
+    Ok(p)
 }
 
 /// Checks one limit for `key` — in Redis when the store is shared, else (or
@@ -501,24 +501,17 @@ async fn token_endpoint(
     let config = &gate.config;
     // Logout needs the access token it ends.
     let principal = if endpoint == Endpoint::Logout {
-        let methods = [AuthMethod::Jwt];
-        let creds = authn::credentials(
-            req.headers(),
-            None,
-            &methods,
-            &config.auth.api_keys.header,
-            None,
-        );
         let route = endpoint.route_name();
         Some(
-            authn::authenticate(
+            sign_in(
                 gate,
-                shared.store.revoked(),
+                shared,
                 &route,
-                &methods,
-                &creds,
+                &[AuthMethod::Jwt],
+                &[],
+                &req,
+                None,
                 now,
-                &shared.metrics,
             )
             .await?,
         )
@@ -604,27 +597,9 @@ async fn me(
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
         return Err(GateError::MethodNotAllowed { allow: "GET, HEAD" });
     }
-    let config = &gate.config;
-    let methods = [AuthMethod::Jwt, AuthMethod::ApiKey];
-    let creds = authn::credentials(
-        req.headers(),
-        query,
-        &methods,
-        &config.auth.api_keys.header,
-        config.auth.api_keys.query_param.as_deref(),
-    );
     let route = Endpoint::Me.route_name();
-    let p = authn::authenticate(
-        gate,
-        shared.store.revoked(),
-        &route,
-        &methods,
-        &creds,
-        now,
-        &shared.metrics,
-    )
-    .await?;
-    authz::authorize(&p, &[], &route, &shared.metrics)?;
+    let methods = [AuthMethod::Jwt, AuthMethod::ApiKey];
+    let p = sign_in(gate, shared, &route, &methods, &[], req, query, now).await?;
     let mut body =
         serde_json::json!({ "sub": p.user, "roles": p.roles, "method": p.scheme.as_str() });
     if let Some(exp) = p.exp {

@@ -1,0 +1,31 @@
+-- Phase (c): one distinct client IP per request. gatehouse trusts 127.0.0.0/8
+-- in this phase, so the X-Forwarded-For address is the rate-limit key.
+-- Addresses count up from 10.0.0.0; after DISTINCT_IPS requests the thread
+-- stops (requests still in flight reuse 9.255.255.255).
+local distinct = tonumber(os.getenv("DISTINCT_IPS"))
+local token = os.getenv("BENCH_JWT")
+local base = 10 * 16777216   -- 10.0.0.0
+local sent, received = 0, 0
+
+local function ipv4(n)
+   return string.format("%d.%d.%d.%d",
+      math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+      math.floor(n / 256) % 256, n % 256)
+end
+
+request = function()
+   local ip
+   if sent < distinct then ip = ipv4(base + sent) else ip = "9.255.255.255" end
+   sent = sent + 1
+   return wrk.format("GET", "/bench/xff", {
+      ["Authorization"] = "Bearer " .. token,
+      ["X-Forwarded-For"] = ip,
+   })
+end
+
+response = function(status, headers, body)
+   received = received + 1
+   if received >= distinct then wrk.thread:stop() end
+end
+
+dofile(os.getenv("LOAD_DIR") .. "/report.lua")
