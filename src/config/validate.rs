@@ -430,7 +430,10 @@ pub(super) fn validate(path: &Path, raw: FileConfig) -> Result<Config, ConfigErr
                 ))
             }
         },
-        max_stale: raw.store.max_stale.0,
+        max_stale: match raw.store.max_stale.0 {
+            d if d >= Duration::from_secs(1) => d,
+            _ => return Err(cx.err("store.max_stale", "must be at least 1s")),
+        },
     };
 
     let upstream_index = |key: &str, name: &Option<Text>| -> Result<usize, ConfigError> {

@@ -100,7 +100,8 @@ pub struct Revoked {
     sids: DashMap<String, u64>,
     /// Unix seconds of the last successful sync (Redis); `u64::MAX`: always current.
     synced_at: AtomicU64,
-    max_stale: u64,
+    /// Seconds the set may go without a sync before it is distrusted.
+    pub(crate) max_stale: u64,
 }
 
 impl Revoked {

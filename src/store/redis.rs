@@ -258,13 +258,10 @@ impl RedisStore {
             pipe.zadd(&set, &member, until).ignore();
             let fam = self.key("fam:", sid);
             pipe.hset(&fam, "revoked", "1").ignore();
-            // A family already expired is re-created by HSET: give it a TTL
-            // (NX: only when it has none, so a live family keeps its own).
-            pipe.cmd("EXPIRE")
-                .arg(&fam)
-                .arg(until.saturating_sub(crate::auth::unix_now()).max(1))
-                .arg("NX")
-                .ignore();
+            // HSET re-creates a family that already expired: give it a TTL.
+            // A revoked family refuses its refresh tokens, so it need not
+            // outlive its access tokens (`until`).
+            pipe.cmd("EXPIREAT").arg(&fam).arg(until).ignore();
             messages.push(format!("{member}:{until}"));
         }
         for m in &messages {
@@ -399,17 +396,24 @@ impl RedisStore {
         }
     }
 
-    /// Starts the revocation sync: a full re-read every [`SYNC_EVERY`], and
+    /// Starts the revocation sync: a full re-read every [`SYNC_EVERY`] (or a
+    /// third of `max_stale` if that is shorter, so a healthy Redis never
+    /// looks stale), and
     /// a pub/sub listener for immediate updates (reconnecting with backoff).
     /// Both end when the store is dropped.
     pub fn spawn_sync(self: &Arc<Self>) {
+        let every = SYNC_EVERY
+            .min(Duration::from_millis(
+                self.revoked.max_stale.saturating_mul(1000) / 3,
+            ))
+            .max(Duration::from_millis(100));
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
                 let Some(store) = weak.upgrade() else { return };
                 let _ = store.sync().await;
                 drop(store);
-                tokio::time::sleep(SYNC_EVERY).await;
+                tokio::time::sleep(every).await;
             }
         });
         let weak = Arc::downgrade(self);

@@ -1,0 +1,672 @@
+//! External issuers' keys fetched from a `jwks_url` over real HTTPS (SPEC §2
+//! `auth.jwt.accept`; `src/auth/jwks.rs`).
+//!
+//! Each test runs its own IdP: a small HTTPS server (tokio-rustls + hyper)
+//! on `127.0.0.1:0` with a certificate for `localhost`, serving a JWKS the
+//! test can change, counting the connections and requests it gets, and
+//! stoppable to play an IdP outage. gatehouse trusts it the way it trusts any
+//! IdP: through the system roots, which `SSL_CERT_FILE` replaces here (set
+//! once for this test binary, before any gateway starts, by [`pki`]).
+//!
+//! What is checked: the keys are fetched at start and used; a rotated-in key
+//! is fetched on first use; made-up `kid`s cannot make gatehouse hammer the
+//! IdP; an IdP outage keeps the keys already known; a JWKS behind an
+//! untrusted certificate or over plain HTTP is never used; a token's own
+//! `jku` is never followed.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{json, Value};
+use support::*;
+
+/// The IdP's `iss`, as configured in `auth.jwt.accept`.
+const ISSUER: &str = "https://idp.test/";
+const AUDIENCE: &str = "chatbot";
+const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="gatehouse", error="invalid_token""#;
+/// Routes of every test gateway: everything under `/echo/` needs a JWT.
+const ROUTES: &str = "routes:\n  - name: api\n    path: /echo/**\n    auth: jwt\n";
+/// How long the first JWKS fetch (at start, in the background) may take.
+const FIRST_FETCH: Duration = Duration::from_secs(5);
+
+// --- certificates and SSL_CERT_FILE -----------------------------------------
+
+/// A certificate for localhost/127.0.0.1/::1 and its key, as PEM files.
+struct CertFiles {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl CertFiles {
+    fn create(dir: &Path, name: &str) -> CertFiles {
+        let cert = dir.join(format!("{name}.crt"));
+        let key = dir.join(format!("{name}.key"));
+        gatehouse::server::tls::create_self_signed(&cert, &key).expect("test certificate");
+        CertFiles { cert, key }
+    }
+
+    fn pem(&self) -> String {
+        std::fs::read_to_string(&self.cert).expect("read a test certificate")
+    }
+}
+
+/// The certificates of this test binary.
+struct Pki {
+    _dir: tempfile::TempDir,
+    /// The IdP's certificate: in `SSL_CERT_FILE`.
+    idp: CertFiles,
+    /// The attacker's certificate: in `SSL_CERT_FILE` too (a real attacker
+    /// can get a publicly trusted certificate for their own host).
+    attacker: CertFiles,
+    /// A certificate that is not in `SSL_CERT_FILE`.
+    untrusted: CertFiles,
+}
+
+/// Creates the certificates and points `SSL_CERT_FILE` at a bundle of the
+/// trusted ones, once for the whole binary. Every test calls this first, so
+/// the variable is set before any gateway reads the roots, and never again
+/// while other threads run.
+fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        gatehouse::install_crypto_providers();
+        let dir = tempfile::Builder::new()
+            .prefix("jwks-pki-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("temp dir for the test PKI");
+        let idp = CertFiles::create(dir.path(), "idp");
+        let attacker = CertFiles::create(dir.path(), "attacker");
+        let untrusted = CertFiles::create(dir.path(), "untrusted");
+        let bundle = dir.path().join("roots.pem");
+        std::fs::write(&bundle, idp.pem() + &attacker.pem()).expect("write the root bundle");
+        // Edition 2021: a safe function. Set once, before any gateway starts.
+        std::env::set_var("SSL_CERT_FILE", &bundle);
+        std::env::remove_var("SSL_CERT_DIR");
+        Pki {
+            _dir: dir,
+            idp,
+            attacker,
+            untrusted,
+        }
+    })
+}
+
+fn server_tls(certs: &CertFiles) -> tokio_rustls::TlsAcceptor {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&certs.cert)
+        .expect("read the IdP certificate")
+        .collect::<Result<_, _>>()
+        .expect("IdP certificate PEM");
+    let key = PrivateKeyDer::from_pem_file(&certs.key).expect("IdP key PEM");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("IdP TLS config");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+// --- the IdP's JWKS server --------------------------------------------------
+
+/// A JWKS server on `127.0.0.1:<free port>`, answering every request with
+/// the current document. Dropping it stops it.
+struct Idp {
+    addr: SocketAddr,
+    jwks: Arc<Mutex<String>>,
+    /// TCP connections accepted (TLS handshakes attempted).
+    connections: Arc<AtomicUsize>,
+    /// HTTP requests answered (JWKS fetches).
+    fetches: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Idp {
+    /// Serves `jwks` over HTTPS with `certs`, or over plain HTTP if `None`.
+    async fn start(certs: Option<&CertFiles>, jwks: String) -> Idp {
+        let tls = certs.map(server_tls);
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind the IdP");
+        let addr = listener.local_addr().expect("IdP address");
+        let jwks = Arc::new(Mutex::new(jwks));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(serve(
+            listener,
+            tls,
+            jwks.clone(),
+            connections.clone(),
+            fetches.clone(),
+        ));
+        Idp {
+            addr,
+            jwks,
+            connections,
+            fetches,
+            task,
+        }
+    }
+
+    /// `https://localhost:<port>/jwks.json`.
+    fn url(&self) -> String {
+        format!("https://localhost:{}/jwks.json", self.addr.port())
+    }
+
+    fn set_jwks(&self, jwks: String) {
+        *self.jwks.lock().expect("lock the JWKS") = jwks;
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Closes the port and every open connection (kept-alive ones too).
+    async fn stop(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        let refused = tokio::net::TcpStream::connect(self.addr).await.is_err();
+        assert!(refused, "the stopped IdP still accepts connections");
+    }
+
+    /// Waits until the request count has not changed for 300 ms, so a fetch
+    /// still under way is counted before a test takes a baseline.
+    async fn settle(&self) -> usize {
+        let mut last = self.fetches();
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = self.fetches();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The accept loop. The connections are tasks of a `JoinSet` it owns, so
+/// aborting the loop ends them too.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    jwks: Arc<Mutex<String>>,
+    connections: Arc<AtomicUsize>,
+    fetches: Arc<AtomicUsize>,
+) {
+    let mut open = tokio::task::JoinSet::new();
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        connections.fetch_add(1, Ordering::SeqCst);
+        while open.try_join_next().is_some() {}
+        let (jwks, fetches, tls) = (jwks.clone(), fetches.clone(), tls.clone());
+        open.spawn(async move {
+            let service = service_fn(move |_req: http::Request<hyper::body::Incoming>| {
+                fetches.fetch_add(1, Ordering::SeqCst);
+                let body = jwks.lock().expect("lock the JWKS").clone();
+                async move {
+                    let res = http::Response::builder()
+                        .header(http::header::CONTENT_TYPE, "application/json")
+                        .body(Full::new(Bytes::from(body)))
+                        .expect("JWKS response");
+                    Ok::<_, Infallible>(res)
+                }
+            });
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                Some(tls) => {
+                    if let Ok(stream) = tls.accept(tcp).await {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+                }
+            }
+        });
+    }
+}
+
+// --- keys and tokens --------------------------------------------------------
+
+/// An RSA key pair, as the signing key.
+struct RsaKey(EncodingKey);
+
+impl RsaKey {
+    fn generate() -> RsaKey {
+        gatehouse::install_crypto_providers();
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key pair");
+        RsaKey(EncodingKey::from_rsa_pem(pair.serialize_pem().as_bytes()).expect("RSA key PEM"))
+    }
+
+    /// The public half as a JWKS entry: kty RSA, n, e, `kid`, alg RS256, use sig.
+    fn jwk(&self, kid: &str) -> Jwk {
+        let mut jwk = Jwk::from_encoding_key(&self.0, Algorithm::RS256).expect("JWK");
+        jwk.common.key_id = Some(kid.to_owned());
+        jwk.common.key_algorithm = Some(KeyAlgorithm::RS256);
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        jwk
+    }
+}
+
+/// Test keys are generated once per test binary (RSA generation is slow).
+macro_rules! key {
+    ($name:ident) => {
+        fn $name() -> &'static RsaKey {
+            static KEY: OnceLock<RsaKey> = OnceLock::new();
+            KEY.get_or_init(RsaKey::generate)
+        }
+    };
+}
+
+key!(idp_k1);
+key!(idp_k2);
+key!(attacker_key);
+
+fn jwks(keys: &[(&RsaKey, &str)]) -> String {
+    let keys = keys.iter().map(|(key, kid)| key.jwk(kid)).collect();
+    serde_json::to_string(&JwkSet { keys }).expect("JWKS JSON")
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs()
+}
+
+/// A valid IdP token for `sub` with `roles`.
+fn claims(sub: &str, roles: &[&str]) -> Value {
+    let now = now();
+    json!({
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": sub,
+        "roles": roles,
+        "iat": now,
+        "exp": now + 300,
+    })
+}
+
+fn header(kid: &str) -> Header {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    header
+}
+
+fn sign(header: &Header, claims: &Value, key: &RsaKey) -> String {
+    gatehouse::install_crypto_providers();
+    jsonwebtoken::encode(header, claims, &key.0).expect("sign a test token")
+}
+
+/// A token for `sub` signed with `key` under `kid`.
+fn token(key: &RsaKey, kid: &str, sub: &str, roles: &[&str]) -> String {
+    sign(&header(kid), &claims(sub, roles), key)
+}
+
+/// A `kid` no JWKS here has.
+fn random_kid() -> String {
+    format!("made-up-{:016x}", rand::random::<u64>())
+}
+
+// --- gateways ---------------------------------------------------------------
+
+/// `auth:` accepting the IdP's RS256 tokens with keys from `jwks_url`.
+fn idp_auth(jwks_url: &str) -> String {
+    format!(
+        "  jwt:\n    secret: {JWT_SECRET}\n    accept:\n\
+         \x20     - issuer: {ISSUER}\n\
+         \x20       audience: {AUDIENCE}\n\
+         \x20       jwks_url: {jwks_url}\n\
+         \x20       algorithms: [RS256]\n\
+         \x20       roles_claim: roles\n"
+    )
+}
+
+/// A backend and a gatehouse in front of it whose `auth:` is `auth` (two
+/// spaces in), with [`ROUTES`]. `Gate` can only be started with the base
+/// config, so this starts it, replaces the file and reloads it.
+async fn gate_with_auth(auth: &str) -> (Backend, Gate) {
+    let backend = start_rust_backend().await;
+    let gate = Gate::start(&backend.url(""), "").await;
+    let yaml = format!(
+        "listen:\n  https: 127.0.0.1:0\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\n\
+         tls:\n  cert: {cert}\n  key: {key}\n\
+         {upstreams}\
+         auth:\n{auth}\
+         rate_limits:\n  per_ip: null\n  login: null\n\
+         {ROUTES}",
+        cert = gate.certs.cert.display(),
+        key = gate.certs.key.display(),
+        upstreams = upstream(&backend.url("")),
+    );
+    std::fs::write(&gate.config_path, yaml).expect("write the test config");
+    if let Err(e) = gate.gateway.reload() {
+        panic!("the test config is valid: {e}");
+    }
+    (backend, gate)
+}
+
+/// A gatehouse taking the IdP's keys from `idp`.
+async fn gate_for(idp: &Idp) -> (Backend, Gate) {
+    gate_with_auth(&idp_auth(&idp.url())).await
+}
+
+/// GET `/echo/x` with `token`: the status and the JSON body (the backend's
+/// echo of what reached it, or gatehouse's error) and `WWW-Authenticate`.
+async fn call(gate: &Gate, client: &reqwest::Client, token: &str) -> (u16, Value, Vec<String>) {
+    let res = client
+        .get(gate.url("/echo/x"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request through gatehouse");
+    let status = res.status().as_u16();
+    let challenges = res
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().expect("ASCII challenge").to_owned())
+        .collect();
+    let text = res.text().await.expect("response body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body, challenges)
+}
+
+/// Every value of header `name` the backend got, from its echo.
+fn seen(echo: &Value, name: &str) -> Vec<String> {
+    echo["headers"]
+        .as_array()
+        .map(|headers| {
+            headers
+                .iter()
+                .filter(|pair| pair[0].as_str() == Some(name))
+                .filter_map(|pair| pair[1].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts `token` reaches the backend as `user` with `roles`.
+async fn assert_accepted(gate: &Gate, token: &str, user: &str, roles: &str, what: &str) {
+    let (status, echo, _) = call(gate, &gate.client(), token).await;
+    assert_eq!(status, 200, "{what}: {echo}");
+    assert_eq!(seen(&echo, "x-auth-user"), [user], "{what}: {echo}");
+    assert_eq!(seen(&echo, "x-auth-roles"), [roles], "{what}: {echo}");
+    assert_eq!(seen(&echo, "x-auth-method"), ["jwt"], "{what}: {echo}");
+}
+
+fn assert_invalid_token(status: u16, body: &Value, challenges: &[String], what: &str) {
+    assert_eq!(status, 401, "{what}: {body}");
+    assert_eq!(body["error"], "invalid_token", "{what}: {body}");
+    assert_eq!(challenges, [INVALID_TOKEN_CHALLENGE], "{what}");
+}
+
+/// Asserts `token` is refused with `401 invalid_token`.
+async fn assert_refused(gate: &Gate, token: &str, what: &str) {
+    let (status, body, challenges) = call(gate, &gate.client(), token).await;
+    assert_invalid_token(status, &body, &challenges, what);
+}
+
+/// Waits until a k1 token is accepted (the first fetch runs in the
+/// background at start) and the IdP has seen every fetch of the start.
+async fn wait_for_first_fetch(gate: &Gate, idp: &Idp) -> usize {
+    let deadline = Instant::now() + FIRST_FETCH;
+    let token = token(idp_k1(), "k1", "alice", &["user"]);
+    loop {
+        let (status, body, _) = call(gate, &gate.client(), &token).await;
+        if status == 200 && idp.fetches() > 0 {
+            return idp.settle().await;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the IdP's k1 token was still not accepted after {FIRST_FETCH:?} \
+             ({} fetches): {status} {body}",
+            idp.fetches()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until gatehouse has tried to reach `idp` (connected to it), so a
+/// refusal afterwards is not just "not fetched yet".
+async fn wait_for_connection(idp: &Idp, what: &str) {
+    let deadline = Instant::now() + FIRST_FETCH;
+    while idp.connections() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: gatehouse never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let the handshake fail (or the request be refused) first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+// --- tests ------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_token_signed_with_the_idps_key_is_accepted_once_its_jwks_was_fetched() {
+    pki();
+    let idp = Idp::start(Some(&pki().idp), jwks(&[(idp_k1(), "k1")])).await;
+    let (_backend, gate) = gate_for(&idp).await;
+
+    let fetches = wait_for_first_fetch(&gate, &idp).await;
+    assert!(fetches >= 1, "the JWKS was fetched at start");
+    let token = token(idp_k1(), "k1", "carol", &["admin", "dev"]);
+    assert_accepted(&gate, &token, "carol", "admin,dev", "IdP token").await;
+
+    // Another key under the IdP's kid is not the IdP's.
+    let forged = sign(&header("k1"), &claims("mallory", &[]), attacker_key());
+    assert_refused(&gate, &forged, "k1 signed by another key").await;
+}
+
+#[tokio::test]
+async fn a_key_rotated_into_the_jwks_is_fetched_on_first_use_with_one_fetch() {
+    pki();
+    let idp = Idp::start(Some(&pki().idp), jwks(&[(idp_k1(), "k1")])).await;
+    let (_backend, gate) = gate_for(&idp).await;
+    let before = wait_for_first_fetch(&gate, &idp).await;
+
+    idp.set_jwks(jwks(&[(idp_k1(), "k1"), (idp_k2(), "k2")]));
+    let rotated = token(idp_k2(), "k2", "dave", &["user"]);
+    let (status, body, _) = call(&gate, &gate.client(), &rotated).await;
+    assert_eq!(
+        (status, idp.fetches() - before),
+        (200, 1),
+        "a token with the new kid k2, right after the IdP published it, should be \
+         accepted after exactly one refetch (status, fetches since start): {body}"
+    );
+    assert_accepted(&gate, &rotated, "dave", "user", "k2 again").await;
+    let old = token(idp_k1(), "k1", "erin", &["user"]);
+    assert_accepted(&gate, &old, "erin", "user", "k1 after the rotation").await;
+    assert_eq!(idp.fetches() - before, 1, "known kids cause no fetch");
+}
+
+#[tokio::test]
+async fn made_up_kids_cause_at_most_one_refetch_per_thirty_seconds() {
+    pki();
+    let idp = Idp::start(Some(&pki().idp), jwks(&[(idp_k1(), "k1")])).await;
+    let (_backend, gate) = gate_for(&idp).await;
+    let before = wait_for_first_fetch(&gate, &idp).await;
+
+    // The first unknown kid may refetch (once per 30 s)...
+    let first = token(idp_k1(), &random_kid(), "mallory", &["admin"]);
+    assert_refused(&gate, &first, "the first made-up kid").await;
+    let after_first = idp.fetches();
+    assert!(
+        after_first - before <= 1,
+        "one unknown kid caused {} fetches",
+        after_first - before
+    );
+
+    // ...and 20 more, at once, right after, do not.
+    let client = gate.client();
+    let calls = (0..20).map(|_| {
+        let token = token(idp_k1(), &random_kid(), "mallory", &["admin"]);
+        let client = client.clone();
+        let gate = &gate;
+        async move { call(gate, &client, &token).await }
+    });
+    for (status, body, challenges) in futures_util::future::join_all(calls).await {
+        assert_invalid_token(status, &body, &challenges, "a made-up kid");
+    }
+    assert_eq!(
+        idp.fetches(),
+        after_first,
+        "made-up kids within 30 s of the last refetch made gatehouse fetch again"
+    );
+}
+
+#[tokio::test]
+async fn known_keys_are_kept_while_the_idp_is_down() {
+    pki();
+    let mut idp = Idp::start(Some(&pki().idp), jwks(&[(idp_k1(), "k1")])).await;
+    let (_backend, gate) = gate_for(&idp).await;
+    wait_for_first_fetch(&gate, &idp).await;
+
+    idp.stop().await;
+    // An unknown kid makes gatehouse try the (dead) IdP, where allowed.
+    let unknown = token(idp_k1(), &random_kid(), "frank", &["user"]);
+    assert_refused(&gate, &unknown, "unknown kid, IdP down").await;
+    for sub in ["frank", "grace"] {
+        let token = token(idp_k1(), "k1", sub, &["user"]);
+        assert_accepted(&gate, &token, sub, "user", "k1 with the IdP down").await;
+    }
+}
+
+#[tokio::test]
+async fn known_keys_survive_a_config_reload_while_the_idp_is_down() {
+    pki();
+    let mut idp = Idp::start(Some(&pki().idp), jwks(&[(idp_k1(), "k1")])).await;
+    let (_backend, gate) = gate_for(&idp).await;
+    wait_for_first_fetch(&gate, &idp).await;
+
+    idp.stop().await;
+    // SIGHUP (e.g. after a certificate renewal) with the same config.
+    gate.gateway.reload().expect("reload the same config");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let token = token(idp_k1(), "k1", "heidi", &["user"]);
+    assert_accepted(
+        &gate,
+        &token,
+        "heidi",
+        "user",
+        "k1 after a reload, IdP down",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_jwks_behind_an_untrusted_certificate_is_never_used() {
+    pki();
+    let idp = Idp::start(Some(&pki().untrusted), jwks(&[(idp_k1(), "k1")])).await;
+    let (_backend, gate) = gate_for(&idp).await;
+    wait_for_connection(&idp, "untrusted certificate").await;
+
+    let token = token(idp_k1(), "k1", "ivan", &["user"]);
+    assert_refused(&gate, &token, "JWKS behind an untrusted certificate").await;
+    assert_eq!(
+        idp.fetches(),
+        0,
+        "a JWKS request went past an untrusted certificate"
+    );
+}
+
+#[tokio::test]
+async fn a_jwks_served_over_plain_http_is_never_used() {
+    pki();
+    // A plain HTTP server behind an https:// URL: the TLS handshake fails.
+    let idp = Idp::start(None, jwks(&[(idp_k1(), "k1")])).await;
+    let (_backend, gate) = gate_for(&idp).await;
+    wait_for_connection(&idp, "plain HTTP").await;
+
+    let token = token(idp_k1(), "k1", "judy", &["user"]);
+    assert_refused(&gate, &token, "JWKS over plain HTTP").await;
+    assert_eq!(idp.fetches(), 0, "the JWKS was fetched without TLS");
+}
+
+#[tokio::test]
+async fn an_http_jwks_url_is_a_config_error() {
+    pki();
+    let certs = TestCerts::new();
+    let path = certs.dir.path().join("gatehouse.yaml");
+    let config = |jwks_url: &str| {
+        format!(
+            "listen:\n  https: 127.0.0.1:0\n\
+             tls:\n  cert: {cert}\n  key: {key}\n\
+             {upstreams}\
+             auth:\n{auth}",
+            cert = certs.cert.display(),
+            key = certs.key.display(),
+            upstreams = upstream("http://127.0.0.1:9"),
+            auth = idp_auth(jwks_url),
+        )
+    };
+    gatehouse::config::parse(&path, &config("https://localhost:8443/jwks.json"))
+        .expect("an https:// jwks_url is valid");
+    for url in [
+        "http://localhost:8443/jwks.json",
+        "HTTP://localhost:8443/jwks.json",
+        "ftp://localhost/jwks.json",
+        "localhost:8443/jwks.json",
+    ] {
+        let err = match gatehouse::config::parse(&path, &config(url)) {
+            Ok(_) => panic!("jwks_url {url} was accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(err.key, "auth.jwt.accept[0].jwks_url", "{url}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_tokens_own_jku_pointing_at_the_attackers_jwks_is_ignored() {
+    pki();
+    let idp = Idp::start(Some(&pki().idp), jwks(&[(idp_k1(), "k1")])).await;
+    // The attacker's JWKS, over HTTPS with a trusted certificate, holds the
+    // attacker's key under their own kid and under the IdP's.
+    let attacker = Idp::start(
+        Some(&pki().attacker),
+        jwks(&[(attacker_key(), "evil"), (attacker_key(), "k1")]),
+    )
+    .await;
+    let (_backend, gate) = gate_for(&idp).await;
+    wait_for_first_fetch(&gate, &idp).await;
+
+    for kid in ["evil", "k1"] {
+        let mut header = header(kid);
+        header.jku = Some(attacker.url());
+        let forged = sign(&header, &claims("mallory", &["admin"]), attacker_key());
+        assert_refused(&gate, &forged, &format!("jku + kid {kid}")).await;
+    }
+    assert_eq!(
+        (attacker.connections(), attacker.fetches()),
+        (0, 0),
+        "gatehouse contacted the URL of a token's jku"
+    );
+}
