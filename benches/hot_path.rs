@@ -148,7 +148,7 @@ fn jwt_bench(c: &mut Criterion) {
     for (name, jwt, encoding, alg) in cases {
         let cfg = config_with_routes(dir.path(), 1, &jwt);
         let own = OwnKeys::load(&cfg.auth.jwt).expect("own keys");
-        let verifier = Verifier::new(&cfg.auth.jwt, &own).expect("verifier");
+        let verifier = Verifier::new(&cfg.auth.jwt, &own, &Default::default()).expect("verifier");
         let tok = token(alg, &encoding);
         let now = gatehouse::auth::unix_now();
         assert!(verifier

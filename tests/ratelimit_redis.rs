@@ -190,3 +190,51 @@ async fn without_redis_each_instance_still_limits_locally_and_sharing_resumes_wh
     );
     assert_eq!(status(&b, &cb, ip).await, 429);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_a_reload_keeps_unchanged_buckets_and_a_changed_rate_starts_fresh() {
+    // The same contract as with local limiters (tests/ratelimit.rs): a
+    // reload that leaves a limit alone keeps its buckets, one that changes
+    // the limit gives every client a full bucket of the new size.
+    let redis = Redis::start();
+    let backend = start_rust_backend().await;
+    let upstreams = upstream(&backend.url(""));
+    let gate = Gate::start(&backend.url(""), &config(&redis, "{rate: 2/h, burst: 2}")).await;
+    let client = gate.client();
+    let ip = "198.51.100.1";
+
+    assert_eq!(status(&gate, &client, ip).await, 200);
+    assert_eq!(status(&gate, &client, ip).await, 200);
+    assert_eq!(status(&gate, &client, ip).await, 429);
+
+    let unrelated = format!(
+        "{}identity_headers:\n  user: X-Remote-User\n",
+        config(&redis, "{rate: 2/h, burst: 2}")
+    );
+    gate.write_config(&upstreams, &unrelated);
+    gate.gateway
+        .reload()
+        .expect("reload with an unrelated change");
+    assert_eq!(
+        status(&gate, &client, ip).await,
+        429,
+        "an unchanged limit keeps its bucket"
+    );
+
+    gate.write_config(&upstreams, &config(&redis, "{rate: 3/h, burst: 3}"));
+    gate.gateway.reload().expect("reload with a new rate");
+    let res = client
+        .get(gate.url("/echo/x"))
+        .header("X-Forwarded-For", ip)
+        .send()
+        .await
+        .expect("request after the new rate");
+    assert_eq!(
+        res.status(),
+        200,
+        "a changed limit starts with a full bucket, as it does without Redis"
+    );
+    assert_eq!(res.headers()["ratelimit-limit"], "3");
+    assert_eq!(res.headers()["ratelimit-remaining"], "2");
+    assert_eq!(fallbacks(&gate).await, 0.0, "Redis answered every check");
+}

@@ -150,8 +150,11 @@ type HttpsClient = Client<
 pub struct RemoteKeys {
     url: Uri,
     keys: ArcSwap<KeySet>,
-    /// When the last fetch was attempted; serializes fetches too.
-    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// Serializes fetches.
+    fetching: tokio::sync::Mutex<()>,
+    /// When an unknown `kid` last triggered a fetch (scheduled fetches do
+    /// not count: they must never delay a key the IdP just rotated in).
+    last_refetch: std::sync::Mutex<Option<Instant>>,
     client: HttpsClient,
 }
 
@@ -166,7 +169,8 @@ impl RemoteKeys {
         Ok(Arc::new(RemoteKeys {
             url,
             keys: ArcSwap::from_pointee(KeySet::default()),
-            last_fetch: tokio::sync::Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+            last_refetch: std::sync::Mutex::new(None),
             client: Client::builder(TokioExecutor::new()).build(connector),
         }))
     }
@@ -180,24 +184,38 @@ impl RemoteKeys {
         self.keys.load_full()
     }
 
-    /// The key for `kid`, refetching the set first if `kid` is unknown and
-    /// the last fetch is older than [`REFETCH_AFTER`].
+    /// The key for `kid`, refetching the set first if `kid` is unknown —
+    /// at most once per [`REFETCH_AFTER`], however many unknown `kid`s come.
     pub async fn find(&self, kid: Option<&str>) -> Option<Key> {
         if let Some(key) = self.keys.load().find(kid) {
             return Some(key.clone());
         }
-        self.refresh_if_older_than(REFETCH_AFTER).await;
+        let _fetching = self.fetching.lock().await;
+        // A fetch we waited for may have brought it.
+        if let Some(key) = self.keys.load().find(kid) {
+            return Some(key.clone());
+        }
+        {
+            let Ok(mut last) = self.last_refetch.lock() else {
+                return None;
+            };
+            if last.is_some_and(|t| t.elapsed() < REFETCH_AFTER) {
+                return None;
+            }
+            *last = Some(Instant::now());
+        }
+        self.fetch_and_store().await;
         self.keys.load().find(kid).cloned()
     }
 
-    /// Fetches the set unless a fetch happened within `age`. Errors are
-    /// logged; the keys already known stay.
-    pub async fn refresh_if_older_than(&self, age: Duration) {
-        let mut last = self.last_fetch.lock().await;
-        if last.is_some_and(|t| t.elapsed() < age) {
-            return;
-        }
-        *last = Some(Instant::now());
+    /// Fetches the set now (a scheduled refresh).
+    pub async fn refresh(&self) {
+        let _fetching = self.fetching.lock().await;
+        self.fetch_and_store().await;
+    }
+
+    /// One fetch; errors are logged and the keys already known stay.
+    async fn fetch_and_store(&self) {
         match self.fetch().await {
             Ok(keys) => {
                 tracing::debug!(url = %self.url, keys = keys.len(), "fetched JWKS");
@@ -210,9 +228,9 @@ impl RemoteKeys {
     }
 
     /// Fetches now and every [`REFRESH_EVERY`] in a background task, which
-    /// ends once the config generation holding these keys is gone. Needs a
-    /// Tokio runtime; without one (e.g. `gatehouse check`) nothing is spawned.
-    pub fn keep_fresh(self: &Arc<Self>) {
+    /// ends once nothing holds these keys any more. Needs a Tokio runtime;
+    /// without one (e.g. `gatehouse check`) nothing is spawned.
+    fn keep_fresh(self: &Arc<Self>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -220,7 +238,7 @@ impl RemoteKeys {
         runtime.spawn(async move {
             loop {
                 let Some(keys) = weak.upgrade() else { return };
-                keys.refresh_if_older_than(Duration::ZERO).await;
+                keys.refresh().await;
                 drop(keys);
                 tokio::time::sleep(REFRESH_EVERY).await;
             }
@@ -248,5 +266,33 @@ impl RemoteKeys {
         .map_err(|e| e.to_string())?
         .to_bytes();
         KeySet::from_jwks(&body)
+    }
+}
+
+/// The remote key sets of the process, by URL: a config reload reuses the
+/// set (and its keys) of every `jwks_url` it keeps, so an IdP that is down
+/// during a reload does not log anyone out.
+#[derive(Default)]
+pub struct RemoteKeySets {
+    map: std::sync::Mutex<HashMap<String, Arc<RemoteKeys>>>,
+}
+
+impl RemoteKeySets {
+    /// The set for `url`: the live one, or a new one (fetched at once and
+    /// kept fresh).
+    pub fn get(&self, url: &Uri) -> Result<Arc<RemoteKeys>, String> {
+        let mut map = self
+            .map
+            .lock()
+            .map_err(|_| "JWKS registry poisoned".to_owned())?;
+        // Sets no generation uses any more are let go.
+        map.retain(|_, keys| Arc::strong_count(keys) > 1);
+        if let Some(keys) = map.get(&url.to_string()) {
+            return Ok(keys.clone());
+        }
+        let keys = RemoteKeys::new(url.clone())?;
+        keys.keep_fresh();
+        map.insert(url.to_string(), keys.clone());
+        Ok(keys)
     }
 }

@@ -23,7 +23,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::jwks::{self, KeySet, RemoteKeys};
+use super::jwks::{self, KeySet, RemoteKeySets, RemoteKeys};
 use super::{is_header_safe, Principal, Rejection, Scheme};
 use crate::config::{self, JwtKey, KeySource};
 
@@ -208,9 +208,13 @@ fn validation(alg: Algorithm, issuer: &str, audience: Option<&str>) -> Validatio
 }
 
 impl Verifier {
-    /// Builds the verifier from config; reads PEM and JWKS files (remote
-    /// JWKS are fetched later, by [`Verifier::remotes`]' owner).
-    pub fn new(cfg: &config::Jwt, own_keys: &OwnKeys) -> Result<Self, KeyError> {
+    /// Builds the verifier from config; reads PEM and JWKS files, and takes
+    /// remote JWKS from `remote` (which fetches them and keeps them fresh).
+    pub fn new(
+        cfg: &config::Jwt,
+        own_keys: &OwnKeys,
+        remote: &RemoteKeySets,
+    ) -> Result<Self, KeyError> {
         let own = Own {
             issuer: cfg.issuer.clone(),
             algorithm: own_keys.algorithm,
@@ -221,9 +225,9 @@ impl Verifier {
         for (i, a) in cfg.accept.iter().enumerate() {
             let at = |k: &str| format!("auth.jwt.accept[{i}].{k}");
             let keys = match &a.keys {
-                KeySource::JwksUrl(url) => Keys::Remote(
-                    RemoteKeys::new(url.clone()).map_err(|e| key_err(at("jwks_url"), e))?,
-                ),
+                KeySource::JwksUrl(url) => {
+                    Keys::Remote(remote.get(url).map_err(|e| key_err(at("jwks_url"), e))?)
+                }
                 KeySource::JwksFile(path) => {
                     Keys::Static(jwks::load_file(path).map_err(|e| key_err(at("jwks_file"), e))?)
                 }
@@ -264,14 +268,6 @@ impl Verifier {
             own,
             external,
             leeway: cfg.leeway.as_secs(),
-        })
-    }
-
-    /// The remote key sets, for the task that keeps them fresh.
-    pub fn remotes(&self) -> impl Iterator<Item = &Arc<RemoteKeys>> {
-        self.external.iter().filter_map(|e| match &e.keys {
-            Keys::Remote(r) => Some(r),
-            Keys::Static(_) => None,
         })
     }
 

@@ -53,7 +53,7 @@ use crate::upstream::headers::{self as fwd, Outgoing};
 use crate::upstream::{self, Upstream};
 use cors::Cors;
 use log::{Logged, Record};
-use rate_limit::{Decision, Key, Limiter, Limiters};
+use rate_limit::{Decision, Key, Limiter};
 use route::RouteTable;
 
 /// Everything one config generation needs to answer requests. Swapped whole
@@ -85,12 +85,10 @@ pub struct Gate {
 impl Gate {
     /// Builds a generation's pipeline; fails if a configured key cannot be
     /// read (creating `secret_file` when it is absent).
-    pub fn new(config: Arc<Config>, limiters: &Limiters) -> Result<Self, KeyError> {
+    pub fn new(config: Arc<Config>, carry: &Carried) -> Result<Self, KeyError> {
+        let limiters = &carry.limiters;
         let own_keys = OwnKeys::load(&config.auth.jwt)?;
-        let verifier = Verifier::new(&config.auth.jwt, &own_keys)?;
-        for remote in verifier.remotes() {
-            remote.keep_fresh();
-        }
+        let verifier = Verifier::new(&config.auth.jwt, &own_keys, &carry.jwks)?;
         let users = UsersFile::load(&config.auth.users_file).map_err(|reason| KeyError {
             key: "auth.users_file".into(),
             reason,
@@ -155,12 +153,20 @@ impl Gate {
     }
 }
 
+/// State a config reload hands on to the next generation: rate-limit
+/// buckets and remote key sets whose settings did not change.
+#[derive(Default)]
+pub struct Carried {
+    pub limiters: rate_limit::Limiters,
+    pub jwks: crate::auth::jwks::RemoteKeySets,
+}
+
 /// Process-wide parts that outlive a config generation.
 pub struct Shared {
     pub metrics: Metrics,
     pub store: crate::store::Store,
     pub hasher: Hasher,
-    pub limiters: Limiters,
+    pub carried: Carried,
     /// Upgraded (WebSocket) tunnels, so shutdown can wait for them.
     pub tunnels: TaskTracker,
 }

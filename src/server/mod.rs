@@ -65,11 +65,11 @@ impl Generation {
     pub fn build(
         config: Config,
         metrics: &Metrics,
-        limiters: &pipeline::rate_limit::Limiters,
+        carried: &pipeline::Carried,
     ) -> Result<Self, StartError> {
         let certified = tls::load(&config.tls)?;
         let file = config.path.clone();
-        let gate = Gate::new(Arc::new(config), limiters)
+        let gate = Gate::new(Arc::new(config), carried)
             .map_err(|source| StartError::Keys { file, source })?;
         metrics.tls_cert_expiry.set(certified.not_after as f64);
         for up in &gate.config.upstreams {
@@ -153,8 +153,8 @@ impl Gateway {
                 reason: e.to_string(),
             })?;
         store.spawn_upkeep();
-        let limiters = pipeline::rate_limit::Limiters::default();
-        let generation = Generation::build(config, &metrics, &limiters)?;
+        let carried = pipeline::Carried::default();
+        let generation = Generation::build(config, &metrics, &carried)?;
         Ok(Gateway {
             inner: Arc::new(Inner {
                 generation: ArcSwap::from_pointee(generation),
@@ -162,7 +162,7 @@ impl Gateway {
                     metrics,
                     store,
                     hasher: crate::auth::password::Hasher::new(),
-                    limiters,
+                    carried,
                     tunnels: TaskTracker::new(),
                 }),
                 config_path,
@@ -192,7 +192,7 @@ impl Gateway {
         let metrics = &self.inner.shared.metrics;
         let result = config::load(path)
             .map_err(StartError::from)
-            .and_then(|c| Generation::build(c, metrics, &self.inner.shared.limiters));
+            .and_then(|c| Generation::build(c, metrics, &self.inner.shared.carried));
         match result {
             Ok(generation) => {
                 let old = self.inner.generation.load();
@@ -408,7 +408,7 @@ impl Gateway {
             }
             let shared = &self.inner.shared;
             shared.metrics.rate_limiter_keys.reset();
-            for (name, keys) in shared.limiters.evict_idle() {
+            for (name, keys) in shared.carried.limiters.evict_idle() {
                 shared
                     .metrics
                     .rate_limiter_keys
