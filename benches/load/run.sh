@@ -16,6 +16,7 @@
 #   GH_WORKERS=      set TOKIO_WORKER_THREADS for gatehouse (default: unset, i.e.
 #                    gatehouse's own default — one worker per CPU it may run on)
 #   KEEP_WORK=1      keep the temporary folder (rendered configs, logs)
+#   BUILD=0          skip `cargo build --release` (use target/release/gatehouse as is)
 #
 # Layout of the machine (2 cores):
 #   CPU 0: the proxy under test (nginx TLS proxy, HAProxy or gatehouse)
@@ -117,11 +118,14 @@ if ((${#need[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-haproxy -vv 2>/dev/null | grep -q 'USE_OPENSSL=1' || die "this haproxy lacks OpenSSL, so it has no jwt_verify"
+[[ $(haproxy -vv 2>/dev/null) == *USE_OPENSSL=1* ]] || die "this haproxy lacks OpenSSL, so it has no jwt_verify"
 [[ $(nproc --all) -ge 2 ]] || die "needs 2 CPUs (proxy on CPU 0, load generator on CPU 1)"
 
-log "building gatehouse (cargo build --release)"
-(cd "$ROOT" && cargo build --release --quiet)
+if [[ ${BUILD:-1} == 1 ]]; then
+    log "building gatehouse (cargo build --release)"
+    (cd "$ROOT" && cargo build --release --quiet)
+fi
+[[ -x $GH ]] || die "$GH is missing: run cargo build --release"
 
 ulimit -n "$(ulimit -Hn)"   # 10,000 idle connections need > 10,000 descriptors
 [[ $(ulimit -n) -gt $((IDLE_CONNS + 1000)) ]] || die "ulimit -n $(ulimit -n) is too small for IDLE_CONNS=$IDLE_CONNS"
@@ -186,13 +190,14 @@ render "$LOAD_DIR/haproxy.cfg" "$WORK/haproxy.cfg"
 haproxy -c -q -f "$WORK/haproxy.cfg" || die "haproxy rejects $WORK/haproxy.cfg"
 
 # ------------------------------------------------------------- helpers -----
-wait_ok() { # wait_ok URL [curl args]: until it answers 200 (20 s)
-    local url=$1 i; shift
+wait_ok() { # wait_ok PID LOG URL [curl args]: until URL answers 200 (20 s) while PID lives
+    local pid=$1 logf=$2 url=$3 i; shift 3
     for i in $(seq 200); do
         [[ $(curl -sk -o /dev/null -w '%{http_code}' "$@" "$url" 2>/dev/null) == 200 ]] && return 0
+        kill -0 "$pid" 2>/dev/null || die "the server for $url exited: $(tail -5 "$logf")"
         sleep 0.1
     done
-    die "$url never answered 200"
+    die "$url never answered 200 (log: $(tail -5 "$logf"))"
 }
 expect_status() { # expect_status CODE URL [curl args]
     local want=$1 url=$2 got; shift 2
@@ -291,8 +296,8 @@ print(*(s.getsockname()[1] for s in ss))')
         taskset -c $PROXY_CPU "$GH" --config "$LOAD_DIR/gatehouse.yaml" >"$WORK/gatehouse-$instance.log" 2>&1 &
     GH_PID=$!
     STARTED+=("$GH_PID")
-    wait_ok "http://127.0.0.1:$GH_ADMIN_PORT/healthz"
-    wait_ok "https://127.0.0.1:$GH_HTTPS_PORT/bench/ready" -H "Authorization: Bearer $BENCH_JWT"
+    wait_ok "$GH_PID" "$WORK/gatehouse-$instance.log" "http://127.0.0.1:$GH_ADMIN_PORT/healthz"
+    wait_ok "$GH_PID" "$WORK/gatehouse-$instance.log" "https://127.0.0.1:$GH_HTTPS_PORT/bench/ready" -H "Authorization: Bearer $BENCH_JWT"
 }
 median() { python3 -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 
@@ -306,9 +311,9 @@ taskset -c $PROXY_CPU nginx -e "$WORK/nginx-proxy.error.log" -c "$WORK/nginx-pro
 NGINX_PID=$!; STARTED+=("$NGINX_PID")
 taskset -c $PROXY_CPU haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
 HAPROXY_PID=$!; STARTED+=("$HAPROXY_PID")
-wait_ok "http://127.0.0.1:$BACKEND_PORT/"
-wait_ok "https://127.0.0.1:$NGINX_PORT/"
-wait_ok "https://127.0.0.1:$HAPROXY_PORT/bench/ready" -H "Authorization: Bearer $BENCH_JWT"
+wait_ok "$BACKEND_PID" "$WORK/nginx-backend.error.log" "http://127.0.0.1:$BACKEND_PORT/"
+wait_ok "$NGINX_PID" "$WORK/nginx-proxy.error.log" "https://127.0.0.1:$NGINX_PORT/"
+wait_ok "$HAPROXY_PID" "$WORK/haproxy.log" "https://127.0.0.1:$HAPROXY_PORT/bench/ready" -H "Authorization: Bearer $BENCH_JWT"
 
 log "starting gatehouse (CPU $PROXY_CPU)"
 start_gatehouse main
@@ -320,7 +325,10 @@ for port in "$HAPROXY_PORT" "$GH_MAIN_PORT"; do
     expect_status 401 "https://127.0.0.1:$port/bench/x"
     expect_status 401 "https://127.0.0.1:$port/bench/x" -H "Authorization: Bearer $BAD_JWT"
 done
-GH_WORKER_THREADS=$(grep -c '^tokio-runtime-w' /proc/"$GH_MAIN_PID"/task/*/comm 2>/dev/null | awk -F: '{s += $NF} END {print s}')
+# tokio sizes its worker pool from the CPU affinity mask, so under taskset -c 0
+# gatehouse runs 1 worker unless TOKIO_WORKER_THREADS (GH_WORKERS) says otherwise.
+GH_WORKER_THREADS=${GH_WORKERS:-$(taskset -c $PROXY_CPU nproc)}
+GH_RT_THREADS=$(cat /proc/"$GH_MAIN_PID"/task/*/comm | awk '/^tokio-rt-worker/ {n++} END {print n + 0}')
 tls_of() { timeout 5 openssl s_client -connect "127.0.0.1:$1" -alpn "$2" </dev/null 2>/dev/null |
     sed -n 's/^New, \(.*\), Cipher is \(.*\)/\1 \2/p' | head -1; }
 
@@ -460,7 +468,7 @@ echo "=== gatehouse load benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc --al
 echo "command: $COMMAND_LINE   (took ${ELAPSED}s)"
 echo "versions: $("$GH" --version 2>/dev/null | head -1); $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | sed 's/.*: //'); wrk $(wrk -v 2>&1 | head -1 | cut -d' ' -f2); h2load $(h2load --version | cut -d' ' -f2)"
 echo "proxy on CPU $PROXY_CPU (taskset); wrk/h2load + nginx backend on CPU $LOADGEN_CPU; $CONNS keep-alive connections; ${DURATION}s × $RUNS runs, medians"
-echo "gatehouse: RUST_LOG=warn (no access log), ${GH_WORKER_THREADS} tokio worker thread(s) (TOKIO_WORKER_THREADS=${GH_WORKERS:-unset}); nginx: 1 worker; HAProxy: nbthread 1"
+echo "gatehouse: RUST_LOG=warn (no access log), $GH_WORKER_THREADS tokio worker(s) (TOKIO_WORKER_THREADS=${GH_WORKERS:-unset}; $GH_RT_THREADS tokio-rt-worker threads incl. blocking pool at start); nginx: 1 worker; HAProxy: nbthread 1"
 echo "TLS (h1): nginx $(tls_of "$NGINX_PORT" http/1.1); HAProxy $(tls_of "$HAPROXY_PORT" http/1.1); gatehouse: rustls, ECDSA P-256 cert (same)"
 echo
 python3 - "$RESULTS" <<'PY'

@@ -1028,9 +1028,9 @@ fn origin(cx: &Ctx, key: &str, raw: &str) -> Result<Origin, ConfigError> {
         return Err(bad());
     }
     let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || !p.is_empty() => {
-            (h, Some(p.parse::<u16>().map_err(|_| bad())?))
-        }
+        // `[::1]` alone: the colons are the address's, not a port's.
+        Some((_, p)) if p.ends_with(']') => (rest, None),
+        Some((h, p)) => (h, Some(p.parse::<u16>().map_err(|_| bad())?)),
         _ => (rest, None),
     };
     match host.strip_prefix("*.") {

@@ -198,6 +198,7 @@ pub async fn handle(
     };
 
     let origin = req.headers().get(header::ORIGIN).cloned();
+    let preflight = Cors::is_preflight(req.method(), req.headers());
     let mut rate = None;
     let mut response = match proxy(
         &gate,
@@ -218,8 +219,8 @@ pub async fn handle(
     if let Some(decision) = rate {
         decision.write_headers(headers);
     }
-    if !headers.contains_key(header::ACCESS_CONTROL_ALLOW_METHODS) {
-        // Not a preflight answer: the response's CORS headers are gatehouse's.
+    if !preflight {
+        // Whatever the backend said, the response's CORS headers are gatehouse's.
         gate.cors.decorate(origin.as_ref(), headers);
     }
     if let Some(hsts) = &config.tls.hsts {
@@ -456,7 +457,8 @@ async fn enforce(
     };
     if decision.allowed {
         // The per-IP limit only shows itself when it refuses.
-        if name != "per_ip" {
+        // Report the bucket closest to refusing (per IP or per principal).
+        if name != "per_ip" && rate.is_none_or(|prev| decision.remaining <= prev.remaining) {
             *rate = Some(decision);
         }
         return Ok(());

@@ -345,7 +345,12 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let result: Result<(i64, i64, i64, i64), _> = self
             .gcra
-            .key(format!("{}rl:{name}:{key}", self.prefix))
+            // The settings are part of the key: a changed limit starts fresh.
+            .key(format!(
+                "{}rl:{name}:{}x{burst}:{key}",
+                self.prefix,
+                interval.as_micros()
+            ))
             .arg(interval.as_micros().max(1) as u64)
             .arg(burst)
             .invoke_async(&mut conn)
