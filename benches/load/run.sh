@@ -433,25 +433,32 @@ for i in $(seq 100); do   # the first tick runs at start: the gauge appears
 done
 C_T0=$(date +%s.%N)       # ≈ tick 0; tick k is at C_T0 + 60k
 C_BASE=$(rss_kib "$GH_PID"); C_KEYS0=$(metric_sum "$GH_ADMIN_PORT" gatehouse_rate_limiter_keys)
-flood_limit=$((2 * TICK - 10))   # stay before tick 2, which could evict early keys
+# wrk runs at most until shortly before tick 2 (which could evict early keys);
+# xff.lua touches $WORK/xff.done once DISTINCT_IPS answers came back, and then
+# wrk is interrupted (SIGINT: it still prints its report).
+flood_limit=$((2 * TICK - 10))
 out="$WORK/c-xff.out"
-DISTINCT_IPS=$DISTINCT_IPS timeout $((flood_limit + 30)) taskset -c $LOADGEN_CPU \
-    wrk -t1 -c"$CONNS" -d"${flood_limit}s" -s "$LOAD_DIR/xff.lua" "https://127.0.0.1:$GH_HTTPS_PORT/" >"$out" 2>&1 ||
-    die "xff wrk failed: $(tail -3 "$out")"
+C_START=$(date +%s.%N)
+DISTINCT_IPS=$DISTINCT_IPS XFF_DONE_FILE="$WORK/xff.done" taskset -c $LOADGEN_CPU \
+    wrk -t1 -c"$CONNS" -d"${flood_limit}s" -s "$LOAD_DIR/xff.lua" "https://127.0.0.1:$GH_HTTPS_PORT/" >"$out" 2>&1 &
+XFF_PID=$!; STARTED+=("$XFF_PID")
+while kill -0 "$XFF_PID" 2>/dev/null && [[ ! -e $WORK/xff.done ]]; do sleep 0.2; done
+kill -INT "$XFF_PID" 2>/dev/null || true
+wait "$XFF_PID" || die "xff wrk failed: $(tail -3 "$out")"
+forget_pid "$XFF_PID"
+C_END=$(date +%s.%N)
 check_wrk "$out"
 C_SENT=$(wrk_field "$out" requests)
-C_END=$(date +%s.%N)
 C_RSS=$(rss_kib "$GH_PID"); C_HWM=$(hwm_kib "$GH_PID")
-C_FLOOD_S=$(awk -v a="$C_T0" -v b="$C_END" 'BEGIN {printf "%.0f", b - a}')
-log "  $C_SENT requests in ~${C_FLOOD_S}s; VmRSS $((C_BASE / 1024)) → $((C_RSS / 1024)) MiB (peak $((C_HWM / 1024)) MiB)"
-[[ $C_SENT -ge $DISTINCT_IPS ]] || log "  WARNING: only $C_SENT of $DISTINCT_IPS IPs were sent within ${flood_limit}s"
+C_FLOOD_S=$(awk -v a="$C_START" -v b="$C_END" 'BEGIN {printf "%.0f", b - a}')
+log "  $C_SENT requests in ${C_FLOOD_S}s; VmRSS $((C_BASE / 1024)) → $((C_RSS / 1024)) MiB (peak $((C_HWM / 1024)) MiB)"
+[[ -e $WORK/xff.done ]] || log "  WARNING: only $C_SENT of $DISTINCT_IPS IPs were sent within ${flood_limit}s"
 # Read gauge and RSS 3 s after each following tick until the keys are gone (≤ 3 ticks).
 C_TICKS=()
 for k in 1 2 3; do
-    now=$(date +%s.%N)
-    next=$(awk -v t0="$C_T0" -v now="$now" -v p=$TICK 'BEGIN {k = int((now - t0) / p) + 1; print t0 + k * p + 3}')
-    wait_s=$(awk -v a="$next" -v b="$now" 'BEGIN {print a - b}')
-    log "  waiting ${wait_s%.*}s for the next eviction tick"
+    wait_s=$(awk -v t0="$C_T0" -v now="$(date +%s.%N)" -v p=$TICK \
+        'BEGIN {k = int((now - t0) / p) + 1; printf "%.1f", t0 + k * p + 3 - now}')
+    log "  waiting ${wait_s}s for the next eviction tick"
     sleep "$wait_s"
     keys=$(metric_sum "$GH_ADMIN_PORT" gatehouse_rate_limiter_keys); rss=$(rss_kib "$GH_PID")
     C_TICKS+=("$keys $rss")

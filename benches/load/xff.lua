@@ -1,7 +1,7 @@
 -- Phase (c): one distinct client IP per request. gatehouse trusts 127.0.0.0/8
 -- in this phase, so the X-Forwarded-For address is the rate-limit key.
--- Addresses count up from 10.0.0.0; after DISTINCT_IPS requests the thread
--- stops (requests still in flight reuse 9.255.255.255).
+-- Addresses count up from 10.0.0.0; requests sent after the first
+-- DISTINCT_IPS (in flight when the thread stops) reuse 9.255.255.255.
 local distinct = tonumber(os.getenv("DISTINCT_IPS"))
 local token = os.getenv("BENCH_JWT")
 local base = 10 * 16777216   -- 10.0.0.0
@@ -23,9 +23,16 @@ request = function()
    })
 end
 
+-- Once every distinct IP was answered, tell run.sh (which interrupts wrk:
+-- wrk's main thread sleeps for the whole -d otherwise) and stop this thread.
+local done_file = os.getenv("XFF_DONE_FILE")
 response = function(status, headers, body)
    received = received + 1
-   if received >= distinct then wrk.thread:stop() end
+   if received == distinct then
+      local f = io.open(done_file, "w")
+      f:close()
+      wrk.thread:stop()
+   end
 end
 
 dofile(os.getenv("LOAD_DIR") .. "/report.lua")
