@@ -143,6 +143,9 @@ fn read_or_create_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
 /// Claims of gatehouse's own access tokens (SPEC §4).
 #[derive(Debug, Deserialize)]
 struct OwnClaims {
+    /// A string, as RFC 7519 §4.1.1 says: jsonwebtoken would also accept an
+    /// array holding the issuer.
+    iss: String,
     sub: String,
     #[serde(default)]
     roles: Vec<String>,
@@ -320,6 +323,9 @@ impl Verifier {
         let data = jsonwebtoken::decode::<OwnClaims>(token, &self.own.key, &self.own.validation)
             .map_err(|_| Rejection::Invalid)?;
         let c = data.claims;
+        if c.iss != self.own.issuer {
+            return Err(Rejection::Invalid);
+        }
         self.check_times(c.exp, c.nbf, now)?;
         if c.typ.as_deref() != Some("access") {
             return Err(Rejection::Invalid);
