@@ -516,7 +516,7 @@ proxy's core was the bottleneck; the direct row's CPU is the nginx backend's.
 EOF
 
 B_AT_10K=$(awk -v a="$B_BASE" -v b="$B_RSS" -v n="$B_OPEN" 'BEGIN {printf "%.0f", a + (b - a) / n * 10000}')
-C_RELEASED=$(awk -v a="$C_BASE" -v h="$C_HWM" -v e="$C_AFTER_RSS" 'BEGIN {printf "%.0f", h > a ? 100 * (h - e) / (h - a) : 100}')
+C_RELEASED=$(awk -v a="$C_BASE" -v h="$C_HWM" -v e="$C_AFTER_RSS" 'BEGIN {printf "%.0f", (h > a ? 100 * (h - e) / (h - a) : 100)}')
 med_ms() { awk -v v="$(median "$@")" 'BEGIN {printf "%.2f", v / 1000}'; }
 A_I=$(median "${A_IDLE_P99[@]}"); A_F=$(median "${A_FLOOD_P99[@]}")
 A_RATIO=$(awk -v a="$A_F" -v b="$A_I" 'BEGIN {printf "%.2f", a / b}')
