@@ -42,6 +42,9 @@ fn main() {
     println!("limiter memory (per_ip 100/s burst 200):");
     println!("  RSS before:                       {before:8.1} MiB");
     println!("  RSS after 1,000,000 client IPs:   {full:8.1} MiB  ({keys} keys)");
-    println!("  RSS after eviction:               {evicted:8.1} MiB  ({} keys)", limiter.len());
+    println!(
+        "  RSS after eviction:               {evicted:8.1} MiB  ({} keys)",
+        limiter.len()
+    );
     println!("  goal (issue 6): <= 100 MiB, back near the baseline after eviction");
 }
