@@ -230,28 +230,12 @@ async fn gate_with(extra: &str) -> (Backend, Gate) {
 /// Like [`gate_with`], but `auth(dir)` is the whole `auth:` block (indented
 /// two spaces; it may write key files into `dir`, the config file's folder,
 /// and name them relative to it).
-///
-/// `Gate` cannot be built outside `tests/support`, so this starts the base
-/// config, replaces the file and reloads it (listen addresses do not change
-/// on reload; the routes, keys and auth do).
 async fn gate_with_auth(auth: impl FnOnce(&Path) -> String, extra: &str) -> (Backend, Gate) {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), "").await;
-    let auth = auth(gate.certs.dir.path());
-    let yaml = format!(
-        "listen:\n  https: 127.0.0.1:0\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\n\
-         tls:\n  cert: {cert}\n  key: {key}\n\
-         {upstreams}\
-         auth:\n{auth}\
-         {extra}\n",
-        cert = gate.certs.cert.display(),
-        key = gate.certs.key.display(),
-        upstreams = upstream(&backend.url("")),
-    );
-    std::fs::write(&gate.config_path, yaml).expect("write the test config");
-    if let Err(e) = gate.gateway.reload() {
-        panic!("the test config is valid: {e}");
-    }
+    let certs = TestCerts::new();
+    let auth = auth(certs.dir.path());
+    let yaml = config_yaml_with_auth(&certs, &upstream(&backend.url("")), &auth, extra);
+    let gate = Gate::start_yaml(certs, &yaml).await;
     (backend, gate)
 }
 

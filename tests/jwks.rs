@@ -349,26 +349,12 @@ fn idp_auth(jwks_url: &str) -> String {
 }
 
 /// A backend and a gatehouse in front of it whose `auth:` is `auth` (two
-/// spaces in), with [`ROUTES`]. `Gate` can only be started with the base
-/// config, so this starts it, replaces the file and reloads it.
+/// spaces in), with [`ROUTES`].
 async fn gate_with_auth(auth: &str) -> (Backend, Gate) {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), "").await;
-    let yaml = format!(
-        "listen:\n  https: 127.0.0.1:0\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\n\
-         tls:\n  cert: {cert}\n  key: {key}\n\
-         {upstreams}\
-         auth:\n{auth}\
-         rate_limits:\n  per_ip: null\n  login: null\n\
-         {ROUTES}",
-        cert = gate.certs.cert.display(),
-        key = gate.certs.key.display(),
-        upstreams = upstream(&backend.url("")),
-    );
-    std::fs::write(&gate.config_path, yaml).expect("write the test config");
-    if let Err(e) = gate.gateway.reload() {
-        panic!("the test config is valid: {e}");
-    }
+    let certs = TestCerts::new();
+    let yaml = config_yaml_with_auth(&certs, &upstream(&backend.url("")), auth, ROUTES);
+    let gate = Gate::start_yaml(certs, &yaml).await;
     (backend, gate)
 }
 

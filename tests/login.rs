@@ -6,20 +6,18 @@
 //! survival across a restart, the lockout, the users file's reload, logs
 //! free of secrets, and proxied traffic that a login flood does not slow.
 //!
-//! The shared test config's `auth:` block cannot be extended, so this file
-//! writes its own config (a users file next to it, rate limits off so that
-//! only the behaviour under test answers) and runs it in-process.
+//! Each gateway runs in-process on the shared test config with more keys
+//! under `auth:` and a users file next to it (rate limits off, so that only
+//! the behaviour under test answers).
 
 mod support;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use gatehouse::{Gateway, Listeners};
 use serde_json::{json, Value};
 use support::*;
 
@@ -82,155 +80,36 @@ fn users_yaml() -> String {
     )
 }
 
-/// A temp folder holding a config, its users file and its embedded store.
-struct Env {
-    certs: TestCerts,
+/// The test certificate in a temp folder that also holds the users file
+/// (and, once written, a config and its embedded store).
+fn certs_with_users() -> TestCerts {
+    let certs = TestCerts::new();
+    write_users(certs.dir.path(), &users_yaml());
+    certs
 }
 
-impl Env {
-    fn new() -> Env {
-        let env = Env {
-            certs: TestCerts::new(),
-        };
-        env.write_users(&users_yaml());
-        env
-    }
-
-    fn dir(&self) -> &Path {
-        self.certs.dir.path()
-    }
-
-    /// Replaces `users.yaml` atomically, so the watcher never reads half a file.
-    fn write_users(&self, yaml: &str) {
-        let tmp = self.dir().join("users.yaml.tmp");
-        std::fs::write(&tmp, yaml).expect("write users file");
-        std::fs::rename(&tmp, self.dir().join("users.yaml")).expect("replace users file");
-    }
-
-    /// Writes `gatehouse.yaml`: `auth_extra` is indented under `auth:`,
-    /// `extra` is top-level YAML (the embedded store `data/gatehouse.db`
-    /// unless it has a `store:`).
-    fn write_config(&self, backend_url: &str, auth_extra: &str, extra: &str) -> PathBuf {
-        let path = self.dir().join("gatehouse.yaml");
-        std::fs::write(
-            &path,
-            config_text(&self.certs, backend_url, auth_extra, extra),
-        )
-        .expect("write config");
-        path
-    }
+/// Replaces `users.yaml` in `dir` atomically, so the watcher never reads half a file.
+fn write_users(dir: &Path, yaml: &str) {
+    let tmp = dir.join("users.yaml.tmp");
+    std::fs::write(&tmp, yaml).expect("write users file");
+    std::fs::rename(&tmp, dir.join("users.yaml")).expect("replace users file");
 }
 
-fn config_text(certs: &TestCerts, backend_url: &str, auth_extra: &str, extra: &str) -> String {
-    let store = if extra.contains("store:") {
-        ""
-    } else {
-        "store:\n  path: data/gatehouse.db\n"
-    };
-    format!(
-        "listen:\n  https: 127.0.0.1:0\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\n\
-         tls:\n  cert: {cert}\n  key: {key}\n\
-         upstreams:\n  app:\n    url: {backend_url}\n\
-         auth:\n  jwt:\n    secret: {JWT_SECRET}\n{auth_extra}\
-         rate_limits:\n  per_ip: null\n  login: null\n\
-         {store}{extra}",
-        cert = certs.cert.display(),
-        key = certs.key.display(),
-    )
+/// Writes `gatehouse.yaml` next to `certs`: `auth_extra` is indented under
+/// `auth:`, `extra` is top-level YAML (the embedded store
+/// `data/gatehouse.db` unless it has a `store:`).
+fn write_config(certs: &TestCerts, backend_url: &str, auth_extra: &str, extra: &str) -> PathBuf {
+    let path = certs.dir.path().join("gatehouse.yaml");
+    let yaml = config_yaml_with_auth(certs, &upstream(backend_url), &jwt_auth(auth_extra), extra);
+    std::fs::write(&path, yaml).expect("write config");
+    path
 }
 
-/// A gatehouse running in this process on a config file written here.
-struct Gw {
-    https: SocketAddr,
-    admin: SocketAddr,
-    gateway: Gateway,
-    pem: String,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Gw {
-    /// Starts the config at `path`; waits (up to 10 s) for the store file
-    /// to be free when a previous instance is still letting go of it.
-    async fn start(path: &Path, certs: &TestCerts) -> Gw {
-        gatehouse::install_crypto_providers();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let config = gatehouse::config::load(path).expect("test config is valid");
-            let listeners = Listeners::bind(&config.listen).await.expect("bind");
-            let (https, _, admin) = listeners.local_addrs();
-            match Gateway::new(config, prometheus::Registry::new()).await {
-                Ok(gateway) => {
-                    let task = tokio::spawn(gateway.clone().run(listeners));
-                    return Gw {
-                        https,
-                        admin: admin.expect("admin listener"),
-                        gateway,
-                        pem: certs.pem.clone(),
-                        task: Some(task),
-                    };
-                }
-                Err(e) if Instant::now() < deadline => {
-                    eprintln!("gateway not started yet: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("gateway does not start: {e}"),
-            }
-        }
-    }
-
-    /// Shuts down gracefully and waits until the gateway let go of everything.
-    async fn stop(mut self) {
-        self.gateway.shutdown();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .expect("gateway stops within 10 s")
-                .expect("gateway task ends cleanly");
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.https.port())
-    }
-
-    fn client(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .no_proxy()
-            .add_root_certificate(reqwest::Certificate::from_pem(self.pem.as_bytes()).expect("pem"))
-            .resolve("localhost", self.https)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client")
-    }
-
-    async fn metrics(&self) -> String {
-        backends::client()
-            .get(format!("http://{}/metrics", self.admin))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text")
-    }
-}
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        self.gateway.shutdown();
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-/// A gateway on a fresh `Env` in front of `backend_url`.
-async fn start(backend_url: &str, auth_extra: &str) -> (Env, Gw) {
-    let env = Env::new();
-    let path = env.write_config(backend_url, auth_extra, ROUTES);
-    let gw = Gw::start(&path, &env.certs).await;
-    (env, gw)
+/// A gateway on a fresh folder with the users file in front of `backend_url`.
+async fn start(backend_url: &str, auth_extra: &str) -> Gate {
+    let certs = certs_with_users();
+    let path = write_config(&certs, backend_url, auth_extra, ROUTES);
+    Gate::start_config(certs, path).await
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {
@@ -274,7 +153,7 @@ async fn answer(res: reqwest::Response) -> (u16, reqwest::header::HeaderMap, Val
     )
 }
 
-async fn login_res(gw: &Gw, client: &reqwest::Client, user: &str, pw: &str) -> reqwest::Response {
+async fn login_res(gw: &Gate, client: &reqwest::Client, user: &str, pw: &str) -> reqwest::Response {
     post_json(
         client,
         gw.url("/login"),
@@ -284,7 +163,7 @@ async fn login_res(gw: &Gw, client: &reqwest::Client, user: &str, pw: &str) -> r
 }
 
 /// Logs in, asserting 200; the token response.
-async fn login(gw: &Gw, client: &reqwest::Client, user: &str, pw: &str) -> Tokens {
+async fn login(gw: &Gate, client: &reqwest::Client, user: &str, pw: &str) -> Tokens {
     let (status, _, body) = answer(login_res(gw, client, user, pw).await).await;
     assert_eq!(status, 200, "login of {user}: {body}");
     Tokens::from(&body)
@@ -310,7 +189,7 @@ impl Tokens {
     }
 }
 
-async fn refresh_res(gw: &Gw, client: &reqwest::Client, refresh: &str) -> reqwest::Response {
+async fn refresh_res(gw: &Gate, client: &reqwest::Client, refresh: &str) -> reqwest::Response {
     post_json(
         client,
         gw.url("/auth/refresh"),
@@ -320,7 +199,7 @@ async fn refresh_res(gw: &Gw, client: &reqwest::Client, refresh: &str) -> reqwes
 }
 
 /// Status of `GET /auth/me` with `token`.
-async fn me_status(gw: &Gw, client: &reqwest::Client, token: &str) -> u16 {
+async fn me_status(gw: &Gate, client: &reqwest::Client, token: &str) -> u16 {
     client
         .get(gw.url("/auth/me"))
         .bearer_auth(token)
@@ -332,7 +211,7 @@ async fn me_status(gw: &Gw, client: &reqwest::Client, token: &str) -> u16 {
 }
 
 /// Status of a proxied `GET /echo/x` (a JWT route) with `token`.
-async fn echo_status(gw: &Gw, client: &reqwest::Client, token: &str) -> u16 {
+async fn echo_status(gw: &Gate, client: &reqwest::Client, token: &str) -> u16 {
     client
         .get(gw.url("/echo/x"))
         .bearer_auth(token)
@@ -399,7 +278,7 @@ fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
 #[tokio::test]
 async fn json_login_returns_a_bearer_pair_not_to_be_cached_whose_access_token_works() {
     let backend = start_rust_backend().await;
-    let (_env, gw) = start(&backend.url(""), "").await;
+    let gw = start(&backend.url(""), "").await;
     let client = gw.client();
 
     let res = login_res(&gw, &client, "alice", ALICE_PW).await;
@@ -503,7 +382,7 @@ async fn json_login_returns_a_bearer_pair_not_to_be_cached_whose_access_token_wo
 #[tokio::test]
 async fn form_login_with_and_without_grant_type_password_works() {
     let backend = start_rust_backend().await;
-    let (_env, gw) = start(&backend.url(""), "").await;
+    let gw = start(&backend.url(""), "").await;
     let client = gw.client();
     for pairs in [
         vec![("username", "alice"), ("password", ALICE_PW)],
@@ -527,11 +406,12 @@ async fn form_login_with_and_without_grant_type_password_works() {
 #[tokio::test]
 async fn swagger_ui_password_flow_logs_in_and_its_token_reaches_the_fastapi_chat() {
     let fastapi = start_fastapi().await;
-    let env = Env::new();
+    let certs = certs_with_users();
     let routes = "routes:\n  - name: openapi\n    path: /openapi.json\n    auth: none\n  \
                   - name: chat\n    path: /chat\n    methods: [POST]\n    auth: jwt\n\
                   default_route:\n  auth: deny\n";
-    let gw = Gw::start(&env.write_config(&fastapi.url(""), "", routes), &env.certs).await;
+    let path = write_config(&certs, &fastapi.url(""), "", routes);
+    let gw = Gate::start_config(certs, path).await;
     let client = gw.client();
 
     // The app's OpenAPI document, fetched through gatehouse.
@@ -592,7 +472,7 @@ async fn swagger_ui_password_flow_logs_in_and_its_token_reaches_the_fastapi_chat
 #[tokio::test]
 async fn bcrypt_user_logs_in_and_gets_their_roles() {
     let backend = start_rust_backend().await;
-    let (_env, gw) = start(&backend.url(""), "").await;
+    let gw = start(&backend.url(""), "").await;
     let client = gw.client();
     let tokens = login(&gw, &client, "bob", BOB_PW).await;
     let claims = jwt_part(&tokens.access, 1);
@@ -604,7 +484,7 @@ async fn bcrypt_user_logs_in_and_gets_their_roles() {
 #[tokio::test]
 async fn disabled_user_wrong_password_and_unknown_user_get_one_identical_401() {
     let backend = start_rust_backend().await;
-    let (_env, gw) = start(&backend.url(""), "").await;
+    let gw = start(&backend.url(""), "").await;
     let client = gw.client();
     for (user, pw, what) in [
         ("carol", CAROL_PW, "disabled user with her right password"),
@@ -638,18 +518,18 @@ async fn unknown_user_wrong_password_and_disabled_user_take_about_the_same_time(
     let backend = start_rust_backend().await;
     // argon2id users only: what an unknown name is checked against costs
     // what theirs cost (bob's test-only bcrypt cost 4 would not).
-    let env = Env::new();
-    env.write_users(&format!(
-        "users:\n{}{}",
-        user("alice", alice_hash(), "[user]", false),
-        user("carol", carol_hash(), "[user]", true),
-    ));
+    let certs = TestCerts::new();
+    write_users(
+        certs.dir.path(),
+        &format!(
+            "users:\n{}{}",
+            user("alice", alice_hash(), "[user]", false),
+            user("carol", carol_hash(), "[user]", true),
+        ),
+    );
     // No lockout in the way: every attempt takes the password-checking path.
-    let gw = Gw::start(
-        &env.write_config(&backend.url(""), NO_LOCKOUT, ROUTES),
-        &env.certs,
-    )
-    .await;
+    let path = write_config(&certs, &backend.url(""), NO_LOCKOUT, ROUTES);
+    let gw = Gate::start_config(certs, path).await;
     let client = gw.client();
     // Warm up the connection and the blocking pool.
     let _ = login_res(&gw, &client, "alice", "warm-up").await;
@@ -689,14 +569,14 @@ async fn unknown_user_wrong_password_and_disabled_user_take_about_the_same_time(
 async fn unknown_user_takes_as_long_as_a_wrong_password_of_a_cost_12_bcrypt_user() {
     let _alone = TIMING.lock().await;
     let backend = start_rust_backend().await;
-    let env = Env::new();
+    let certs = TestCerts::new();
     let hash = bcrypt::hash("frank's password", 12).expect("bcrypt hash");
-    env.write_users(&format!(
-        "users:\n{}",
-        user("frank", &hash, "[user]", false)
-    ));
-    let path = env.write_config(&backend.url(""), NO_LOCKOUT, ROUTES);
-    let gw = Gw::start(&path, &env.certs).await;
+    write_users(
+        certs.dir.path(),
+        &format!("users:\n{}", user("frank", &hash, "[user]", false)),
+    );
+    let path = write_config(&certs, &backend.url(""), NO_LOCKOUT, ROUTES);
+    let gw = Gate::start_config(certs, path).await;
     let client = gw.client();
     let _ = login_res(&gw, &client, "frank", "warm-up").await;
 
@@ -732,7 +612,7 @@ async fn unknown_user_takes_as_long_as_a_wrong_password_of_a_cost_12_bcrypt_user
 #[tokio::test]
 async fn malformed_login_bodies_are_400_bad_request() {
     let backend = start_rust_backend().await;
-    let (_env, gw) = start(&backend.url(""), "").await;
+    let gw = start(&backend.url(""), "").await;
     let client = gw.client();
     let cases: [(&str, &str); 7] = [
         ("application/json", r#"{"username":"alice","#),
@@ -770,7 +650,7 @@ async fn malformed_login_bodies_are_400_bad_request() {
 #[tokio::test]
 async fn wrong_content_type_is_415_oversized_body_is_413_and_get_is_405() {
     let backend = start_rust_backend().await;
-    let (_env, gw) = start(&backend.url(""), "").await;
+    let gw = start(&backend.url(""), "").await;
     let client = gw.client();
 
     let res = client
@@ -844,7 +724,7 @@ async fn wrong_content_type_is_415_oversized_body_is_413_and_get_is_405() {
 #[tokio::test]
 async fn get_on_login_is_405_with_an_allow_header_naming_post() {
     let backend = start_rust_backend().await;
-    let (_env, gw) = start(&backend.url(""), "").await;
+    let gw = start(&backend.url(""), "").await;
     let res = gw.client().get(gw.url("/login")).send().await.unwrap();
     assert_eq!(res.status(), 405);
     assert_eq!(
@@ -862,7 +742,7 @@ async fn get_on_login_is_405_with_an_allow_header_naming_post() {
 #[tokio::test]
 async fn refresh_rotates_the_pair_and_reusing_a_spent_token_revokes_the_whole_family() {
     let backend = start_rust_backend().await;
-    let (_env, gw) = start(&backend.url(""), "").await;
+    let gw = start(&backend.url(""), "").await;
     let client = gw.client();
     let first = login(&gw, &client, "alice", ALICE_PW).await;
     // A second, unrelated session stays alive throughout.
@@ -952,9 +832,7 @@ async fn refresh_rotates_the_pair_and_reusing_a_spent_token_revokes_the_whole_fa
 async fn logout_ends_the_access_token_and_its_family_and_a_named_refresh_family_even_after_a_restart(
 ) {
     let backend = start_rust_backend().await;
-    let env = Env::new();
-    let path = env.write_config(&backend.url(""), "", ROUTES);
-    let gw = Gw::start(&path, &env.certs).await;
+    let gw = start(&backend.url(""), "").await;
     let client = gw.client();
 
     let s1 = login(&gw, &client, "alice", ALICE_PW).await;
@@ -1013,8 +891,7 @@ async fn logout_ends_the_access_token_and_its_family_and_a_named_refresh_family_
 
     // Restart on the same store file.
     drop(client);
-    gw.stop().await;
-    let gw = Gw::start(&path, &env.certs).await;
+    let gw = gw.restart().await;
     let client = gw.client();
     for (t, what) in [(&s1, "s1"), (&s2, "s2"), (&s3, "s3")] {
         assert_eq!(
@@ -1040,7 +917,7 @@ async fn logout_ends_the_access_token_and_its_family_and_a_named_refresh_family_
 #[tokio::test]
 async fn three_wrong_passwords_lock_the_username_even_against_the_right_one() {
     let backend = start_rust_backend().await;
-    let (_env, gw) = start(&backend.url(""), LOCKOUT_3).await;
+    let gw = start(&backend.url(""), LOCKOUT_3).await;
     let client = gw.client();
 
     for i in 0..3 {
@@ -1100,7 +977,7 @@ async fn three_wrong_passwords_lock_the_username_even_against_the_right_one() {
 async fn users_file_changes_are_picked_up_and_an_invalid_one_keeps_the_old_users() {
     let backend = start_rust_backend().await;
     // Polling for dave must not lock dave out.
-    let (env, gw) = start(&backend.url(""), NO_LOCKOUT).await;
+    let gw = start(&backend.url(""), NO_LOCKOUT).await;
     let client = gw.client();
     const DAVE_PW: &str = "dave joined later";
     assert_invalid_credentials(
@@ -1116,7 +993,7 @@ async fn users_file_changes_are_picked_up_and_an_invalid_one_keeps_the_old_users
         user("dave", &dave_hash, "[user]", false)
     );
     tokio::time::sleep(Duration::from_millis(50)).await;
-    env.write_users(&with_dave);
+    write_users(gw.certs.dir.path(), &with_dave);
     let added = Instant::now();
     loop {
         let status = login_res(&gw, &client, "dave", DAVE_PW).await.status();
@@ -1132,16 +1009,19 @@ async fn users_file_changes_are_picked_up_and_an_invalid_one_keeps_the_old_users
     println!("users file reload took {:?}", added.elapsed());
 
     // An invalid file: the users already loaded keep working.
-    env.write_users("users:\n  - username: eve\n    password_hash: plaintext-is-refused\n");
+    write_users(
+        gw.certs.dir.path(),
+        "users:\n  - username: eve\n    password_hash: plaintext-is-refused\n",
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     login(&gw, &client, "alice", ALICE_PW).await;
     login(&gw, &client, "dave", DAVE_PW).await;
-    env.write_users("users: [this is: not {valid yaml\n");
+    write_users(gw.certs.dir.path(), "users: [this is: not {valid yaml\n");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     login(&gw, &client, "dave", DAVE_PW).await;
 
     // A valid file again (without dave) is picked up: the watcher lives on.
-    env.write_users(&users_yaml());
+    write_users(gw.certs.dir.path(), &users_yaml());
     let fixed = Instant::now();
     while login_res(&gw, &client, "dave", DAVE_PW).await.status() == 200 {
         assert!(
@@ -1158,12 +1038,12 @@ async fn users_file_changes_are_picked_up_and_an_invalid_one_keeps_the_old_users
 #[tokio::test]
 async fn no_password_or_token_ever_reaches_the_process_output() {
     let backend = start_rust_backend().await;
-    let env = Env::new();
-    let path = env.write_config(&backend.url(""), "", ROUTES);
+    let certs = certs_with_users();
+    let path = write_config(&certs, &backend.url(""), "", ROUTES);
     let mut process = Process::spawn(&path);
     let client = reqwest::Client::builder()
         .no_proxy()
-        .add_root_certificate(reqwest::Certificate::from_pem(env.certs.pem.as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(certs.pem.as_bytes()).unwrap())
         .resolve("localhost", process.https)
         .timeout(Duration::from_secs(30))
         .build()
@@ -1272,7 +1152,7 @@ async fn no_password_or_token_ever_reaches_the_process_output() {
 // ---------------------------------------------------------------- flood
 
 /// Times `n` sequential proxied GETs of `/health`, 25 ms apart; every one must be 200.
-async fn proxied_latencies(gw: &Gw, client: &reqwest::Client, n: usize) -> Vec<Duration> {
+async fn proxied_latencies(gw: &Gate, client: &reqwest::Client, n: usize) -> Vec<Duration> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let started = Instant::now();
@@ -1298,7 +1178,7 @@ async fn proxied_latencies(gw: &Gw, client: &reqwest::Client, n: usize) -> Vec<D
 async fn a_login_flood_does_not_stall_proxied_traffic() {
     let _alone = TIMING.lock().await;
     let backend = start_rust_backend().await;
-    let (_env, gw) = start(&backend.url(""), "").await;
+    let gw = start(&backend.url(""), "").await;
     let gw = Arc::new(gw);
     let client = gw.client();
     proxied_latencies(&gw, &client, 5).await; // warm-up

@@ -9,11 +9,9 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use gatehouse::{Gateway, Listeners};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::*;
@@ -56,88 +54,47 @@ fn redis_store(redis: &Redis) -> String {
     )
 }
 
-/// A temp folder with a config and a users file.
-struct Env {
-    certs: TestCerts,
+/// The test certificate in a temp folder that also holds the users file.
+fn certs_with_users() -> TestCerts {
+    let certs = TestCerts::new();
+    std::fs::write(certs.dir.path().join("users.yaml"), users_yaml()).expect("users file");
+    certs
 }
 
-impl Env {
-    fn new() -> Env {
-        let certs = TestCerts::new();
-        std::fs::write(certs.dir.path().join("users.yaml"), users_yaml()).expect("users file");
-        Env { certs }
-    }
-
-    /// Writes `gatehouse.yaml` with `auth_extra` under `auth:` and
-    /// top-level `extra` (which must hold the `store:`).
-    fn write_config(&self, backend_url: &str, auth_extra: &str, extra: &str) -> PathBuf {
-        let path = self.certs.dir.path().join("gatehouse.yaml");
-        let text = format!(
-            "listen:\n  https: 127.0.0.1:0\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\n\
-             tls:\n  cert: {cert}\n  key: {key}\n\
-             upstreams:\n  app:\n    url: {backend_url}\n\
-             auth:\n  jwt:\n    secret: {JWT_SECRET}\n{auth_extra}\
-             rate_limits:\n  per_ip: null\n  login: null\n\
-             {extra}",
-            cert = self.certs.cert.display(),
-            key = self.certs.key.display(),
-        );
-        std::fs::write(&path, text).expect("write config");
-        path
-    }
+/// Writes `gatehouse.yaml` next to `certs` with `auth_extra` under `auth:`
+/// and top-level `extra` (which must hold the `store:`).
+fn write_config(certs: &TestCerts, backend_url: &str, auth_extra: &str, extra: &str) -> PathBuf {
+    let path = certs.dir.path().join("gatehouse.yaml");
+    let yaml = config_yaml_with_auth(certs, &upstream(backend_url), &jwt_auth(auth_extra), extra);
+    std::fs::write(&path, yaml).expect("write config");
+    path
 }
 
-/// A gatehouse running in this process.
+/// A gatehouse running in this process, with this file's requests.
 struct Gw {
-    https: SocketAddr,
-    admin: SocketAddr,
-    gateway: Gateway,
+    gate: Gate,
     client: reqwest::Client,
-    task: tokio::task::JoinHandle<()>,
-    _env: Env,
 }
 
 impl Gw {
-    async fn start(env: Env, path: &Path) -> Gw {
-        gatehouse::install_crypto_providers();
-        let config = gatehouse::config::load(path).expect("test config is valid");
-        let listeners = Listeners::bind(&config.listen).await.expect("bind");
-        let (https, _, admin) = listeners.local_addrs();
-        let gateway = Gateway::new(config, prometheus::Registry::new())
-            .await
-            .expect("gateway starts");
-        let task = tokio::spawn(gateway.clone().run(listeners));
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(env.certs.pem.as_bytes()).expect("pem"),
-            )
-            .resolve("localhost", https)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client");
-        Gw {
-            https,
-            admin: admin.expect("admin listener"),
-            gateway,
-            client,
-            task,
-            _env: env,
-        }
+    async fn start(certs: TestCerts, path: PathBuf) -> Gw {
+        let gate = Gate::start_config(certs, path).await;
+        let client = gate.client();
+        Gw { gate, client }
     }
 
     /// A gateway with the Redis store in front of `backend`, once ready.
     async fn redis(backend: &Backend, redis: &Redis, auth_extra: &str) -> Gw {
-        let env = Env::new();
+        let certs = certs_with_users();
         let extra = format!("{}{ROUTES}", redis_store(redis));
-        let path = env.write_config(&backend.url(""), auth_extra, &extra);
-        let gw = Gw::start(env, &path).await;
+        let path = write_config(&certs, &backend.url(""), auth_extra, &extra);
+        let gw = Gw::start(certs, path).await;
         gw.wait_ready(Duration::from_secs(10)).await;
         gw
     }
 
     fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.https.port())
+        self.gate.url(path)
     }
 
     async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
@@ -200,7 +157,7 @@ impl Gw {
 
     async fn admin(&self, path: &str) -> (u16, String) {
         let res = backends::client()
-            .get(format!("http://{}{path}", self.admin))
+            .get(format!("http://{}{path}", self.gate.admin))
             .send()
             .await
             .expect("admin listener answers");
@@ -228,13 +185,6 @@ impl Gw {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
             .unwrap_or(0.0)
-    }
-}
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        self.gateway.shutdown();
-        self.task.abort();
     }
 }
 
@@ -662,13 +612,13 @@ async fn logout_after_redis_lost_its_data_leaves_no_key_without_a_ttl() {
 #[tokio::test]
 async fn embedded_store_file_and_its_missing_folders_are_created() {
     let backend = start_rust_backend().await;
-    let env = Env::new();
-    let dir = env.certs.dir.path().to_owned();
+    let certs = certs_with_users();
+    let dir = certs.dir.path().to_owned();
     let db = dir.join("not/yet/there/gatehouse.db");
     assert!(!dir.join("not").exists());
     let extra = format!("store:\n  path: not/yet/there/gatehouse.db\n{ROUTES}");
-    let path = env.write_config(&backend.url(""), "", &extra);
-    let gw = Gw::start(env, &path).await;
+    let path = write_config(&certs, &backend.url(""), "", &extra);
+    let gw = Gw::start(certs, path).await;
     assert!(db.is_file(), "{} was not created", db.display());
 
     let t = gw.login("alice", ALICE_PW).await;

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse::{Gateway, Listeners};
 use rustls::pki_types::ServerName;
 use serde_json::Value;
 use support::*;
@@ -61,62 +60,14 @@ fn closed_port() -> SocketAddr {
 
 /// A gatehouse whose `tls:` block gets extra keys. `Gate::start` appends its
 /// YAML after the whole config, where a second `tls:` key would be an error.
-struct TlsGate {
-    https: SocketAddr,
-    admin: SocketAddr,
-    certs: TestCerts,
-    gateway: Gateway,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl TlsGate {
-    async fn start(backend_url: &str, tls_keys: &str, extra: &str) -> TlsGate {
-        gatehouse::install_crypto_providers();
-        let certs = TestCerts::new();
-        let yaml = config_yaml(&certs, &upstream(backend_url), extra).replacen(
-            "tls:\n",
-            &format!("tls:\n{tls_keys}"),
-            1,
-        );
-        let path = certs.dir.path().join("gatehouse.yaml");
-        std::fs::write(&path, yaml).expect("write config");
-        let config = gatehouse::config::load(&path).expect("test config is valid");
-        let listeners = Listeners::bind(&config.listen).await.expect("bind");
-        let (https, _, admin) = listeners.local_addrs();
-        let gateway = Gateway::new(config, prometheus::Registry::new())
-            .await
-            .expect("gateway");
-        let task = tokio::spawn(gateway.clone().run(listeners));
-        TlsGate {
-            https,
-            admin: admin.expect("admin listener"),
-            certs,
-            gateway,
-            task,
-        }
-    }
-
-    fn client(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(self.certs.pem.as_bytes()).expect("cert"),
-            )
-            .resolve("localhost", self.https)
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client")
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.https.port())
-    }
-}
-
-impl Drop for TlsGate {
-    fn drop(&mut self) {
-        self.gateway.shutdown();
-        self.task.abort();
-    }
+async fn start_tls(backend_url: &str, tls_keys: &str, extra: &str) -> Gate {
+    let certs = TestCerts::new();
+    let yaml = config_yaml(&certs, &upstream(backend_url), extra).replacen(
+        "tls:\n",
+        &format!("tls:\n{tls_keys}"),
+        1,
+    );
+    Gate::start_yaml(certs, &yaml).await
 }
 
 /// A TLS handshake with `addr` using `config`.
@@ -189,7 +140,7 @@ async fn tls_1_2_client_is_served_with_the_default_min_version() {
 #[tokio::test]
 async fn tls_1_2_client_is_refused_when_min_version_is_1_3_and_counted() {
     let backend = start_rust_backend().await;
-    let gate = TlsGate::start(&backend.url(""), "  min_version: \"1.3\"\n", OPEN).await;
+    let gate = start_tls(&backend.url(""), "  min_version: \"1.3\"\n", OPEN).await;
     let errors = "gatehouse_tls_handshake_errors_total";
     let before = wait_for_sample(gate.admin, errors, 0.0).await;
     assert_eq!(sample(&before, errors), Some(0.0), "{before}");
@@ -292,7 +243,7 @@ async fn hsts_is_on_every_https_response_including_gatehouse_errors() {
 #[tokio::test]
 async fn empty_hsts_setting_sends_no_hsts_header() {
     let backend = start_rust_backend().await;
-    let gate = TlsGate::start(&backend.url(""), "  hsts: \"\"\n", OPEN).await;
+    let gate = start_tls(&backend.url(""), "  hsts: \"\"\n", OPEN).await;
     let res = gate
         .client()
         .get(gate.url("/health"))
@@ -306,7 +257,7 @@ async fn empty_hsts_setting_sends_no_hsts_header() {
         res.headers()
     );
 
-    let dead = TlsGate::start(&format!("http://{}", closed_port()), "  hsts: \"\"\n", OPEN).await;
+    let dead = start_tls(&format!("http://{}", closed_port()), "  hsts: \"\"\n", OPEN).await;
     let res = dead
         .client()
         .get(dead.url("/x"))

@@ -62,9 +62,26 @@ pub fn upstream(url: &str) -> String {
     format!("upstreams:\n  app:\n    url: {url}\n")
 }
 
+/// The base `auth:` block (an HS256 secret) followed by `more`, further
+/// keys under `auth:` (indented two spaces).
+pub fn jwt_auth(more: &str) -> String {
+    format!("  jwt:\n    secret: {JWT_SECRET}\n{more}")
+}
+
 /// A whole config: listeners on port 0, the test certificate, `upstreams`
 /// (YAML), a JWT secret, and `extra` top-level YAML (routes, server, …).
 pub fn config_yaml(certs: &TestCerts, upstreams: &str, extra: &str) -> String {
+    config_yaml_with_auth(certs, upstreams, &jwt_auth(""), extra)
+}
+
+/// Like [`config_yaml`], but `auth` is the whole `auth:` block (indented two
+/// spaces).
+pub fn config_yaml_with_auth(
+    certs: &TestCerts,
+    upstreams: &str,
+    auth: &str,
+    extra: &str,
+) -> String {
     // Each test gets its own embedded store next to its config, unless it
     // configures a store itself.
     let store = if extra.contains("store:") {
@@ -83,7 +100,7 @@ pub fn config_yaml(certs: &TestCerts, upstreams: &str, extra: &str) -> String {
         "listen:\n  https: 127.0.0.1:0\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\n\
          tls:\n  cert: {cert}\n  key: {key}\n\
          {upstreams}\
-         auth:\n  jwt:\n    secret: {JWT_SECRET}\n\
+         auth:\n{auth}\
          {store}{limits}{extra}\n",
         cert = certs.cert.display(),
         key = certs.key.display(),
@@ -96,9 +113,26 @@ pub struct Gate {
     pub http: SocketAddr,
     pub admin: SocketAddr,
     pub gateway: Gateway,
+    /// Shuts the gateway down when dropped; before `certs`, so that the temp
+    /// folder outlives the gateway.
+    running: Running,
     pub certs: TestCerts,
     pub config_path: PathBuf,
-    task: tokio::task::JoinHandle<()>,
+}
+
+/// The gateway's task: shut down and aborted on drop.
+struct Running {
+    gateway: Gateway,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.gateway.shutdown();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }
 
 impl Gate {
@@ -109,27 +143,96 @@ impl Gate {
 
     /// Starts gatehouse with the given `upstreams:` block and `extra` YAML.
     pub async fn start_with(upstreams: &str, extra: &str) -> Gate {
-        gatehouse::install_crypto_providers();
         let certs = TestCerts::new();
+        let yaml = config_yaml(&certs, upstreams, extra);
+        Gate::start_yaml(certs, &yaml).await
+    }
+
+    /// Writes `yaml`, a complete config using the test certificate `certs`
+    /// (see [`config_yaml_with_auth`]), to `gatehouse.yaml` in its folder
+    /// and starts gatehouse from it.
+    pub async fn start_yaml(certs: TestCerts, yaml: &str) -> Gate {
         let config_path = certs.dir.path().join("gatehouse.yaml");
-        std::fs::write(&config_path, config_yaml(&certs, upstreams, extra)).expect("write config");
+        std::fs::write(&config_path, yaml).expect("write config");
+        Gate::start_config(certs, config_path).await
+    }
+
+    /// Starts gatehouse from the complete config file `config_path` (see
+    /// [`config_yaml_with_auth`]), which uses the test certificate `certs`;
+    /// listeners `http` and `admin` are required.
+    pub async fn start_config(certs: TestCerts, config_path: PathBuf) -> Gate {
+        match Gate::try_start_config(certs, config_path).await {
+            Ok(gate) => gate,
+            Err((_, e)) => panic!("gateway starts: {e}"),
+        }
+    }
+
+    /// [`Gate::start_config`], giving back `certs` with the error when the
+    /// gateway does not start (the config must load and its listeners bind).
+    async fn try_start_config(
+        certs: TestCerts,
+        config_path: PathBuf,
+    ) -> Result<Gate, (TestCerts, String)> {
+        gatehouse::install_crypto_providers();
         let config = gatehouse::config::load(&config_path).expect("test config is valid");
         let listeners = Listeners::bind(&config.listen)
             .await
             .expect("bind test listeners");
         let (https, http, admin) = listeners.local_addrs();
-        let gateway = Gateway::new(config, prometheus::Registry::new())
-            .await
-            .expect("gateway starts");
+        let gateway = match Gateway::new(config, prometheus::Registry::new()).await {
+            Ok(gateway) => gateway,
+            Err(e) => return Err((certs, e.to_string())),
+        };
         let task = tokio::spawn(gateway.clone().run(listeners));
-        Gate {
+        Ok(Gate {
             https,
             http: http.expect("http listener"),
             admin: admin.expect("admin listener"),
+            running: Running {
+                gateway: gateway.clone(),
+                task: Some(task),
+            },
             gateway,
             certs,
             config_path,
-            task,
+        })
+    }
+
+    /// Shuts down gracefully and waits (up to 10 s) until the gateway task
+    /// ended; the certificate and its folder (config, store) live on.
+    pub async fn stop(self) -> (TestCerts, PathBuf) {
+        let Gate {
+            mut running,
+            certs,
+            config_path,
+            ..
+        } = self;
+        running.gateway.shutdown();
+        if let Some(task) = running.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("gateway stops within 10 s")
+                .expect("gateway task ends cleanly");
+        }
+        drop(running);
+        (certs, config_path)
+    }
+
+    /// Stops gracefully and starts the same config file again, waiting (up
+    /// to 10 s) while the stopped instance still holds on to its store.
+    pub async fn restart(self) -> Gate {
+        let (mut certs, config_path) = self.stop().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Gate::try_start_config(certs, config_path.clone()).await {
+                Ok(gate) => return gate,
+                Err((back, e)) if std::time::Instant::now() < deadline => {
+                    eprintln!("gateway not started yet: {e}");
+                    certs = back;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err((_, e)) => panic!("gateway does not start: {e}"),
+            }
         }
     }
 
@@ -145,6 +248,7 @@ impl Gate {
 
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
+            .no_proxy()
             .add_root_certificate(
                 reqwest::Certificate::from_pem(self.certs.pem.as_bytes()).expect("cert"),
             )
@@ -193,13 +297,6 @@ impl Gate {
             config_yaml(&self.certs, upstreams, extra),
         )
         .expect("write config");
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        self.gateway.shutdown();
-        self.task.abort();
     }
 }
 
