@@ -162,7 +162,7 @@ pub fn token_hash(token: &str) -> String {
 }
 
 fn store_err(e: StoreError) -> GateError {
-    tracing::warn!(error = %e, "token endpoint: store failed");
+    tracing::warn!(error = %e, "session endpoint: the store failed");
     GateError::StoreUnavailable
 }
 
@@ -182,7 +182,7 @@ impl Issuer {
         });
         let token = jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.key)
             .map_err(|e| {
-                tracing::error!(error = %e, "signing an access token failed");
+                tracing::error!(error = %e, "signing an access JWT failed");
                 GateError::BadGateway
             })?;
         Ok((token, exp))
@@ -298,7 +298,7 @@ pub async fn refresh(
             }
         },
         Rotation::Reused { sid } => {
-            tracing::warn!(sid = %sid, "a spent refresh token was presented: its family is revoked");
+            tracing::warn!(sid = %sid, "reuse of a spent refresh credential: its session family is revoked");
             Err(GateError::InvalidToken)
         }
         Rotation::Unknown => Err(GateError::InvalidToken),
