@@ -3,7 +3,7 @@
 # measured in ONE run on this machine, so that their ratios mean something
 # even when absolute numbers drift (the machine is shared; trust ratios).
 #
-#   benches/load/run.sh             full run, ~9 minutes
+#   benches/load/run.sh             full run, ~9 minutes (+ cargo build --release)
 #   QUICK=1 benches/load/run.sh     smoke run, ~2 minutes (numbers are noisy)
 #
 # Knobs (environment):
@@ -31,7 +31,8 @@
 #      gatehouse (TLS + JWT route + per-IP limit + identity headers); HTTP/1.1
 #      with wrk, HTTP/2 with h2load. Proxy CPU per request comes from the proxy
 #      processes' utime+stime in /proc/<pid>/stat over each run.
-#   (a) gatehouse p99 while a login flood (argon2id) runs, vs idle
+#   (a) gatehouse p99 at a fixed request rate while a login flood (argon2id)
+#       runs, vs idle; also RPS and p99 at saturation
 #   (b) gatehouse RSS holding IDLE_CONNS idle TLS keep-alive connections
 #   (c) gatehouse RSS after DISTINCT_IPS rate-limiter keys, and after eviction
 set -euo pipefail
