@@ -19,7 +19,7 @@ mod support;
 
 use std::path::Path;
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
@@ -1291,6 +1291,28 @@ async fn expired_token_is_refused_beyond_leeway_and_accepted_within_it() {
     ));
     let request = assert_token_accepted(&gate, &backend, "/echo/api/x", &token, "leeway").await;
     assert_identity(&request, "alice", "user", "jwt", "inside leeway");
+}
+
+#[tokio::test]
+async fn a_verified_and_cached_token_is_refused_once_it_expires() {
+    // Verified tokens are cached by their hash: the cache must check exp.
+    let (backend, gate) = gate_with_auth(|_| jwt_auth("    leeway: 0s\n"), JWT_ROUTES).await;
+    let exp = now() + 2;
+    let token = hs256(&with(access_claims("alice", &["user"]), "exp", json!(exp)));
+    for what in ["first use", "second use (cached)"] {
+        assert_token_accepted(&gate, &backend, "/echo/api/x", &token, what).await;
+    }
+    while now() <= exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_token_refused(
+        &gate,
+        &backend,
+        "/echo/api/x",
+        &token,
+        "expired after caching",
+    )
+    .await;
 }
 
 #[tokio::test]

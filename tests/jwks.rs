@@ -495,6 +495,25 @@ async fn a_key_rotated_into_the_jwks_is_fetched_on_first_use_with_one_fetch() {
 }
 
 #[tokio::test]
+async fn a_verified_token_whose_key_left_the_jwks_is_refused_after_the_next_fetch() {
+    // gatehouse caches verified tokens; the cache must not outlive the key.
+    pki();
+    let idp = Idp::start(Some(&pki().idp), jwks(&[(idp_k1(), "k1")])).await;
+    let (_backend, gate) = gate_for(&idp).await;
+    wait_for_first_fetch(&gate, &idp).await;
+    let old = token(idp_k1(), "k1", "erin", &["user"]);
+    assert_accepted(&gate, &old, "erin", "user", "k1 before the rotation").await;
+    assert_accepted(&gate, &old, "erin", "user", "k1 again (cached)").await;
+
+    // The IdP replaces k1 by k2; the first k2 token makes gatehouse refetch.
+    idp.set_jwks(jwks(&[(idp_k2(), "k2")]));
+    let rotated = token(idp_k2(), "k2", "dave", &["user"]);
+    assert_accepted(&gate, &rotated, "dave", "user", "k2 after the rotation").await;
+    assert_refused(&gate, &old, "cached k1 token after k1 left the JWKS").await;
+    assert_accepted(&gate, &rotated, "dave", "user", "k2 again").await;
+}
+
+#[tokio::test]
 async fn made_up_kids_cause_at_most_one_refetch_per_thirty_seconds() {
     pki();
     let idp = Idp::start(Some(&pki().idp), jwks(&[(idp_k1(), "k1")])).await;

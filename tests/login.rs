@@ -865,6 +865,9 @@ async fn logout_ends_the_access_token_and_its_family_and_a_named_refresh_family_
     )
     .await;
 
+    // Both access tokens work (and are now in the verified-token cache).
+    assert_eq!(echo_status(&gw, &client, &s2.access).await, 200);
+    assert_eq!(echo_status(&gw, &client, &s3.access).await, 200);
     // Bearer of s3, naming s2's refresh token: both families end.
     let res = client
         .post(gw.url("/auth/logout"))

@@ -3,42 +3,44 @@
 //! constant time (no early exit), so timing says nothing about which key, or
 //! how much of one, matched.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{Principal, Scheme};
 use crate::config;
 
-/// The configured keys.
+/// The configured keys, each with its principal made once.
 #[derive(Debug, Clone, Default)]
 pub struct ApiKeys {
-    keys: Vec<config::ApiKey>,
+    keys: Vec<([u8; 32], Arc<Principal>)>,
 }
 
 impl ApiKeys {
+    /// The keys whose id and roles can be identity headers: config
+    /// validation refuses the others, so none is dropped in practice.
     pub fn new(keys: &[config::ApiKey]) -> Self {
-        ApiKeys {
-            keys: keys.to_vec(),
-        }
+        let keys = keys
+            .iter()
+            .filter_map(|k| {
+                let p = Principal::new(&k.id, k.roles.clone(), Scheme::ApiKey, None, None, None);
+                Some((k.sha256, Arc::new(p.ok()?)))
+            })
+            .collect();
+        ApiKeys { keys }
     }
 
     /// The principal for a presented key, or `None` if no key matches.
-    pub fn check(&self, presented: &[u8]) -> Option<Principal> {
+    pub fn check(&self, presented: &[u8]) -> Option<Arc<Principal>> {
         let digest: [u8; 32] = Sha256::digest(presented).into();
-        let mut found: Option<&config::ApiKey> = None;
-        for key in &self.keys {
-            if bool::from(digest.ct_eq(&key.sha256)) {
-                found = Some(key);
+        let mut found = None;
+        for (sha256, principal) in &self.keys {
+            if bool::from(digest.ct_eq(sha256)) {
+                found = Some(principal);
             }
         }
-        found.map(|key| Principal {
-            user: key.id.clone(),
-            roles: key.roles.clone(),
-            scheme: Scheme::ApiKey,
-            exp: None,
-            jti: None,
-            sid: None,
-        })
+        found.cloned()
     }
 }
 
@@ -58,7 +60,7 @@ mod tests {
     fn matching_key_yields_its_id_and_roles() {
         let keys = ApiKeys::new(&[key("a", "key-a"), key("ci-bot", "key-b")]);
         let p = keys.check(b"key-b").unwrap();
-        assert_eq!(p.user, "ci-bot");
+        assert_eq!(&*p.user, "ci-bot");
         assert_eq!(p.roles, ["service"]);
         assert_eq!(p.scheme, Scheme::ApiKey);
     }

@@ -43,6 +43,9 @@ pub struct Key {
 pub struct KeySet {
     by_kid: HashMap<String, Key>,
     anonymous: Vec<Key>,
+    /// Which fetch of a remote set this is (1, 2, …; 0 before the first):
+    /// tokens verified with an older set are verified again (`jwt.rs` cache).
+    serial: u64,
 }
 
 impl KeySet {
@@ -103,6 +106,7 @@ impl KeySet {
                 decoding,
                 alg: None,
             }],
+            serial: 0,
         })
     }
 }
@@ -152,6 +156,8 @@ pub struct RemoteKeys {
     keys: ArcSwap<KeySet>,
     /// Serializes fetches.
     fetching: tokio::sync::Mutex<()>,
+    /// The serial of the last set stored.
+    fetches: std::sync::atomic::AtomicU64,
     /// When an unknown `kid` last triggered a fetch (scheduled fetches do
     /// not count: they must never delay a key the IdP just rotated in).
     last_refetch: std::sync::Mutex<Option<Instant>>,
@@ -170,6 +176,7 @@ impl RemoteKeys {
             url,
             keys: ArcSwap::from_pointee(KeySet::default()),
             fetching: tokio::sync::Mutex::new(()),
+            fetches: std::sync::atomic::AtomicU64::new(0),
             last_refetch: std::sync::Mutex::new(None),
             client: Client::builder(TokioExecutor::new()).build(connector),
         }))
@@ -184,16 +191,23 @@ impl RemoteKeys {
         self.keys.load_full()
     }
 
-    /// The key for `kid`, refetching the set first if `kid` is unknown —
-    /// at most once per [`REFETCH_AFTER`], however many unknown `kid`s come.
-    pub async fn find(&self, kid: Option<&str>) -> Option<Key> {
-        if let Some(key) = self.keys.load().find(kid) {
-            return Some(key.clone());
+    /// The serial of the current set: it changes with every fetch stored.
+    pub fn serial(&self) -> u64 {
+        self.keys.load().serial
+    }
+
+    /// The key for `kid` and the serial of the set it is in, refetching the
+    /// set first if `kid` is unknown — at most once per [`REFETCH_AFTER`],
+    /// however many unknown `kid`s come.
+    pub async fn find(&self, kid: Option<&str>) -> Option<(Key, u64)> {
+        let found = |set: &KeySet| set.find(kid).map(|key| (key.clone(), set.serial));
+        if let Some(found) = found(&self.keys.load()) {
+            return Some(found);
         }
         let _fetching = self.fetching.lock().await;
         // A fetch we waited for may have brought it.
-        if let Some(key) = self.keys.load().find(kid) {
-            return Some(key.clone());
+        if let Some(found) = found(&self.keys.load()) {
+            return Some(found);
         }
         {
             let Ok(mut last) = self.last_refetch.lock() else {
@@ -205,7 +219,7 @@ impl RemoteKeys {
             *last = Some(Instant::now());
         }
         self.fetch_and_store().await;
-        self.keys.load().find(kid).cloned()
+        found(&self.keys.load())
     }
 
     /// Fetches the set now (a scheduled refresh).
@@ -217,8 +231,12 @@ impl RemoteKeys {
     /// One fetch; errors are logged and the keys already known stay.
     async fn fetch_and_store(&self) {
         match self.fetch().await {
-            Ok(keys) => {
+            Ok(mut keys) => {
                 tracing::debug!(url = %self.url, keys = keys.len(), "fetched JWKS");
+                // Fetches are serialized (`fetching`): serials only grow.
+                keys.serial = 1 + self
+                    .fetches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.keys.store(Arc::new(keys));
             }
             Err(e) => {

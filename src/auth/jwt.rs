@@ -22,9 +22,10 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::jwks::{self, KeySet, RemoteKeySets, RemoteKeys};
-use super::{is_header_safe, Principal, Rejection, Scheme};
+use super::{Principal, Rejection, Scheme};
 use crate::config::{self, JwtKey, KeySource};
 
 /// Longest token considered at all.
@@ -186,6 +187,57 @@ pub struct Verifier {
     own: Own,
     external: Vec<External>,
     leeway: u64,
+    cache: TokenCache,
+}
+
+/// Tokens that verified, by the SHA-256 of the whole token, so that a token
+/// seen again costs a hash and a lookup instead of a signature check and two
+/// JSON parses (README "Performance").
+///
+/// What makes this safe:
+/// - the key is the digest of every byte of the token: a token that differs
+///   anywhere (header, claims or signature) is a different entry, and only
+///   tokens that passed every check of [`Verifier::verify_uncached`] are
+///   stored (failures are not cached, so forged tokens cannot fill it);
+/// - `exp` is checked again on every hit, with the same leeway;
+/// - a token verified with a remote JWKS key is trusted only while that key
+///   set is the current one: any refetch invalidates it;
+/// - revocation is not decided here: the pipeline checks `jti`/`sid` against
+///   the store on every request, cached or not;
+/// - each config generation has its own cache: a reload with other keys,
+///   issuers or audience starts empty;
+/// - it is bounded by weight (about the bytes it holds), so memory cannot grow
+///   with the number of distinct tokens.
+type TokenCache = quick_cache::sync::Cache<[u8; 32], Verified, Weight>;
+
+/// Total weight (≈ bytes) of cached principals.
+const CACHE_BYTES: u64 = 8 << 20;
+/// Entries expected at most; quick_cache sizes its tables by this.
+const CACHE_ITEMS: usize = 4096;
+
+#[derive(Clone)]
+struct Verified {
+    principal: Arc<Principal>,
+    exp: u64,
+    /// The remote key set (issuer index, serial) whose key verified the token.
+    remote: Option<(usize, u64)>,
+}
+
+#[derive(Clone)]
+struct Weight;
+
+impl quick_cache::Weighter<[u8; 32], Verified> for Weight {
+    fn weight(&self, _key: &[u8; 32], v: &Verified) -> u64 {
+        let p = &v.principal;
+        let text = p.user.len()
+            + p.roles.iter().map(|r| r.len() + 24).sum::<usize>()
+            + p.jti.as_ref().map_or(0, String::len)
+            + p.sid.as_ref().map_or(0, String::len)
+            + p.user_value.len()
+            + p.roles_value.len();
+        // The entry, the principal and its allocations' overhead.
+        (text + 256) as u64
+    }
 }
 
 fn validation(alg: Algorithm, issuer: &str, audience: Option<&str>) -> Validation {
@@ -271,12 +323,60 @@ impl Verifier {
             own,
             external,
             leeway: cfg.leeway.as_secs(),
+            cache: TokenCache::with_weighter(CACHE_ITEMS, CACHE_BYTES, Weight),
         })
     }
 
-    /// Verifies `token` at time `now` (Unix seconds).
-    pub async fn verify(&self, token: &str, now: u64) -> Result<Principal, Rejection> {
-        if token.len() > MAX_TOKEN_LEN || token.bytes().filter(|b| *b == b'.').count() != 2 {
+    /// Verifies `token` at time `now` (Unix seconds): from the cache of
+    /// verified tokens (see [`TokenCache`]) or in full.
+    pub async fn verify(&self, token: &str, now: u64) -> Result<Arc<Principal>, Rejection> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(Rejection::Invalid);
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(hit) = self.cache.get(&digest) {
+            if self.key_still_current(hit.remote) {
+                if let Err(expired) = self.check_times(hit.exp, None, now) {
+                    self.cache.remove(&digest);
+                    return Err(expired);
+                }
+                return Ok(hit.principal);
+            }
+            self.cache.remove(&digest);
+        }
+        let (principal, remote) = self.verify_uncached(token, now).await?;
+        let principal = Arc::new(principal);
+        if let Some(exp) = principal.exp {
+            let verified = Verified {
+                principal: principal.clone(),
+                exp,
+                remote,
+            };
+            self.cache.insert(digest, verified);
+        }
+        Ok(principal)
+    }
+
+    /// Whether the remote key set that verified a cached token is still the
+    /// current one (always true for keys from the config).
+    fn key_still_current(&self, remote: Option<(usize, u64)>) -> bool {
+        let Some((issuer, serial)) = remote else {
+            return true;
+        };
+        match self.external.get(issuer).map(|e| &e.keys) {
+            Some(Keys::Remote(keys)) => keys.serial() == serial,
+            _ => false,
+        }
+    }
+
+    /// Every check of the module doc; also says which remote key set (issuer
+    /// index, serial) verified the token, if one did.
+    async fn verify_uncached(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<(Principal, Option<(usize, u64)>), Rejection> {
+        if token.bytes().filter(|b| *b == b'.').count() != 2 {
             return Err(Rejection::Invalid);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Invalid)?;
@@ -290,7 +390,7 @@ impl Verifier {
         // With no external issuer, `iss` is checked by the validation
         // itself: no need to read the claims twice.
         if self.external.is_empty() {
-            return self.verify_own(token, &header, now);
+            return Ok((self.verify_own(token, &header, now)?, None));
         }
         let peek: Peek = jsonwebtoken::dangerous::insecure_decode_claims(token)
             .map_err(|_| Rejection::Invalid)?;
@@ -298,9 +398,9 @@ impl Verifier {
             return Err(Rejection::Invalid);
         };
         if iss == self.own.issuer {
-            self.verify_own(token, &header, now)
-        } else if let Some(ext) = self.external.iter().find(|e| e.issuer == iss) {
-            self.verify_external(ext, token, &header, now).await
+            Ok((self.verify_own(token, &header, now)?, None))
+        } else if let Some(i) = self.external.iter().position(|e| e.issuer == iss) {
+            self.verify_external(i, token, &header, now).await
         } else {
             Err(Rejection::Invalid)
         }
@@ -330,24 +430,29 @@ impl Verifier {
         if c.typ.as_deref() != Some("access") {
             return Err(Rejection::Invalid);
         }
-        principal(c.sub, c.roles, Some(c.exp), c.jti, c.sid)
+        Principal::new(&c.sub, c.roles, Scheme::Jwt, Some(c.exp), c.jti, c.sid)
     }
 
+    /// Verifies a token of `self.external[issuer]`.
     async fn verify_external(
         &self,
-        ext: &External,
+        issuer: usize,
         token: &str,
         header: &Header,
         now: u64,
-    ) -> Result<Principal, Rejection> {
+    ) -> Result<(Principal, Option<(usize, u64)>), Rejection> {
+        let ext = &self.external[issuer];
         let Some((_, validation)) = ext.validations.iter().find(|(alg, _)| *alg == header.alg)
         else {
             return Err(Rejection::Invalid);
         };
         let kid = header.kid.as_deref();
-        let key = match &ext.keys {
-            Keys::Static(set) => set.find(kid).cloned(),
-            Keys::Remote(remote) => remote.find(kid).await,
+        let (key, remote) = match &ext.keys {
+            Keys::Static(set) => (set.find(kid).cloned(), None),
+            Keys::Remote(keys) => match keys.find(kid).await {
+                Some((key, serial)) => (Some(key), Some((issuer, serial))),
+                None => (None, None),
+            },
         };
         let Some(key) = key else {
             return Err(Rejection::Invalid);
@@ -370,7 +475,8 @@ impl Verifier {
             .ok_or(Rejection::Invalid)?;
         let roles = roles_at(&claims, &ext.roles_path);
         let jti = claims.get("jti").and_then(Value::as_str).map(str::to_owned);
-        principal(sub.to_owned(), roles, Some(exp as u64), jti, None)
+        let principal = Principal::new(sub, roles, Scheme::Jwt, Some(exp as u64), jti, None)?;
+        Ok((principal, remote))
     }
 }
 
@@ -397,25 +503,4 @@ fn roles_at(claims: &Map<String, Value>, path: &[String]) -> Vec<String> {
         Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
         _ => Vec::new(),
     }
-}
-
-/// A principal whose user and roles are safe to put in identity headers.
-fn principal(
-    user: String,
-    roles: Vec<String>,
-    exp: Option<u64>,
-    jti: Option<String>,
-    sid: Option<String>,
-) -> Result<Principal, Rejection> {
-    if !is_header_safe(&user) || !roles.iter().all(|r| is_header_safe(r)) {
-        return Err(Rejection::Invalid);
-    }
-    Ok(Principal {
-        user,
-        roles,
-        scheme: Scheme::Jwt,
-        exp,
-        jti,
-        sid,
-    })
 }

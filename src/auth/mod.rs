@@ -16,6 +16,9 @@ pub mod tokens;
 pub mod users;
 
 use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderValue;
 
 /// How a principal authenticated (`X-Auth-Method`, the `scheme` metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,11 +42,12 @@ impl fmt::Display for Scheme {
     }
 }
 
-/// An authenticated caller.
+/// An authenticated caller. Made once per token (verified tokens are cached,
+/// see `jwt.rs`) or API key and shared: requests hold an `Arc<Principal>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// The token's `sub`, or the API key's id.
-    pub user: String,
+    pub user: Arc<str>,
     pub roles: Vec<String>,
     pub scheme: Scheme,
     /// Expiry (Unix seconds) of a token; `None` for API keys.
@@ -52,9 +56,40 @@ pub struct Principal {
     pub jti: Option<String>,
     /// The token's refresh family (`sid`), for revocation.
     pub sid: Option<String>,
+    /// `user`, and `roles` joined with `,`, as identity header values.
+    pub user_value: HeaderValue,
+    pub roles_value: HeaderValue,
 }
 
 impl Principal {
+    /// A principal whose user and roles are safe to put in identity headers
+    /// (see [`is_header_safe`]), or `Invalid`.
+    pub fn new(
+        user: &str,
+        roles: Vec<String>,
+        scheme: Scheme,
+        exp: Option<u64>,
+        jti: Option<String>,
+        sid: Option<String>,
+    ) -> Result<Self, Rejection> {
+        if !is_header_safe(user) || !roles.iter().all(|r| is_header_safe(r)) {
+            return Err(Rejection::Invalid);
+        }
+        let user_value = HeaderValue::from_str(user).map_err(|_| Rejection::Invalid)?;
+        let roles_value =
+            HeaderValue::from_str(&roles.join(",")).map_err(|_| Rejection::Invalid)?;
+        Ok(Principal {
+            user: Arc::from(user),
+            roles,
+            scheme,
+            exp,
+            jti,
+            sid,
+            user_value,
+            roles_value,
+        })
+    }
+
     /// Whether the principal has at least one of `wanted` (an empty list asks for none).
     pub fn has_any_role(&self, wanted: &[String]) -> bool {
         wanted.is_empty() || wanted.iter().any(|w| self.roles.iter().any(|r| r == w))

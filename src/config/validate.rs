@@ -837,6 +837,22 @@ fn auth(cx: &Ctx, raw: &file::Auth) -> Result<Auth, ConfigError> {
         if k.id.as_str().is_empty() {
             return Err(cx.err(format!("{key}.id"), "must not be empty"));
         }
+        if !crate::auth::is_header_safe(k.id.as_str()) {
+            return Err(cx.err(
+                format!("{key}.id"),
+                "must have no control characters and no commas (it is sent in X-Auth-User)",
+            ));
+        }
+        if let Some(i) = k
+            .roles
+            .iter()
+            .position(|r| !crate::auth::is_header_safe(r.as_str()))
+        {
+            return Err(cx.err(
+                format!("{key}.roles[{i}]"),
+                "must be non-empty, with no control characters and no commas",
+            ));
+        }
         if keys.iter().any(|other: &ApiKey| other.id == k.id.as_str()) {
             return Err(cx.err(
                 format!("{key}.id"),

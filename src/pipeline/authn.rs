@@ -7,6 +7,7 @@
 //! silently skipped in favour of an API key.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName};
 
@@ -74,7 +75,7 @@ pub async fn authenticate(
     creds: &Credentials<'_>,
     now: u64,
     metrics: &Metrics,
-) -> Result<Principal, GateError> {
+) -> Result<Arc<Principal>, GateError> {
     let count = |scheme: Scheme, result: &str| {
         metrics
             .auth

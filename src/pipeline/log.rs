@@ -32,7 +32,7 @@ pub struct Record {
     pub path: String,
     pub status: StatusCode,
     pub route: Arc<str>,
-    pub user: Option<String>,
+    pub user: Option<Arc<str>>,
     pub auth_method: Option<&'static str>,
     pub upstream: Option<Duration>,
     pub bytes_sent: u64,

@@ -341,7 +341,7 @@ async fn proxy(
         record.user = Some(p.user.clone());
         record.auth_method = Some(p.scheme.as_str());
         if let Some((name, limiter)) = route_limit {
-            let key = Key::Principal(Arc::from(p.user.as_str()));
+            let key = Key::Principal(p.user.clone());
             enforce(shared, name, limiter, &key, rate).await?;
         }
     }
@@ -377,7 +377,11 @@ async fn proxy(
             request_id: &request_id,
             owned: &gate.identity_owned,
             remove: &gate.strip,
-            identity: &identity_headers(config, principal.as_ref()),
+            identity: principal
+                .as_deref()
+                .map(|p| identity_headers(config, p))
+                .as_ref()
+                .map_or(&[], |h| &h[..]),
             upgrade,
         },
     );
@@ -409,7 +413,7 @@ async fn sign_in(
     req: &Request<Incoming>,
     query: Option<&str>,
     now: u64,
-) -> Result<Principal, GateError> {
+) -> Result<Arc<Principal>, GateError> {
     let keys = &gate.config.auth.api_keys;
     let param = if query.is_some() {
         keys.query_param.as_deref()
@@ -609,7 +613,7 @@ async fn me(
     let methods = [AuthMethod::Jwt, AuthMethod::ApiKey];
     let p = sign_in(gate, shared, &route, &methods, &[], req, query, now).await?;
     let mut body =
-        serde_json::json!({ "sub": p.user, "roles": p.roles, "method": p.scheme.as_str() });
+        serde_json::json!({ "sub": &*p.user, "roles": p.roles, "method": p.scheme.as_str() });
     if let Some(exp) = p.exp {
         body["exp"] = exp.into();
     }
@@ -617,27 +621,16 @@ async fn me(
 }
 
 /// The identity headers for an authenticated request (none otherwise).
-fn identity_headers(
-    config: &Config,
-    principal: Option<&Principal>,
-) -> Vec<(HeaderName, HeaderValue)> {
-    let Some(p) = principal else {
-        return Vec::new();
-    };
+fn identity_headers(config: &Config, p: &Principal) -> [(HeaderName, HeaderValue); 3] {
     let id = &config.identity;
-    let mut out = Vec::with_capacity(3);
-    // User and roles were checked to be header-safe when authenticated.
-    if let Ok(v) = HeaderValue::from_str(&p.user) {
-        out.push((id.user.clone(), v));
-    }
-    if let Ok(v) = HeaderValue::from_str(&p.roles.join(",")) {
-        out.push((id.roles.clone(), v));
-    }
-    out.push((
-        id.method.clone(),
-        HeaderValue::from_static(p.scheme.as_str()),
-    ));
-    out
+    [
+        (id.user.clone(), p.user_value.clone()),
+        (id.roles.clone(), p.roles_value.clone()),
+        (
+            id.method.clone(),
+            HeaderValue::from_static(p.scheme.as_str()),
+        ),
+    ]
 }
 
 /// The client's `X-Request-Id` if it is 1–128 chars of `[A-Za-z0-9._-]`,
