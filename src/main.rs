@@ -15,11 +15,6 @@ use tracing_subscriber::prelude::*;
 use gatehouse::pipeline::log::TARGET as ACCESS_LOG;
 use gatehouse::{config, server, Gateway, Listeners};
 
-/// mimalloc: every request allocates and frees small buffers on one thread;
-/// glibc's malloc spent ~6% of the proxy's CPU on them (README "Performance").
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "gatehouse",

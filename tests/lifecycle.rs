@@ -589,6 +589,27 @@ fn unset_environment_variable_is_named() {
 }
 
 #[test]
+fn api_key_id_or_role_that_cannot_be_an_identity_header_is_named() {
+    // The id becomes X-Auth-User and the roles X-Auth-Roles (comma-joined):
+    // a comma or a control character would change what the backend reads.
+    let certs = TestCerts::new();
+    let sha = "0".repeat(64);
+    for (key, id, role) in [
+        ("auth.api_keys.keys[0].id", "ci,admin", "service"),
+        ("auth.api_keys.keys[0].roles[0]", "ci", "user,admin"),
+    ] {
+        let auth = jwt_auth(&format!(
+            "  api_keys:\n    keys:\n      - id: \"{id}\"\n        sha256: \"{sha}\"\n        roles: [\"{role}\"]\n"
+        ));
+        let yaml = config_yaml_with_auth(&certs, &upstream("http://127.0.0.1:9"), &auth, "");
+        let path = write_config(&certs, &yaml);
+        let out = run_with_config(&path);
+        assert_eq!(out.code, Some(1), "{key}: {}", out.stderr);
+        assert!(out.stderr.contains(key), "{key}: {}", out.stderr);
+    }
+}
+
+#[test]
 fn wrong_type_names_the_key_path() {
     let certs = TestCerts::new();
     let path = write_config(

@@ -28,6 +28,8 @@
 # Phases:
 #   1. comparison table: direct (wrk → backend over plain HTTP), nginx TLS proxy
 #      without auth, HAProxy (TLS + jwt_verify HS256 + stick-table + header),
+#      the hyper floor (examples/floor_proxy.rs: gatehouse's stack — tokio,
+#      rustls, hyper server and client — forwarding as is, no auth),
 #      gatehouse (TLS + JWT route + per-IP limit + identity headers); HTTP/1.1
 #      with wrk, HTTP/2 with h2load. Proxy CPU per request comes from the proxy
 #      processes' utime+stime in /proc/<pid>/stat over each run.
@@ -126,10 +128,12 @@ fi
 [[ $(nproc --all) -ge 2 ]] || die "needs 2 CPUs (proxy on CPU 0, load generator on CPU 1)"
 
 if [[ ${BUILD:-1} == 1 ]]; then
-    log "building gatehouse (cargo build --release)"
-    (cd "$ROOT" && cargo build --release --quiet)
+    log "building gatehouse and the hyper floor (cargo build --release --bin gatehouse --example floor_proxy)"
+    (cd "$ROOT" && cargo build --release --quiet --bin gatehouse --example floor_proxy)
 fi
 [[ -x $GH ]] || die "$GH is missing: run cargo build --release"
+FLOOR="$ROOT/target/release/examples/floor_proxy"
+[[ -x $FLOOR ]] || die "$FLOOR is missing: run cargo build --release --example floor_proxy"
 
 # 10,000 idle connections need > 10,000 descriptors (in gatehouse and in python)
 if [[ $(ulimit -Hn) == unlimited ]]; then ulimit -n 65536; else ulimit -n "$(ulimit -Hn)"; fi
@@ -177,9 +181,9 @@ users:
 EOF
 
 # Free ports on 127.0.0.1, all bound at once so they are distinct.
-read -r BACKEND_PORT NGINX_PORT HAPROXY_PORT < <(python3 -c '
+read -r BACKEND_PORT NGINX_PORT HAPROXY_PORT FLOOR_PORT < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(3)]
+ss = [socket.socket() for _ in range(4)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in ss))')
 export BACKEND_PORT
@@ -314,7 +318,7 @@ print(*(s.getsockname()[1] for s in ss))')
 median() { python3 -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 
 # ------------------------------------------------------- 2. start servers --
-log "starting the nginx backend (CPU $LOADGEN_CPU), nginx TLS proxy and HAProxy (CPU $PROXY_CPU)"
+log "starting the nginx backend (CPU $LOADGEN_CPU), nginx TLS proxy, HAProxy and the hyper floor (CPU $PROXY_CPU)"
 taskset -c $LOADGEN_CPU nginx -e "$WORK/nginx-backend.error.log" -c "$WORK/nginx-backend.conf" -g 'daemon off;' \
     >"$WORK/nginx-backend.log" 2>&1 &
 BACKEND_PID=$!; STARTED+=("$BACKEND_PID")
@@ -323,9 +327,13 @@ taskset -c $PROXY_CPU nginx -e "$WORK/nginx-proxy.error.log" -c "$WORK/nginx-pro
 NGINX_PID=$!; STARTED+=("$NGINX_PID")
 taskset -c $PROXY_CPU haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
 HAPROXY_PID=$!; STARTED+=("$HAPROXY_PID")
+taskset -c $PROXY_CPU "$FLOOR" "127.0.0.1:$FLOOR_PORT" "$WORK/cert.pem" "$WORK/key.pem" "127.0.0.1:$BACKEND_PORT" \
+    >"$WORK/floor.log" 2>&1 &
+FLOOR_PID=$!; STARTED+=("$FLOOR_PID")
 wait_ok "$BACKEND_PID" "$WORK/nginx-backend.error.log" "http://127.0.0.1:$BACKEND_PORT/"
 wait_ok "$NGINX_PID" "$WORK/nginx-proxy.error.log" "https://127.0.0.1:$NGINX_PORT/"
 wait_ok "$HAPROXY_PID" "$WORK/haproxy.log" "https://127.0.0.1:$HAPROXY_PORT/bench/ready" -H "Authorization: Bearer $BENCH_JWT"
+wait_ok "$FLOOR_PID" "$WORK/floor.log" "https://127.0.0.1:$FLOOR_PORT/bench/ready"
 
 log "starting gatehouse (CPU $PROXY_CPU)"
 start_gatehouse main
@@ -348,14 +356,16 @@ tls_of() { timeout 5 openssl s_client -connect "127.0.0.1:$1" -alpn "$2" </dev/n
 # Targets: NAME URL PIDS-whose-CPU-counts [extra args]. The runs are interleaved
 # (direct, nginx, haproxy, gatehouse, direct, ...) so drift hits all alike.
 AUTH=(-H "Authorization: Bearer $BENCH_JWT")
-H1_TARGETS=(direct nginx haproxy gatehouse)
+H1_TARGETS=(direct nginx haproxy floor gatehouse)
 declare -A URL=([direct]="http://127.0.0.1:$BACKEND_PORT/bench/hello"
                 [nginx]="https://127.0.0.1:$NGINX_PORT/bench/hello"
                 [haproxy]="https://127.0.0.1:$HAPROXY_PORT/bench/hello"
+                [floor]="https://127.0.0.1:$FLOOR_PORT/bench/hello"
                 [gatehouse]="https://127.0.0.1:$GH_MAIN_PORT/bench/hello")
 # For "direct" the CPU column is the backend's (there is no proxy).
-declare -A PIDS=([direct]="$BACKEND_PID" [nginx]="$NGINX_PID" [haproxy]="$HAPROXY_PID" [gatehouse]="$GH_MAIN_PID")
-declare -A ARGS=([direct]=0 [nginx]=0 [haproxy]=1 [gatehouse]=1)   # 1: send the JWT
+declare -A PIDS=([direct]="$BACKEND_PID" [nginx]="$NGINX_PID" [haproxy]="$HAPROXY_PID" [floor]="$FLOOR_PID" [gatehouse]="$GH_MAIN_PID")
+# 1: send the JWT (the floor forwards it unread: the same bytes as gatehouse gets)
+declare -A ARGS=([direct]=0 [nginx]=0 [haproxy]=1 [floor]=1 [gatehouse]=1)
 target_args() { if [[ ${ARGS[$1]} == 1 ]]; then printf '%s\n' "${AUTH[@]}"; fi; }
 
 log "phase 1: HTTP/1.1 with wrk ($CONNS connections, ${DURATION}s × $RUNS runs, ${WARMUP}s warm-up)"
@@ -372,7 +382,7 @@ done
 if [[ $H2 == 1 ]]; then
     log "phase 1: HTTP/2 with h2load ($CONNS connections × 1 stream, ${DURATION}s × $RUNS runs)"
     for run in $(seq "$RUNS"); do
-        for t in nginx haproxy gatehouse; do
+        for t in nginx haproxy floor gatehouse; do
             mapfile -t extra < <(target_args "$t")
             measure "$t" h2 "$run" "${URL[$t]}" "${PIDS[$t]}" "${extra[@]}"
         done
@@ -516,11 +526,13 @@ for line in open(sys.argv[1]):
 med = {k: [statistics.median(col) for col in zip(*v)] for k, v in rows.items()}
 mins = {k: min(r[3] for r in v) for k, v in rows.items()}   # least-disturbed run's CPU/req
 what = {"direct": "backend, plain HTTP", "nginx": "TLS proxy, no auth",
-        "haproxy": "TLS+jwt_verify+stick-table+header", "gatehouse": "TLS+JWT+per-IP limit+identity hdrs"}
+        "haproxy": "TLS+jwt_verify+stick-table+header",
+        "floor": "hyper floor: tokio+rustls+hyper, no auth",
+        "gatehouse": "TLS+JWT+per-IP limit+identity hdrs"}
 hdr = ["target", "proto", "RPS (median)", "p50 ms", "p99 ms", "proxy CPU µs/req",
        "RPS / direct", "RPS / HAProxy", "CPU / nginx", "proxy core busy"]
 out = []
-for t in ["direct", "nginx", "haproxy", "gatehouse"]:
+for t in ["direct", "nginx", "haproxy", "floor", "gatehouse"]:
     for proto in ["h1", "h2"]:
         if (t, proto) not in med:
             continue
@@ -546,7 +558,10 @@ is the proxy's CPU time over the run's wall time: near 100% means the proxy's
 core was the bottleneck; well below means other processes (other users of this
 shared machine) took CPU 0 too — then RPS and p99 suffer and CPU/req grows a
 little (cache misses), which is why the least-disturbed run's CPU/req (min) is
-shown too. The direct row's CPU is the nginx backend's.
+shown too. The direct row's CPU is the nginx backend's. The floor row is
+examples/floor_proxy.rs: gatehouse's stack (tokio, rustls, hyper server,
+hyper-util client) forwarding with no auth — gatehouse minus the floor is
+gatehouse's own work, the floor minus nginx is the stack's.
 EOF
 
 C_IPS=$((C_SENT < DISTINCT_IPS ? C_SENT : DISTINCT_IPS))

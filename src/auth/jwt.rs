@@ -22,7 +22,6 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::jwks::{self, KeySet, RemoteKeySets, RemoteKeys};
 use super::{Principal, Rejection, Scheme};
@@ -190,15 +189,16 @@ pub struct Verifier {
     cache: TokenCache,
 }
 
-/// Tokens that verified, by the SHA-256 of the whole token, so that a token
-/// seen again costs a hash and a lookup instead of a signature check and two
-/// JSON parses (README "Performance").
+/// Tokens that verified, keyed by the whole token, so that a token seen
+/// again costs a hash-table lookup instead of a signature check and two JSON
+/// parses (README "Performance").
 ///
 /// What makes this safe:
-/// - the key is the digest of every byte of the token: a token that differs
-///   anywhere (header, claims or signature) is a different entry, and only
-///   tokens that passed every check of [`Verifier::verify_uncached`] are
-///   stored (failures are not cached, so forged tokens cannot fill it);
+/// - a hit needs every byte of the token to be equal to one that verified
+///   (a token that differs anywhere — header, claims or signature — is
+///   another entry), and only tokens that passed every check of
+///   [`Verifier::verify_uncached`] are stored (failures are not cached, so
+///   forged tokens cannot fill it); the table's hash is randomly seeded;
 /// - `exp` is checked again on every hit, with the same leeway;
 /// - a token verified with a remote JWKS key is trusted only while that key
 ///   set is the current one: any refetch invalidates it;
@@ -208,7 +208,7 @@ pub struct Verifier {
 ///   issuers or audience starts empty;
 /// - it is bounded by weight (about the bytes it holds), so memory cannot grow
 ///   with the number of distinct tokens.
-type TokenCache = quick_cache::sync::Cache<[u8; 32], Verified, Weight>;
+type TokenCache = quick_cache::sync::Cache<Box<str>, Verified, Weight>;
 
 /// Total weight (≈ bytes) of cached principals.
 const CACHE_BYTES: u64 = 8 << 20;
@@ -226,10 +226,11 @@ struct Verified {
 #[derive(Clone)]
 struct Weight;
 
-impl quick_cache::Weighter<[u8; 32], Verified> for Weight {
-    fn weight(&self, _key: &[u8; 32], v: &Verified) -> u64 {
+impl quick_cache::Weighter<Box<str>, Verified> for Weight {
+    fn weight(&self, token: &Box<str>, v: &Verified) -> u64 {
         let p = &v.principal;
-        let text = p.user.len()
+        let text = token.len()
+            + p.user.len()
             + p.roles.iter().map(|r| r.len() + 24).sum::<usize>()
             + p.jti.as_ref().map_or(0, String::len)
             + p.sid.as_ref().map_or(0, String::len)
@@ -333,18 +334,19 @@ impl Verifier {
         if token.len() > MAX_TOKEN_LEN {
             return Err(Rejection::Invalid);
         }
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(hit) = self.cache.get(&digest) {
+        if let Some(hit) = self.cache.get(token) {
             if self.key_still_current(hit.remote) {
                 if let Err(expired) = self.check_times(hit.exp, None, now) {
-                    self.cache.remove(&digest);
+                    self.cache.remove(token);
                     return Err(expired);
                 }
                 return Ok(hit.principal);
             }
-            self.cache.remove(&digest);
+            self.cache.remove(token);
         }
-        let (principal, remote) = self.verify_uncached(token, now).await?;
+        // Boxed: the full check (with a possible JWKS fetch) is a large future,
+        // and only a cache miss needs it; the hit path stays small.
+        let (principal, remote) = Box::pin(self.verify_uncached(token, now)).await?;
         let principal = Arc::new(principal);
         if let Some(exp) = principal.exp {
             let verified = Verified {
@@ -352,7 +354,7 @@ impl Verifier {
                 exp,
                 remote,
             };
-            self.cache.insert(digest, verified);
+            self.cache.insert(token.into(), verified);
         }
         Ok(principal)
     }

@@ -140,9 +140,9 @@ impl Cors {
     /// Sets the CORS headers of a (non-preflight) response to a request
     /// that came with `origin`.
     pub fn decorate(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
-        for name in &CORS_RESPONSE_HEADERS {
-            headers.remove(name);
-        }
+        crate::upstream::headers::remove_where(headers, |name| {
+            CORS_RESPONSE_HEADERS.contains(name)
+        });
         let Some(origin) = origin else { return };
         add_vary_origin(headers);
         if !self.allows(origin) {

@@ -26,7 +26,8 @@ pub const TARGET: &str = "gatehouse::access";
 /// What the access-log line says about a request.
 pub struct Record {
     pub started: Instant,
-    pub request_id: String,
+    /// Checked or made by the pipeline: 1–128 chars of `[A-Za-z0-9._-]`.
+    pub request_id: http::HeaderValue,
     pub client_ip: IpAddr,
     pub method: Method,
     pub path: String,
@@ -116,7 +117,7 @@ fn finish(r: &Record, metrics: &Metrics) {
         .observe(elapsed.as_secs_f64());
     tracing::info!(
         target: TARGET,
-        request_id = %r.request_id,
+        request_id = r.request_id.to_str().unwrap_or_default(),
         client_ip = %r.client_ip,
         method = %r.method,
         path = %r.path,

@@ -226,9 +226,10 @@ pub async fn handle(
     if let Some(hsts) = &config.tls.hsts {
         headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
-    if let Ok(v) = HeaderValue::from_str(&record.request_id) {
-        headers.insert(config.identity.request_id.clone(), v);
-    }
+    headers.insert(
+        config.identity.request_id.clone(),
+        record.request_id.clone(),
+    );
     record.status = response.status();
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, Logged::new(body, record, shared.metrics.clone()))
@@ -303,8 +304,10 @@ async fn proxy(
         }
         let query = target.query.as_deref();
         return match endpoint {
-            Endpoint::Me => me(gate, shared, &req, query, now).await,
-            _ => token_endpoint(gate, shared, endpoint, req, now).await,
+            // Boxed, like every rare path: the proxy future stays small
+            // (hyper moves it into place for every request).
+            Endpoint::Me => Box::pin(me(gate, shared, &req, query, now)).await,
+            _ => Box::pin(token_endpoint(gate, shared, endpoint, req, now)).await,
         };
     }
 
@@ -363,8 +366,6 @@ async fn proxy(
         .then(|| req.headers().get(header::UPGRADE).cloned())
         .flatten();
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-    let request_id = HeaderValue::from_str(&record.request_id)
-        .map_err(|_| GateError::BadRequest("invalid request id".into()))?;
 
     let (mut parts, incoming) = req.into_parts();
     fwd::rewrite_request(
@@ -374,7 +375,7 @@ async fn proxy(
             from_trusted_proxy: trusted_peer,
             host: host.as_ref(),
             request_id_header: &config.identity.request_id,
-            request_id: &request_id,
+            request_id: &record.request_id,
             owned: &gate.identity_owned,
             remove: &gate.strip,
             identity: principal
@@ -447,17 +448,21 @@ async fn enforce(
 ) -> Result<(), GateError> {
     let limit = limiter.limit;
     let interval = rate_limit::emission_interval(&limit);
-    let decision = match shared
-        .store
-        .rate_check(name, &key.to_shared(), interval, limit.burst)
-        .await
-    {
-        Some(Ok(bucket)) => Decision::from_shared(bucket, limit.burst),
-        Some(Err(_)) => {
-            shared.metrics.rate_limit_fallbacks.inc();
-            limiter.check(key)
+    let decision = if shared.store.shares_rate_limits() {
+        // Boxed: only a shared limit waits on Redis, and its future is large.
+        let shared_check = shared
+            .store
+            .rate_check(name, || key.to_shared(), interval, limit.burst);
+        match Box::pin(shared_check).await {
+            Some(Ok(bucket)) => Decision::from_shared(bucket, limit.burst),
+            Some(Err(_)) => {
+                shared.metrics.rate_limit_fallbacks.inc();
+                limiter.check(key)
+            }
+            None => limiter.check(key),
         }
-        None => limiter.check(key),
+    } else {
+        limiter.check(key)
     };
     if decision.allowed {
         // The per-IP limit only shows itself when it refuses.
@@ -634,20 +639,25 @@ fn identity_headers(config: &Config, p: &Principal) -> [(HeaderName, HeaderValue
 }
 
 /// The client's `X-Request-Id` if it is 1–128 chars of `[A-Za-z0-9._-]`,
-/// else a fresh random one.
-fn request_id(client: Option<&HeaderValue>) -> String {
+/// else a fresh random one (32 hex digits).
+fn request_id(client: Option<&HeaderValue>) -> HeaderValue {
     if let Some(v) = client {
         let b = v.as_bytes();
         if (1..=128).contains(&b.len())
             && b.iter()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
         {
-            // Checked ASCII above.
-            return String::from_utf8_lossy(b).into_owned();
+            return v.clone();
         }
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let n: u128 = rand::random();
-    format!("{n:032x}")
+    let mut id = [0u8; 32];
+    for (i, digit) in id.iter_mut().enumerate() {
+        *digit = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    // Hex digits are valid header bytes.
+    HeaderValue::from_bytes(&id).expect("hex digits form a header value")
 }
 
 /// The host the client asked for: the Host header, or HTTP/2's `:authority`.
@@ -699,6 +709,10 @@ mod tests {
     fn client_request_id_is_kept_only_when_well_formed() {
         let ok = HeaderValue::from_static("abc-123_x.y");
         assert_eq!(request_id(Some(&ok)), "abc-123_x.y");
+        let random = request_id(None);
+        assert_eq!(random.len(), 32);
+        assert!(random.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        assert_ne!(random, request_id(None));
         let bad = HeaderValue::from_static("has space");
         let generated = request_id(Some(&bad));
         assert_eq!(generated.len(), 32);

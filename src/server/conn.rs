@@ -248,6 +248,10 @@ pub async fn serve<I, F, Fut, B>(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
         .max_concurrent_streams(256);
+    // The connection's own child token: polling it on every wake of this
+    // task locks only this connection's waiter list, not one shared by all
+    // connections.
+    let shutdown = shutdown.child_token();
     let io = TokioIo::new(Tracked::new(io, activity.clone()));
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);

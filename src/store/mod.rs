@@ -312,18 +312,24 @@ impl Store {
         }
     }
 
+    /// Whether rate limits are shared (Redis) rather than local.
+    pub fn shares_rate_limits(&self) -> bool {
+        matches!(self.backend, Backend::Redis(_))
+    }
+
     /// Checks a shared (Redis) rate limit; `None` with the embedded store,
     /// whose limits are the local ones.
+    /// `key` is only made (it allocates) when the limit is shared.
     pub async fn rate_check(
         &self,
         name: &str,
-        key: &str,
+        key: impl FnOnce() -> String,
         interval: std::time::Duration,
         burst: u32,
     ) -> Option<Result<redis::SharedBucket, StoreError>> {
         match &self.backend {
             Backend::Embedded(_) => None,
-            Backend::Redis(r) => Some(r.rate_check(name, key, interval, burst).await),
+            Backend::Redis(r) => Some(r.rate_check(name, &key(), interval, burst).await),
         }
     }
 
