@@ -24,6 +24,12 @@ pub mod server;
 pub mod store;
 pub mod upstream;
 
+/// The hasher of gatehouse's hot-path maps (rate-limit buckets, revoked
+/// tokens, route indexes): foldhash, randomly seeded per map — several times
+/// cheaper than std's SipHash on the short keys these maps hold, which are
+/// IPs, server-made ids and config names rather than arbitrary client input.
+pub type FastHash = foldhash::fast::RandomState;
+
 pub use config::Config;
 pub use server::{Gateway, Listeners, StartError};
 

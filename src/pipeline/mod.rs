@@ -72,7 +72,7 @@ pub struct Gate {
     login_limit: Option<Arc<Limiter>>,
     /// Limiters of the routes that have a `rate_limit`, by route name, with
     /// their `limit` metric label (`route:<name>`).
-    route_limits: std::collections::HashMap<Arc<str>, (String, Arc<Limiter>)>,
+    route_limits: std::collections::HashMap<Arc<str>, (String, Arc<Limiter>), crate::FastHash>,
     /// Headers only gatehouse sets; an `_` spelling of one is refused (SPEC §3.2).
     proxy_owned: Vec<HeaderName>,
     /// Identity headers: client copies are removed from every request.

@@ -108,7 +108,8 @@ pub fn emission_interval(limit: &Limit) -> Duration {
     limit.rate.per / limit.rate.count.max(1)
 }
 
-type Inner<C> = RateLimiter<Key, DashMapStateStore<Key>, C, StateInformationMiddleware>;
+type Inner<C> =
+    RateLimiter<Key, DashMapStateStore<Key, crate::FastHash>, C, StateInformationMiddleware>;
 
 /// One limit, enforced in this process.
 pub struct Limiter<C: Clock = QuantaClock> {
@@ -124,8 +125,9 @@ impl<C: Clock + Clone> Limiter<C> {
         let quota = Quota::with_period(interval)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(burst);
-        let inner = RateLimiter::dashmap_with_clock(quota, clock.clone())
-            .with_middleware::<StateInformationMiddleware>();
+        let store = DashMapStateStore::with_hasher(crate::FastHash::default());
+        let inner =
+            RateLimiter::<_, _, _, StateInformationMiddleware>::new(quota, store, clock.clone());
         Limiter {
             limit,
             inner,

@@ -25,7 +25,7 @@ use crate::config::{Pattern, Route, Segment};
 pub struct RouteTable {
     routes: Vec<Route>,
     default: Route,
-    by_first: HashMap<String, Vec<usize>>,
+    by_first: HashMap<String, Vec<usize>, crate::FastHash>,
     generic: Vec<usize>,
     regexes: Option<RegexIndex>,
 }
@@ -39,7 +39,7 @@ struct RegexIndex {
 
 impl RouteTable {
     pub fn new(routes: Vec<Route>, default: Route) -> Self {
-        let mut by_first: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_first: HashMap<String, Vec<usize>, crate::FastHash> = HashMap::default();
         let mut generic = Vec::new();
         let mut regex_sources = Vec::new();
         let mut regex_routes = Vec::new();

@@ -96,8 +96,8 @@ pub enum Revocation {
 /// Revoked token ids and refresh families, in memory, until they expire.
 #[derive(Debug, Default)]
 pub struct Revoked {
-    jtis: DashMap<String, u64>,
-    sids: DashMap<String, u64>,
+    jtis: DashMap<String, u64, crate::FastHash>,
+    sids: DashMap<String, u64, crate::FastHash>,
     /// Unix seconds of the last successful sync (Redis); `u64::MAX`: always current.
     synced_at: AtomicU64,
     /// Seconds the set may go without a sync before it is distrusted.
@@ -138,7 +138,7 @@ impl Revoked {
         if self.is_stale(now) {
             return Revocation::Unknown;
         }
-        let hit = |map: &DashMap<String, u64>, key: Option<&str>| {
+        let hit = |map: &DashMap<String, u64, crate::FastHash>, key: Option<&str>| {
             key.and_then(|k| map.get(k))
                 .is_some_and(|until| *until >= now)
         };
