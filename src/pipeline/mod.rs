@@ -367,6 +367,7 @@ async fn proxy(
         .flatten();
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
+    let identity = principal.as_deref().map(|p| identity_headers(config, p));
     let (mut parts, incoming) = req.into_parts();
     fwd::rewrite_request(
         &mut parts.headers,
@@ -378,11 +379,7 @@ async fn proxy(
             request_id: &record.request_id,
             owned: &gate.identity_owned,
             remove: &gate.strip,
-            identity: principal
-                .as_deref()
-                .map(|p| identity_headers(config, p))
-                .as_ref()
-                .map_or(&[], |h| &h[..]),
+            identity: identity.as_ref().map_or(&[], |h| &h[..]),
             upgrade,
         },
     );
@@ -625,7 +622,8 @@ async fn me(
     Ok(crate::error::json_response(http::StatusCode::OK, &body))
 }
 
-/// The identity headers for an authenticated request (none otherwise).
+/// The identity headers of an authenticated request (values made once, with
+/// the principal).
 fn identity_headers(config: &Config, p: &Principal) -> [(HeaderName, HeaderValue); 3] {
     let id = &config.identity;
     [
