@@ -156,8 +156,6 @@ pub struct RemoteKeys {
     keys: ArcSwap<KeySet>,
     /// Serializes fetches.
     fetching: tokio::sync::Mutex<()>,
-    /// The serial of the last set stored.
-    fetches: std::sync::atomic::AtomicU64,
     /// When an unknown `kid` last triggered a fetch (scheduled fetches do
     /// not count: they must never delay a key the IdP just rotated in).
     last_refetch: std::sync::Mutex<Option<Instant>>,
@@ -176,7 +174,6 @@ impl RemoteKeys {
             url,
             keys: ArcSwap::from_pointee(KeySet::default()),
             fetching: tokio::sync::Mutex::new(()),
-            fetches: std::sync::atomic::AtomicU64::new(0),
             last_refetch: std::sync::Mutex::new(None),
             client: Client::builder(TokioExecutor::new()).build(connector),
         }))
@@ -234,9 +231,7 @@ impl RemoteKeys {
             Ok(mut keys) => {
                 tracing::debug!(url = %self.url, keys = keys.len(), "fetched JWKS");
                 // Fetches are serialized (`fetching`): serials only grow.
-                keys.serial = 1 + self
-                    .fetches
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                keys.serial = self.keys.load().serial + 1;
                 self.keys.store(Arc::new(keys));
             }
             Err(e) => {

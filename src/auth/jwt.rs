@@ -217,8 +217,8 @@ const CACHE_ITEMS: usize = 4096;
 
 #[derive(Clone)]
 struct Verified {
+    /// Its `exp` is the token's (always set for a token).
     principal: Arc<Principal>,
-    exp: u64,
     /// The remote key set (issuer index, serial) whose key verified the token.
     remote: Option<(usize, u64)>,
 }
@@ -331,12 +331,10 @@ impl Verifier {
     /// Verifies `token` at time `now` (Unix seconds): from the cache of
     /// verified tokens (see [`TokenCache`]) or in full.
     pub async fn verify(&self, token: &str, now: u64) -> Result<Arc<Principal>, Rejection> {
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(Rejection::Invalid);
-        }
         if let Some(hit) = self.cache.get(token) {
             if self.key_still_current(hit.remote) {
-                if let Err(expired) = self.check_times(hit.exp, None, now) {
+                let exp = hit.principal.exp.unwrap_or(0);
+                if let Err(expired) = self.check_times(exp, None, now) {
                     self.cache.remove(token);
                     return Err(expired);
                 }
@@ -348,14 +346,11 @@ impl Verifier {
         // and only a cache miss needs it; the hit path stays small.
         let (principal, remote) = Box::pin(self.verify_uncached(token, now)).await?;
         let principal = Arc::new(principal);
-        if let Some(exp) = principal.exp {
-            let verified = Verified {
-                principal: principal.clone(),
-                exp,
-                remote,
-            };
-            self.cache.insert(token.into(), verified);
-        }
+        let verified = Verified {
+            principal: principal.clone(),
+            remote,
+        };
+        self.cache.insert(token.into(), verified);
         Ok(principal)
     }
 

@@ -447,9 +447,10 @@ async fn enforce(
     let interval = rate_limit::emission_interval(&limit);
     let decision = if shared.store.shares_rate_limits() {
         // Boxed: only a shared limit waits on Redis, and its future is large.
+        let key_text = key.to_shared();
         let shared_check = shared
             .store
-            .rate_check(name, || key.to_shared(), interval, limit.burst);
+            .rate_check(name, &key_text, interval, limit.burst);
         match Box::pin(shared_check).await {
             Some(Ok(bucket)) => Decision::from_shared(bucket, limit.burst),
             Some(Err(_)) => {

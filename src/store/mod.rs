@@ -319,17 +319,16 @@ impl Store {
 
     /// Checks a shared (Redis) rate limit; `None` with the embedded store,
     /// whose limits are the local ones.
-    /// `key` is only made (it allocates) when the limit is shared.
     pub async fn rate_check(
         &self,
         name: &str,
-        key: impl FnOnce() -> String,
+        key: &str,
         interval: std::time::Duration,
         burst: u32,
     ) -> Option<Result<redis::SharedBucket, StoreError>> {
         match &self.backend {
             Backend::Embedded(_) => None,
-            Backend::Redis(r) => Some(r.rate_check(name, &key(), interval, burst).await),
+            Backend::Redis(r) => Some(r.rate_check(name, key, interval, burst).await),
         }
     }
 
