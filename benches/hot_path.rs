@@ -231,7 +231,7 @@ fn header_bench(c: &mut Criterion) {
                         owned: &owned,
                         remove: &remove,
                         identity: &identity,
-                        upgrade: None,
+                        websocket: false,
                     },
                 );
                 h

@@ -2,11 +2,17 @@
 //!
 //! Both stream: a backend's response frames reach the client as they arrive,
 //! and a client's request frames go upstream as they arrive, cut off by
-//! [`Limited`] at `server.max_request_body` (SPEC §5, 413).
+//! [`Limited`] at `server.max_request_body` (SPEC §5, 413) or after a gap
+//! of `server.body_read_timeout` (408), and followed by [`Progress`] so that
+//! `response_timeout` starts when the request body has ended.
 
 use std::error::Error as StdError;
+use std::future::Future as _;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -78,31 +84,130 @@ impl HttpBody for Body {
     }
 }
 
-/// The request body crossed `server.max_request_body`.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("request body larger than {limit} bytes")]
-pub struct BodyTooLarge {
-    pub limit: u64,
+/// Why a client's request body could not be read to its end. Each is the
+/// client's doing, never the upstream's (SPEC §5: 413, 408, 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// The body crossed `server.max_request_body` (or an endpoint's limit).
+    #[error("request body larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// No piece of the body arrived for `server.body_read_timeout`.
+    #[error("request body stalled for {after:?}")]
+    Stalled { after: Duration },
+    /// The body's framing was broken (bad chunk), or the client went away
+    /// before its end.
+    #[error("malformed or incomplete request body")]
+    Malformed,
+}
+
+impl BodyError {
+    /// The [`BodyError`] in `err` or anywhere in its source chain.
+    pub fn find(err: &(dyn StdError + 'static)) -> Option<BodyError> {
+        let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+        while let Some(e) = cur {
+            if let Some(found) = e.downcast_ref::<BodyError>() {
+                return Some(*found);
+            }
+            cur = e.source();
+        }
+        None
+    }
+}
+
+/// How far a request body has gone upstream, for `response_timeout`, which
+/// counts from the end of the request body (SPEC §2). Shared by the body and
+/// the forwarder.
+#[derive(Debug)]
+pub struct Progress {
+    epoch: Instant,
+    /// The body ended (every byte went upstream).
+    done: AtomicBool,
+    /// Milliseconds since `epoch` when the upstream last took a piece.
+    last_ms: AtomicU64,
+    /// The body is waiting for the client (its gaps are
+    /// `body_read_timeout`'s business, not the upstream's).
+    waiting_on_client: AtomicBool,
+    ended: tokio::sync::Notify,
+}
+
+impl Progress {
+    fn new() -> Arc<Self> {
+        Arc::new(Progress {
+            epoch: Instant::now(),
+            done: AtomicBool::new(false),
+            last_ms: AtomicU64::new(0),
+            waiting_on_client: AtomicBool::new(false),
+            ended: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Whether the whole body went upstream.
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Waits until the whole body went upstream.
+    pub async fn finished(&self) {
+        while !self.is_done() {
+            self.ended.notified().await;
+        }
+    }
+
+    /// When the upstream last took a piece of the body.
+    pub fn last_taken(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    /// Whether the body is waiting for the client rather than the upstream.
+    pub fn waiting_on_client(&self) -> bool {
+        self.waiting_on_client.load(Ordering::Relaxed)
+    }
+
+    fn took_piece(&self) {
+        self.waiting_on_client.store(false, Ordering::Relaxed);
+        self.last_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        self.done.store(true, Ordering::Release);
+        // `notify_one` keeps a permit if the forwarder is not waiting yet.
+        self.ended.notify_one();
+    }
 }
 
 pin_project_lite::pin_project! {
-    /// A client's request body on its way upstream, failing with
-    /// [`BodyTooLarge`] once more than `limit` bytes went through — which
-    /// aborts the upstream request mid-stream.
+    /// A client's request body on its way upstream (or into one of
+    /// gatehouse's own endpoints). It fails with a [`BodyError`] — which
+    /// aborts the upstream request mid-stream — once more than `limit`
+    /// bytes went through, when no piece arrives for `gap`
+    /// (`body_read_timeout`), or when the client's framing breaks.
     pub struct Limited {
         #[pin]
         inner: Option<Incoming>,
         remaining: u64,
         limit: u64,
+        gap: Duration,
+        // Armed while waiting for the client; re-armed after each piece.
+        // Boxed (made only for a body that has to wait): the upstream
+        // client needs an `Unpin` body.
+        stall: Option<Pin<Box<tokio::time::Sleep>>>,
+        rearm: bool,
+        progress: Option<Arc<Progress>>,
     }
 }
 
 impl Limited {
-    pub fn new(inner: Incoming, limit: u64) -> Self {
+    /// `inner`, cut off after `limit` bytes or a `gap` with no data.
+    pub fn new(inner: Incoming, limit: u64, gap: Duration) -> Self {
         Limited {
             inner: Some(inner),
             remaining: limit,
             limit,
+            gap,
+            stall: None,
+            rearm: false,
+            progress: None,
         }
     }
 
@@ -112,7 +217,23 @@ impl Limited {
             inner: None,
             remaining: 0,
             limit: 0,
+            gap: Duration::ZERO,
+            stall: None,
+            rearm: false,
+            progress: None,
         }
+    }
+
+    /// Follows how far this body has gone upstream (see [`Progress`]); `None`
+    /// when it is empty, so there is nothing to follow.
+    pub fn follow(&mut self) -> Option<Arc<Progress>> {
+        use hyper::body::Body as _;
+        if self.is_end_stream() {
+            return None;
+        }
+        let progress = Progress::new();
+        self.progress = Some(progress.clone());
+        Some(progress)
     }
 }
 
@@ -128,17 +249,52 @@ impl HttpBody for Limited {
         let Some(inner) = this.inner.as_pin_mut() else {
             return Poll::Ready(None);
         };
-        match ready!(inner.poll_frame(cx)) {
-            None => Poll::Ready(None),
-            Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+        let polled = inner.poll_frame(cx);
+        let frame = match polled {
+            Poll::Pending => {
+                if let Some(p) = this.progress {
+                    p.waiting_on_client.store(true, Ordering::Relaxed);
+                }
+                let deadline = tokio::time::Instant::now() + *this.gap;
+                let sleep = match this.stall {
+                    Some(sleep) => {
+                        if *this.rearm {
+                            sleep.as_mut().reset(deadline);
+                        }
+                        sleep
+                    }
+                    None => this
+                        .stall
+                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                *this.rearm = false;
+                ready!(sleep.as_mut().poll(cx));
+                let after = *this.gap;
+                return Poll::Ready(Some(Err(BodyError::Stalled { after }.into())));
+            }
+            Poll::Ready(frame) => frame,
+        };
+        *this.rearm = true;
+        match frame {
+            None => {
+                if let Some(p) = this.progress {
+                    p.end();
+                }
+                Poll::Ready(None)
+            }
+            Some(Err(_)) => Poll::Ready(Some(Err(BodyError::Malformed.into()))),
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     if len > *this.remaining {
                         *this.remaining = 0;
-                        return Poll::Ready(Some(Err(BodyTooLarge { limit: *this.limit }.into())));
+                        let limit = *this.limit;
+                        return Poll::Ready(Some(Err(BodyError::TooLarge { limit }.into())));
                     }
                     *this.remaining -= len;
+                }
+                if let Some(p) = this.progress {
+                    p.took_piece();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -154,16 +310,4 @@ impl HttpBody for Limited {
             .as_ref()
             .map_or(SizeHint::with_exact(0), |i| i.size_hint())
     }
-}
-
-/// Whether `err` (or anything in its source chain) is a [`BodyTooLarge`].
-pub fn is_body_too_large(err: &(dyn StdError + 'static)) -> bool {
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if e.is::<BodyTooLarge>() {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
 }

@@ -34,6 +34,9 @@ pub enum GateError {
     MethodNotAllowed { allow: &'static str },
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The request body stalled longer than `body_read_timeout`.
+    #[error("request timeout")]
+    RequestTimeout,
     #[error("unsupported media type")]
     UnsupportedMediaType,
     #[error("rate limited, retry after {retry_after}s")]
@@ -58,6 +61,7 @@ impl GateError {
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             BadGateway => StatusCode::BAD_GATEWAY,
@@ -79,6 +83,7 @@ impl GateError {
             NotFound => "not_found",
             MethodNotAllowed { .. } => "method_not_allowed",
             PayloadTooLarge => "payload_too_large",
+            RequestTimeout => "request_timeout",
             UnsupportedMediaType => "unsupported_media_type",
             RateLimited { .. } => "rate_limited",
             BadGateway => "bad_gateway",
@@ -100,6 +105,7 @@ impl GateError {
             NotFound => "Not found",
             MethodNotAllowed { .. } => "Method not allowed",
             PayloadTooLarge => "Request body too large",
+            RequestTimeout => "The request body was not received in time",
             UnsupportedMediaType => "Unsupported content type",
             RateLimited { .. } => "Too many requests",
             BadGateway => "The upstream server is unreachable or sent an invalid response",
@@ -153,9 +159,20 @@ impl From<crate::upstream::ForwardError> for GateError {
         use crate::metrics::UpstreamErrorKind;
         use crate::upstream::ForwardError;
         match e {
-            ForwardError::BodyTooLarge => GateError::PayloadTooLarge,
+            ForwardError::Body(body) => body.into(),
             ForwardError::Upstream(UpstreamErrorKind::Timeout) => GateError::GatewayTimeout,
             ForwardError::Upstream(_) => GateError::BadGateway,
+        }
+    }
+}
+
+impl From<crate::body::BodyError> for GateError {
+    fn from(e: crate::body::BodyError) -> Self {
+        use crate::body::BodyError;
+        match e {
+            BodyError::TooLarge { .. } => GateError::PayloadTooLarge,
+            BodyError::Stalled { .. } => GateError::RequestTimeout,
+            BodyError::Malformed => GateError::BadRequest("malformed request body".into()),
         }
     }
 }

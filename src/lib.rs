@@ -14,10 +14,12 @@
 //! [`run`] is what the binary does after the config is loaded: bind, serve,
 //! and return after a graceful shutdown.
 
+pub mod activity;
 pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod host;
 pub mod metrics;
 pub mod pipeline;
 pub mod server;

@@ -387,10 +387,14 @@ impl Verifier {
             return Err(Rejection::Invalid);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Invalid)?;
+        // Keys named by the token itself are never trusted (RFC 8725 §3.10).
+        // A `crit` header lists extensions the verifier MUST understand
+        // (RFC 7515 §4.1.11); gatehouse understands none, so it refuses.
         if header.jwk.is_some()
             || header.jku.is_some()
             || header.x5u.is_some()
             || header.x5c.is_some()
+            || header.crit.is_some()
         {
             return Err(Rejection::Invalid);
         }

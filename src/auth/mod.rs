@@ -125,7 +125,39 @@ pub fn unix_now() -> u64 {
 }
 
 /// Whether `s` can travel in a header value and a comma-separated list
-/// without ambiguity: no control characters, no commas.
+/// exactly as it is: not empty, no control characters, no commas, and no
+/// leading or trailing whitespace (an HTTP parser trims it off a value, so
+/// `"admin "` would reach the backend as `admin`: SPEC §4 refuses it).
 pub(crate) fn is_header_safe(s: &str) -> bool {
-    !s.is_empty() && !s.bytes().any(|b| b < 0x20 || b == 0x7f || b == b',')
+    !s.is_empty() && s.trim() == s && !s.bytes().any(|b| b < 0x20 || b == 0x7f || b == b',')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identity_is_forwarded_exactly_as_verified_or_refused() {
+        for ok in ["alice", "Alice Smith", "a.b@example.com", "x"] {
+            assert!(is_header_safe(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "admin ",
+            " admin",
+            "admin\t",
+            "\tadmin",
+            "a,b",
+            "a\nb",
+            "a\u{7f}",
+            "admin\u{a0}",
+            "\u{3000}admin",
+        ] {
+            assert!(!is_header_safe(bad), "{bad:?}");
+        }
+        let refused = Principal::new("admin ", vec![], Scheme::Jwt, None, None, None);
+        assert_eq!(refused.err(), Some(Rejection::Invalid));
+        let refused = Principal::new("bob", vec!["admin ".into()], Scheme::Jwt, None, None, None);
+        assert_eq!(refused.err(), Some(Rejection::Invalid));
+    }
 }

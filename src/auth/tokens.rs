@@ -72,7 +72,9 @@ fn bad(detail: &'static str) -> GateError {
     GateError::BadRequest(detail.into())
 }
 
-/// A body's fields as strings: a JSON object or a form.
+/// A body's fields: a JSON object or a form. A field given twice is refused
+/// (SPEC §5): parsers disagree on which copy wins (serde keeps the last,
+/// others the first), so no copy is chosen.
 fn fields(
     kind: BodyKind,
     body: &[u8],
@@ -82,14 +84,54 @@ fn fields(
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Ok(serde_json::Map::new());
             }
-            match serde_json::from_slice(body) {
-                Ok(serde_json::Value::Object(map)) => Ok(map),
-                _ => Err(bad("The body must be a JSON object")),
+            match serde_json::from_slice::<UniqueObject>(body) {
+                Ok(UniqueObject(map)) => Ok(map),
+                Err(e) if e.to_string().starts_with(DUPLICATE) => Err(bad(DUPLICATE)),
+                Err(_) => Err(bad("The body must be a JSON object")),
             }
         }
-        BodyKind::Form => Ok(form_urlencoded::parse(body)
-            .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
-            .collect()),
+        BodyKind::Form => {
+            let mut map = serde_json::Map::new();
+            for (k, v) in form_urlencoded::parse(body) {
+                let value = serde_json::Value::String(v.into_owned());
+                if map.insert(k.into_owned(), value).is_some() {
+                    return Err(bad(DUPLICATE));
+                }
+            }
+            Ok(map)
+        }
+    }
+}
+
+const DUPLICATE: &str = "a field is given twice";
+
+/// A JSON object whose members all have distinct names.
+struct UniqueObject(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = UniqueObject;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<UniqueObject, A::Error> {
+                let mut map = serde_json::Map::new();
+                while let Some((k, v)) = access.next_entry::<String, serde_json::Value>()? {
+                    if map.insert(k, v).is_some() {
+                        return Err(serde::de::Error::custom(DUPLICATE));
+                    }
+                }
+                Ok(UniqueObject(map))
+            }
+        }
+        d.deserialize_map(Members)
     }
 }
 
@@ -357,6 +399,42 @@ mod tests {
         .is_err());
         assert!(parse_login(BodyKind::Json, b"[1,2]").is_err());
         assert!(parse_login(BodyKind::Json, br#"{"username":"demo"}"#).is_err());
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused_whichever_copy_would_win() {
+        let dup = GateError::BadRequest(DUPLICATE.into());
+        for body in [
+            &br#"{"username":"demo","password":"x","username":"admin"}"#[..],
+            br#"{"username":"demo","password":"x","password":"y"}"#,
+            br#"{"username":"demo","user\u006eame":"admin","password":"x"}"#,
+            br#"{"username":"demo","password":"x","extra":1,"extra":2}"#,
+        ] {
+            let err = parse_login(BodyKind::Json, body).err();
+            assert_eq!(err, Some(dup.clone()), "{}", String::from_utf8_lossy(body));
+        }
+        for body in [
+            &b"username=demo&password=x&username=admin"[..],
+            b"username=demo&password=x&password=y",
+            b"username=demo&password=x&user%6eame=admin",
+            b"grant_type=password&grant_type=password&username=a&password=b",
+        ] {
+            let err = parse_login(BodyKind::Form, body).err();
+            assert_eq!(err, Some(dup.clone()), "{}", String::from_utf8_lossy(body));
+        }
+        let err = parse_refresh(
+            BodyKind::Json,
+            br#"{"refresh_token":"a","refresh_token":"b"}"#,
+        );
+        assert_eq!(err.err(), Some(dup.clone()));
+        let err = parse_refresh(BodyKind::Form, b"refresh_token=a&refresh_token=b");
+        assert_eq!(err.err(), Some(dup));
+        // Nested objects are values, not fields.
+        assert!(parse_login(
+            BodyKind::Json,
+            br#"{"username":"demo","password":"x","meta":{"a":1,"b":2}}"#
+        )
+        .is_ok());
     }
 
     #[test]

@@ -125,8 +125,12 @@ fn default_response_timeout() -> Dur {
 pub struct Server {
     /// Largest request body accepted, in bytes (default 10MiB); 413 above it.
     pub max_request_body: Size,
-    /// Time a client has to finish its TLS handshake and send a request head (default 10s).
+    /// Time a client has to finish its TLS handshake and send a request head,
+    /// HTTP/1.1 and HTTP/2 alike (default 10s).
     pub header_read_timeout: Dur,
+    /// Longest gap between two pieces of a request body, proxied or read by
+    /// gatehouse itself; 408 and the connection closed above it (default 30s).
+    pub body_read_timeout: Dur,
     /// A connection with no request in flight and no traffic this long is closed (default 60s).
     pub idle_timeout: Dur,
     /// Open client connections per listener above which new ones are refused (default 10000).
@@ -144,6 +148,7 @@ impl Default for Server {
         Server {
             max_request_body: size("10MiB"),
             header_read_timeout: dur("10s"),
+            body_read_timeout: dur("30s"),
             idle_timeout: dur("60s"),
             max_connections: Num(10_000),
             trusted_proxies: Vec::new(),

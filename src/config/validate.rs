@@ -75,6 +75,7 @@ pub struct Upstream {
 pub struct Server {
     pub max_request_body: u64,
     pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub trusted_proxies: Vec<IpNet>,
@@ -186,9 +187,16 @@ pub struct RateLimits {
 pub enum Origin {
     /// Any origin (`"*"`).
     Any,
-    /// `scheme://host[:port]`, lowercase.
-    Exact(String),
-    /// `scheme://*.suffix[:port]`: one or more labels before `.suffix`, never the apex.
+    /// `scheme://host[:port]`: scheme and host lowercase, host without
+    /// trailing dot, `port` the effective one (the scheme's default when
+    /// none is written).
+    Exact {
+        scheme: String,
+        host: String,
+        port: Option<u16>,
+    },
+    /// `scheme://*.suffix[:port]`: one or more labels before `.suffix`, never
+    /// the apex; `port` as for `Exact`.
     Subdomains {
         scheme: String,
         suffix: String,
@@ -358,6 +366,7 @@ pub(super) fn validate(path: &Path, raw: FileConfig) -> Result<Config, ConfigErr
     let server = Server {
         max_request_body: s.max_request_body.0,
         header_read_timeout: positive(&cx, "server.header_read_timeout", s.header_read_timeout.0)?,
+        body_read_timeout: positive(&cx, "server.body_read_timeout", s.body_read_timeout.0)?,
         idle_timeout: positive(&cx, "server.idle_timeout", s.idle_timeout.0)?,
         max_connections: match usize::try_from(s.max_connections.0) {
             Ok(n) if n > 0 => n,
@@ -543,24 +552,19 @@ fn addr(cx: &Ctx, key: &str, value: &Text) -> Result<SocketAddr, ConfigError> {
     })
 }
 
-/// A route's `host`: a name or IP literal, lowercase, without port or trailing dot.
+/// A route's `host`: a name or IP literal, lowercase, without port or
+/// trailing dot — validated by the same parser as requests' hosts, so a
+/// route can name only a host a request can match.
 fn route_host(cx: &Ctx, key: &str, raw: &str) -> Result<String, ConfigError> {
-    let host = raw.trim().trim_end_matches('.').to_ascii_lowercase();
-    let is_ipv6 = host.starts_with('[') && host.ends_with(']');
-    let ok = !host.is_empty()
-        && (is_ipv6
-            || host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')));
-    if !ok {
-        return Err(cx.err(
+    match crate::host::parse(raw.trim().as_bytes()) {
+        Ok(host) if host.port.is_none() => Ok(host.name().to_ascii_lowercase()),
+        _ => Err(cx.err(
             key,
             format!(
                 "{raw:?}: expected a host name without port (requests match on the name alone)"
             ),
-        ));
+        )),
     }
-    Ok(host)
 }
 
 fn positive(cx: &Ctx, key: &str, d: Duration) -> Result<Duration, ConfigError> {
@@ -1038,35 +1042,30 @@ fn origin(cx: &Ctx, key: &str, raw: &str) -> Result<Origin, ConfigError> {
             format!("{raw:?}: expected scheme://host[:port] or scheme://*.domain[:port]"),
         )
     };
-    let (scheme, rest) = o.split_once("://").ok_or_else(bad)?;
-    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains(['/', '?', '#', '@'])
-    {
+    // `*.` is the only thing an origin here may have that a browser's may not.
+    let (text, wildcard) = match o.split_once("://*.") {
+        Some((scheme, rest)) => (format!("{scheme}://{rest}"), true),
+        None => (o.clone(), false),
+    };
+    let parsed = crate::host::parse_origin(text.as_bytes()).map_err(|_| bad())?;
+    if !matches!(parsed.scheme, "http" | "https") {
         return Err(bad());
     }
-    let (host, port) = match rest.rsplit_once(':') {
-        // `[::1]` alone: the colons are the address's, not a port's.
-        Some((_, p)) if p.ends_with(']') => (rest, None),
-        Some((h, p)) => (h, Some(p.parse::<u16>().map_err(|_| bad())?)),
-        _ => (rest, None),
-    };
-    match host.strip_prefix("*.") {
-        Some(suffix) => {
-            if suffix.is_empty()
-                || suffix.contains('*')
-                || !suffix.contains('.') && suffix != "localhost"
-            {
-                return Err(cx.err(
-                    key,
-                    format!("{raw:?}: a wildcard needs a domain with at least two labels after *."),
-                ));
-            }
-            Ok(Origin::Subdomains {
-                scheme: scheme.to_owned(),
-                suffix: suffix.to_owned(),
-                port,
-            })
+    let scheme = parsed.scheme.to_owned();
+    let port = parsed.effective_port();
+    let host = parsed.host.name().to_owned();
+    if wildcard {
+        if !host.contains('.') && host != "localhost" || host.starts_with('[') {
+            return Err(cx.err(
+                key,
+                format!("{raw:?}: a wildcard needs a domain with at least two labels after *."),
+            ));
         }
-        None if host.contains('*') => Err(bad()),
-        None => Ok(Origin::Exact(o)),
+        return Ok(Origin::Subdomains {
+            scheme,
+            suffix: host,
+            port,
+        });
     }
+    Ok(Origin::Exact { scheme, host, port })
 }

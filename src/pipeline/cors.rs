@@ -60,38 +60,33 @@ impl Cors {
         }
     }
 
-    /// Whether `origin` (an `Origin` header value) is allowed.
+    /// Whether `origin` (an `Origin` header value) is allowed. The value is
+    /// read by the one origin parser ([`crate::host::parse_origin`]):
+    /// scheme and host compare case-insensitively, a missing port is the
+    /// scheme's default, a trailing dot on the host is ignored.
     pub fn allows(&self, origin: &HeaderValue) -> bool {
-        let Ok(origin) = origin.to_str() else {
+        let Ok(origin) = crate::host::parse_origin(origin.as_bytes()) else {
             return false;
         };
-        let Some((scheme, rest)) = origin.split_once("://") else {
-            return false;
-        };
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !p.contains(']') => match p.parse::<u16>() {
-                Ok(p) => (h, Some(p)),
-                Err(_) => return false,
-            },
-            _ => (rest, None),
-        };
-        if host.is_empty() || rest.contains(['/', '?', '#', '@']) {
-            return false;
-        }
+        let port = origin.effective_port();
+        let host = origin.host.name();
         self.origins.iter().any(|allowed| match allowed {
             Origin::Any => true,
-            Origin::Exact(exact) => exact.eq_ignore_ascii_case(origin),
+            Origin::Exact {
+                scheme: s,
+                host: h,
+                port: p,
+            } => s.eq_ignore_ascii_case(origin.scheme) && *p == port && origin.host.name_eq(h),
             Origin::Subdomains {
                 scheme: s,
                 suffix,
                 port: p,
             } => {
-                s.eq_ignore_ascii_case(scheme)
+                s.eq_ignore_ascii_case(origin.scheme)
                     && *p == port
                     && host.len() > suffix.len() + 1
                     && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
                     && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
-                    && !host[..host.len() - suffix.len() - 1].ends_with('.')
             }
         })
     }
@@ -194,13 +189,35 @@ mod tests {
         HeaderValue::from_static(s)
     }
 
+    fn exact(scheme: &str, host: &str, port: u16) -> Origin {
+        Origin::Exact {
+            scheme: scheme.into(),
+            host: host.into(),
+            port: Some(port),
+        }
+    }
+
+    #[test]
+    fn exact_origin_matches_by_meaning_not_spelling() {
+        let c = cors(&[exact("https", "chat.example.com", 443)], false);
+        assert!(c.allows(&v("https://chat.example.com")));
+        assert!(c.allows(&v("HTTPS://Chat.Example.COM")));
+        assert!(c.allows(&v("https://chat.example.com:443")));
+        assert!(!c.allows(&v("https://chat.example.com:8443")));
+        assert!(!c.allows(&v("http://chat.example.com")));
+        assert!(!c.allows(&v("https://chat.example.com/")));
+        assert!(!c.allows(&v("https://chat.example.com@evil.example")));
+        assert!(!c.allows(&v("https://evil.example#chat.example.com")));
+        assert!(!c.allows(&v("https://chat.example.com.evil.example")));
+    }
+
     #[test]
     fn wildcard_matches_subdomains_never_the_apex_and_exact_scheme_and_port() {
         let c = cors(
             &[Origin::Subdomains {
                 scheme: "https".into(),
                 suffix: "example.com".into(),
-                port: None,
+                port: Some(443),
             }],
             false,
         );
@@ -216,7 +233,7 @@ mod tests {
 
     #[test]
     fn exact_origin_is_echoed_with_vary_and_backend_copies_replaced() {
-        let c = cors(&[Origin::Exact("https://chat.example.com".into())], true);
+        let c = cors(&[exact("https", "chat.example.com", 443)], true);
         let mut h = HeaderMap::new();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v("*"));
         c.decorate(Some(&v("https://chat.example.com")), &mut h);
@@ -239,7 +256,7 @@ mod tests {
 
     #[test]
     fn preflight_from_unknown_origin_is_forbidden() {
-        let c = cors(&[Origin::Exact("https://chat.example.com".into())], false);
+        let c = cors(&[exact("https", "chat.example.com", 443)], false);
         let mut h = HeaderMap::new();
         h.insert(header::ORIGIN, v("https://other.example"));
         h.insert(header::ACCESS_CONTROL_REQUEST_METHOD, v("POST"));

@@ -35,10 +35,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, Version};
+use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
 
+use crate::activity::Activity;
 use crate::auth::api_key::ApiKeys;
 use crate::auth::jwt::{KeyError, OwnKeys, Verifier};
 use crate::auth::password::Hasher;
@@ -112,7 +113,7 @@ impl Gate {
             fwd::X_FORWARDED_PROTO,
             fwd::X_FORWARDED_HOST,
         ]);
-        proxy_owned.extend(fwd::FORWARDING);
+        proxy_owned.extend(fwd::STEERING.iter().map(|n| HeaderName::from_static(n)));
         proxy_owned.push(config.auth.api_keys.header.clone());
         let mut strip = vec![config.auth.api_keys.header.clone()];
         if !config.forward_authorization {
@@ -171,11 +172,23 @@ pub struct Shared {
     pub tunnels: TaskTracker,
 }
 
-/// Answers one request on the HTTPS listener.
+/// The connection a request came on.
+struct Peer {
+    /// The TCP peer.
+    addr: SocketAddr,
+    /// The peer is in `trusted_proxies`.
+    trusted: bool,
+    /// The connection's activity: an upgraded tunnel keeps it.
+    conn: Arc<Activity>,
+}
+
+/// Answers one request on the HTTPS listener; `conn` is the connection it
+/// came on.
 pub async fn handle(
     gate: Arc<Gate>,
     shared: Arc<Shared>,
     peer: SocketAddr,
+    conn: Arc<Activity>,
     req: Request<Incoming>,
 ) -> Response<Logged> {
     let started = Instant::now();
@@ -199,23 +212,25 @@ pub async fn handle(
 
     let origin = req.headers().get(header::ORIGIN).cloned();
     let preflight = Cors::is_preflight(req.method(), req.headers());
+    let http1 = req.version() < Version::HTTP_2;
+    let peer = Peer {
+        addr: peer,
+        trusted: trusted_peer,
+        conn,
+    };
     let mut rate = None;
-    let mut response = match proxy(
-        &gate,
-        &shared,
-        &mut record,
-        &mut rate,
-        peer,
-        trusted_peer,
-        req,
-    )
-    .await
-    {
+    let mut response = match proxy(&gate, &shared, &mut record, &mut rate, peer, req).await {
         Ok(res) => res,
         Err(err) => err.to_response(),
     };
 
+    let status = response.status();
     let headers = response.headers_mut();
+    // A request whose body was not read to its end leaves the connection
+    // unusable (HTTP/1.1 cannot tell where the next request starts): close.
+    if http1 && closes_connection(status) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Some(decision) = rate {
         decision.write_headers(headers);
     }
@@ -240,14 +255,20 @@ async fn proxy(
     shared: &Shared,
     record: &mut Record,
     rate: &mut Option<Decision>,
-    peer: SocketAddr,
-    trusted_peer: bool,
+    peer: Peer,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, GateError> {
     let config = &gate.config;
 
     // 1. Normalize: refusals happen before anything else reads the request.
-    normalize::check_head(req.uri(), req.headers(), &gate.proxy_owned)?;
+    // CONNECT would open a tunnel; TRACE would echo credentials back
+    // (cross-site tracing): neither is ever forwarded.
+    if matches!(*req.method(), Method::CONNECT | Method::TRACE) {
+        return Err(GateError::MethodNotAllowed {
+            allow: PROXIED_METHODS,
+        });
+    }
+    let host = normalize::check_head(req.uri(), req.headers(), &gate.proxy_owned)?;
     // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused.
     if req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
         return Err(GateError::BadRequest("a Host header is required".into()));
@@ -261,7 +282,6 @@ async fn proxy(
     };
     // Logged from here on, whatever happens next.
     record.path.clone_from(&target.path);
-    let host = request_host(&req);
     let now = unix_now();
     let api_key_param = config.auth.api_keys.query_param.as_deref();
     let client = Key::ip(record.client_ip);
@@ -274,6 +294,15 @@ async fn proxy(
     // 3. Rate limit per client IP.
     if let Some(limiter) = &gate.per_ip {
         enforce(shared, "per_ip", limiter, &client, rate).await?;
+    }
+
+    // RFC 9110 §7.6.2: an OPTIONS with `Max-Forwards: 0` is for the first
+    // recipient to answer (TRACE was refused above).
+    if req.method() == Method::OPTIONS && max_forwards(req.headers()) == Some(0) {
+        let mut res = Response::new(Body::empty());
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(PROXIED_METHODS));
+        return Ok(res);
     }
 
     // 4. gatehouse's own endpoints come before the routes.
@@ -312,7 +341,7 @@ async fn proxy(
     }
 
     // 5. Route, and its own limit per client IP (per principal after 6).
-    let host_name = host.as_ref().and_then(|h| h.to_str().ok()).map(strip_port);
+    let host_name = host.as_ref().map(crate::host::Canonical::name);
     let route = gate.routes.find(req.method(), host_name, &target.path);
     record.route = route.name.clone();
 
@@ -362,28 +391,40 @@ async fn proxy(
         return Err(GateError::PayloadTooLarge);
     }
 
-    let upgrade = (req.version() == Version::HTTP_11 && fwd::is_upgrade(req.headers()))
-        .then(|| req.headers().get(header::UPGRADE).cloned())
-        .flatten();
-    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    // Only a WebSocket upgrade is relayed (SPEC §3.7); any other `Upgrade`
+    // (`h2c`, custom protocols) is stripped with the hop-by-hop headers, so
+    // the backend never switches and no tunnel can skip authentication.
+    let websocket = req.version() == Version::HTTP_11 && fwd::is_websocket_upgrade(req.headers());
+    let client_upgrade = websocket.then(|| upstream::ClientUpgrade {
+        on: hyper::upgrade::on(&mut req),
+        conn: peer.conn.clone(),
+        idle_timeout: config.server.idle_timeout,
+    });
+    // Any other recipient of an OPTIONS gets one hop fewer (RFC 9110 §7.6.2).
+    if req.method() == Method::OPTIONS {
+        if let Some(n) = max_forwards(req.headers()) {
+            req.headers_mut()
+                .insert(header::MAX_FORWARDS, HeaderValue::from(n.saturating_sub(1)));
+        }
+    }
 
     let identity = principal.as_deref().map(|p| identity_headers(config, p));
     let (mut parts, incoming) = req.into_parts();
     fwd::rewrite_request(
         &mut parts.headers,
         &Outgoing {
-            peer_ip: peer.ip(),
-            from_trusted_proxy: trusted_peer,
-            host: host.as_ref(),
+            peer_ip: peer.addr.ip(),
+            from_trusted_proxy: peer.trusted,
+            host: host.as_ref().map(crate::host::Canonical::value),
             request_id_header: &config.identity.request_id,
             request_id: &record.request_id,
             owned: &gate.identity_owned,
             remove: &gate.strip,
             identity: identity.as_ref().map_or(&[], |h| &h[..]),
-            upgrade,
+            websocket,
         },
     );
-    let body = Limited::new(incoming, limit);
+    let body = Limited::new(incoming, limit, config.server.body_read_timeout);
     let up = &gate.upstreams[route.upstream];
     let forwarded = upstream::forward(
         up,
@@ -550,18 +591,19 @@ async fn token_endpoint(
         count_login("bad_request");
         return Err(GateError::PayloadTooLarge);
     }
-    let body = match http_body_util::Limited::new(req.into_body(), tokens::MAX_BODY)
+    // Read under the same rules as a proxied body: a size limit, and no gap
+    // longer than body_read_timeout (a trickled login holds no slot).
+    let gap = config.server.body_read_timeout;
+    let body = match Limited::new(req.into_body(), tokens::MAX_BODY as u64, gap)
         .collect()
         .await
     {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
             count_login("bad_request");
-            return Err(if e.is::<http_body_util::LengthLimitError>() {
-                GateError::PayloadTooLarge
-            } else {
-                GateError::BadRequest("unreadable request body".into())
-            });
+            let error = crate::body::BodyError::find(e.as_ref())
+                .unwrap_or(crate::body::BodyError::Malformed);
+            return Err(error.into());
         }
     };
     let cx = TokenCx {
@@ -659,27 +701,26 @@ fn request_id(client: Option<&HeaderValue>) -> HeaderValue {
     HeaderValue::from_bytes(&id).expect("hex digits form a header value")
 }
 
-/// The host the client asked for: the Host header, or HTTP/2's `:authority`.
-fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
-    if let Some(h) = req.headers().get(header::HOST) {
-        return Some(h.clone());
-    }
-    req.uri()
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+/// What gatehouse proxies, for the `Allow` of a refused CONNECT or TRACE and
+/// of an `OPTIONS` it answers itself.
+const PROXIED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+/// `Max-Forwards` as a number, when it is one (RFC 9110 §7.6.2).
+fn max_forwards(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::MAX_FORWARDS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
-/// `host[:port]` → `host` (IPv6 literals keep their brackets), without the
-/// trailing dot of a fully qualified name: `admin.example.com.` is the same
-/// host as `admin.example.com` and must match the same routes.
-fn strip_port(host: &str) -> &str {
-    let host = if host.starts_with('[') {
-        host.split_once(']')
-            .map_or(host, |(h, _)| &host[..h.len() + 1])
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
-    };
-    host.strip_suffix('.').unwrap_or(host)
+/// Whether an answer means the request body was not read to its end (a
+/// stalled, oversized or malformed body).
+fn closes_connection(status: http::StatusCode) -> bool {
+    use http::StatusCode;
+    matches!(
+        status,
+        StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE
+    )
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
@@ -717,14 +758,5 @@ mod tests {
         assert_eq!(generated.len(), 32);
         let long = HeaderValue::from_str(&"a".repeat(129)).unwrap();
         assert_ne!(request_id(Some(&long)), "a".repeat(129));
-    }
-
-    #[test]
-    fn port_is_stripped_from_host() {
-        assert_eq!(strip_port("example.com:8443"), "example.com");
-        assert_eq!(strip_port("example.com"), "example.com");
-        assert_eq!(strip_port("[::1]:8443"), "[::1]");
-        assert_eq!(strip_port("admin.example.com.:8443"), "admin.example.com");
-        assert_eq!(strip_port("admin.example.com."), "admin.example.com");
     }
 }

@@ -25,10 +25,13 @@
 //! checked for control characters, spaces and `#`.
 //!
 //! [`check_head`] refuses heads that two HTTP implementations could read
-//! differently (RFC 9112 §6.3 request smuggling, RFC 9110 §7.2 `Host`).
+//! differently (RFC 9112 §6.3 request smuggling, RFC 9110 §7.2 `Host`), and
+//! answers the one validated host of the request.
 
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, Uri};
+
+use crate::host::{self, Canonical};
 
 /// The request target after normalization.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +88,9 @@ pub enum Refusal {
     /// Two or more `Host` headers.
     #[error("more than one host header")]
     DuplicateHost,
+    /// A `Host` or `:authority` that is not a valid `host[:port]` (SPEC §3.2).
+    #[error("invalid host")]
+    InvalidHost,
     /// `Content-Length` and `Transfer-Encoding` together.
     #[error("content-length together with transfer-encoding")]
     ContentLengthWithTransferEncoding,
@@ -129,11 +135,13 @@ pub fn normalize_path_and_query(raw: &str) -> Result<Target, Refusal> {
     }
 }
 
-/// Checks the request head for ambiguity (SPEC §3.2).
+/// Checks the request head for ambiguity (SPEC §3.2) and returns the
+/// request's one validated host (see [`crate::host`]): from `Host`, or from
+/// the target's authority (HTTP/2 `:authority`, an absolute-form target)
+/// when there is no `Host`. `None`: the request named no host (HTTP/1.0).
 ///
-/// `uri` is the target, `headers` all headers (the `Host` header, if any, is
-/// read from them). `proxy_owned` lists header names (lowercase, with '-')
-/// that gatehouse itself sets (identity headers, x-forwarded-*, x-request-id...).
+/// `proxy_owned` lists header names (lowercase, with '-') that gatehouse
+/// itself sets (identity headers, x-forwarded-*, x-request-id...).
 ///
 /// # Errors
 ///
@@ -142,7 +150,7 @@ pub fn check_head(
     uri: &Uri,
     headers: &HeaderMap,
     proxy_owned: &[HeaderName],
-) -> Result<(), Refusal> {
+) -> Result<Option<Canonical>, Refusal> {
     if headers.get_all(AUTHORIZATION).iter().nth(1).is_some() {
         return Err(Refusal::DuplicateAuthorization);
     }
@@ -152,22 +160,41 @@ pub fn check_head(
     check_content_lengths(headers)?;
 
     let mut hosts = headers.get_all(HOST).iter();
-    let host = hosts.next();
+    let host_value = hosts.next();
     if hosts.next().is_some() {
         return Err(Refusal::DuplicateHost);
     }
-    if let (Some(authority), Some(host)) = (uri.authority(), host) {
-        if !authority_matches_host(uri, authority, host.as_bytes()) {
-            return Err(Refusal::AuthorityMismatch);
-        }
-    }
+    let host = match host_value {
+        Some(value) => Some(host::parse(value.as_bytes()).map_err(|_| Refusal::InvalidHost)?),
+        None => None,
+    };
+    let authority = match uri.authority() {
+        // `http::Uri` keeps userinfo in the authority; a host never has one.
+        Some(a) if a.as_str().contains('@') => return Err(Refusal::InvalidHost),
+        Some(a) => Some(host::parse(a.as_str().as_bytes()).map_err(|_| Refusal::InvalidHost)?),
+        None => None,
+    };
 
     for name in headers.keys() {
         if folds_onto_any(name, proxy_owned) {
             return Err(Refusal::UnderscoreHeader);
         }
     }
-    Ok(())
+
+    Ok(match (host, authority) {
+        (Some(host), Some(authority)) => {
+            let default_port = uri.scheme_str().and_then(host::default_port);
+            if !authority.name_eq(host.name())
+                || authority.port.or(default_port) != host.port.or(default_port)
+            {
+                return Err(Refusal::AuthorityMismatch);
+            }
+            Some(host.canonical(host_value))
+        }
+        (Some(host), None) => Some(host.canonical(host_value)),
+        (None, Some(authority)) => Some(authority.canonical(None)),
+        (None, None) => None,
+    })
 }
 
 /// Normalizes an already split path and optional query.
@@ -332,26 +359,6 @@ fn check_content_lengths(headers: &HeaderMap) -> Result<(), Refusal> {
         }
     }
     Ok(())
-}
-
-/// Whether the target's authority names the same host and port as the `Host`
-/// header: hosts compared case-insensitively, a missing port read as the
-/// default port of the target's scheme. A `Host` that is not `host[:port]`
-/// (RFC 9110 §7.2) never matches.
-fn authority_matches_host(uri: &Uri, authority: &http::uri::Authority, host: &[u8]) -> bool {
-    if host.contains(&b'@') {
-        return false;
-    }
-    let Ok(host) = http::uri::Authority::try_from(host) else {
-        return false;
-    };
-    let default_port = match uri.scheme_str() {
-        Some(scheme) if scheme.eq_ignore_ascii_case("http") => Some(80),
-        Some(scheme) if scheme.eq_ignore_ascii_case("https") => Some(443),
-        _ => None,
-    };
-    authority.host().eq_ignore_ascii_case(host.host())
-        && authority.port_u16().or(default_port) == host.port_u16().or(default_port)
 }
 
 /// Whether `name` contains `_` and reads as one of `proxy_owned` once every
@@ -690,7 +697,45 @@ mod tests {
             HeaderName::from_static("x-auth-user"),
             HeaderName::from_static("x-forwarded-for"),
         ];
-        check_head(&uri, &headers(pairs), &owned)
+        check_head(&uri, &headers(pairs), &owned).map(|_| ())
+    }
+
+    fn host_of(uri: &str, pairs: &[(&str, &str)]) -> Option<String> {
+        let uri: Uri = uri.parse().expect("valid uri");
+        check_head(&uri, &headers(pairs), &[])
+            .expect("accepted")
+            .map(|h| h.value().to_str().expect("ascii").to_owned())
+    }
+
+    #[test]
+    fn the_one_host_is_validated_and_canonical() {
+        assert_eq!(
+            host_of("/", &[("host", "Admin.Example.com.:8443")]).as_deref(),
+            Some("admin.example.com:8443")
+        );
+        assert_eq!(
+            host_of("https://gate.example/", &[]).as_deref(),
+            Some("gate.example")
+        );
+        assert_eq!(host_of("/", &[]), None);
+        for bad in [
+            "x@admin.example.com",
+            "admin.example.com/x",
+            "admin.example.com:99999",
+            "a b",
+            "[::1",
+            "admin.example.com\\",
+        ] {
+            assert_eq!(
+                head("/", &[("host", bad)]),
+                Err(Refusal::InvalidHost),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            head("http://user@gate.example/", &[("host", "gate.example")]),
+            Err(Refusal::InvalidHost)
+        );
     }
 
     #[test]
@@ -797,7 +842,7 @@ mod tests {
                 "http://other.example/",
                 &[("host", "gate.example@other.example")]
             ),
-            Err(Refusal::AuthorityMismatch)
+            Err(Refusal::InvalidHost)
         );
     }
 

@@ -1,18 +1,21 @@
 //! Serving one accepted connection: HTTP/1.1 or HTTP/2 (by ALPN or preface),
 //! with upgrades, the header-read and idle timeouts, and graceful shutdown.
 //!
-//! hyper's `header_read_timeout` cuts a client that sends its request head too
-//! slowly (slowloris). The idle watchdog here closes a connection that has no
-//! request in flight and moved no bytes for `idle_timeout`; a long SSE stream
-//! or a slow upstream keeps its connection because a request is in flight.
+//! hyper's `header_read_timeout` cuts an HTTP/1.1 client that sends its
+//! request head too slowly (slowloris); for HTTP/2, whose heads hyper does
+//! not time, the watchdog here cuts a connection whose preface and first
+//! `HEADERS`, or any later head, take longer than `header_read_timeout`
+//! (what is being received is followed by [`Tracked`]). The watchdog also
+//! closes a connection that has no request in flight and moved no bytes for
+//! `idle_timeout`; a long SSE stream or a slow upstream keeps its connection
+//! because a request is in flight.
 //! A graceful close (idle or shutdown) that the client does not complete is
 //! forced after [`CLOSE_GRACE`] once no request is in flight.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -20,8 +23,10 @@ use http_body::{Frame, SizeHint};
 use hyper::body::{Body as HttpBody, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
+
+use crate::activity::{Activity, InFlight, Tracked};
 
 /// How long a connection being closed gracefully (idle, or shutting down) may
 /// take to close once no request is in flight. HTTP/2 graceful close waits for
@@ -45,130 +50,6 @@ impl Limits {
             idle_timeout: server.idle_timeout,
             max_header_size: server.max_header_size,
         }
-    }
-}
-
-/// Activity of one connection, shared by its IO, its requests and its watchdog.
-#[derive(Debug)]
-pub struct Activity {
-    epoch: Instant,
-    last_ms: AtomicU64,
-    in_flight: AtomicUsize,
-}
-
-impl Activity {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Activity {
-            epoch: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-        })
-    }
-
-    fn touch(&self) {
-        self.last_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    fn idle_deadline(&self, idle: Duration) -> tokio::time::Instant {
-        let last = self.epoch + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        tokio::time::Instant::from_std(last + idle)
-    }
-
-    fn is_idle(&self, idle: Duration) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0
-            && Instant::now()
-                >= self.epoch + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle
-    }
-
-    /// Marks a request in flight until the returned guard (kept by the
-    /// response body) is dropped.
-    pub fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(self.clone())
-    }
-}
-
-/// A request in flight on a connection.
-#[derive(Debug)]
-pub struct InFlight(Arc<Activity>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// IO that records when it last moved bytes.
-    pub struct Tracked<T> {
-        #[pin]
-        inner: T,
-        activity: Arc<Activity>,
-    }
-}
-
-impl<T> Tracked<T> {
-    pub fn new(inner: T, activity: Arc<Activity>) -> Self {
-        activity.touch();
-        Tracked { inner, activity }
-    }
-}
-
-impl<T: AsyncRead> AsyncRead for Tracked<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.project();
-        let before = buf.filled().len();
-        let res = this.inner.poll_read(cx, buf);
-        if buf.filled().len() != before {
-            this.activity.touch();
-        }
-        res
-    }
-}
-
-impl<T: AsyncWrite> AsyncWrite for Tracked<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.project();
-        let res = this.inner.poll_write(cx, buf);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        res
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.project();
-        let res = this.inner.poll_write_vectored(cx, bufs);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        res
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
     }
 }
 
@@ -210,8 +91,10 @@ impl<B: HttpBody<Data = Bytes>> HttpBody for Guarded<B> {
     }
 }
 
-/// Serves HTTP on `io` until the client closes, the connection idles out, or
-/// `shutdown` fires (then in-flight requests finish first).
+/// Serves HTTP on `io` until the client closes, the connection idles out, a
+/// request head is overdue, or `shutdown` fires (then in-flight requests
+/// finish first). `handler` gets each request and the connection's
+/// [`Activity`] (a WebSocket tunnel keeps it, and with it the slot).
 pub async fn serve<I, F, Fut, B>(
     io: I,
     activity: Arc<Activity>,
@@ -220,7 +103,7 @@ pub async fn serve<I, F, Fut, B>(
     handler: F,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    F: Fn(Request<Incoming>) -> Fut + Send + Sync + Clone + 'static,
+    F: Fn(Request<Incoming>, &Arc<Activity>) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Response<B>> + Send + 'static,
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -229,7 +112,7 @@ pub async fn serve<I, F, Fut, B>(
         let activity = activity.clone();
         hyper::service::service_fn(move |req| {
             let guard = activity.begin();
-            let fut = handler(req);
+            let fut = handler(req, &activity);
             async move {
                 let res = fut.await;
                 Ok::<_, std::convert::Infallible>(res.map(|b| Guarded::new(b, guard)))
@@ -259,7 +142,10 @@ pub async fn serve<I, F, Fut, B>(
     // Set once a graceful close has begun: when to check that it finished.
     let mut draining: Option<tokio::time::Instant> = None;
     loop {
-        let deadline = draining.unwrap_or_else(|| activity.idle_deadline(limits.idle_timeout));
+        let deadline = match draining {
+            Some(at) => at,
+            None => next_check(&activity, limits),
+        };
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
@@ -272,7 +158,13 @@ pub async fn serve<I, F, Fut, B>(
                 draining = Some(tokio::time::Instant::now() + CLOSE_GRACE);
             }
             _ = tokio::time::sleep_until(deadline) => {
-                let busy = activity.in_flight.load(Ordering::Acquire) > 0;
+                let busy = activity.is_busy();
+                if head_overdue(&activity, limits.header_read_timeout) {
+                    // An HTTP/2 head (or the preface) trickled in for longer
+                    // than header_read_timeout: slot exhaustion, not a client.
+                    tracing::debug!("closing a connection whose request head is overdue");
+                    return;
+                }
                 if draining.is_some() {
                     if !busy {
                         // The client did not finish the close (an HTTP/2
@@ -293,4 +185,28 @@ pub async fn serve<I, F, Fut, B>(
             }
         }
     }
+}
+
+/// When the watchdog next looks: at the idle deadline, and — while heads are
+/// watched (HTTP/2, or not known yet) — when the pending head is due, or
+/// one `header_read_timeout` from now (a head may start meanwhile; then the
+/// next look is exactly when it is due).
+fn next_check(activity: &Activity, limits: Limits) -> tokio::time::Instant {
+    let idle = activity.quiet_deadline(limits.idle_timeout);
+    let head = if activity.watches_heads() {
+        let due = activity
+            .head_pending_since()
+            .map(|since| since + limits.header_read_timeout)
+            .unwrap_or_else(|| std::time::Instant::now() + limits.header_read_timeout);
+        Some(due)
+    } else {
+        None
+    };
+    tokio::time::Instant::from_std(head.map_or(idle, |h| h.min(idle)))
+}
+
+fn head_overdue(activity: &Activity, limit: Duration) -> bool {
+    activity
+        .head_pending_since()
+        .is_some_and(|since| since.elapsed() >= limit)
 }

@@ -24,10 +24,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::activity::Activity;
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::{Listener, Metrics};
 use crate::pipeline::{self, Gate, Shared};
-use conn::{Activity, Limits};
+use conn::Limits;
 
 /// How often the default upstream is probed for `/readyz`.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
@@ -326,19 +327,23 @@ impl Gateway {
                 continue;
             }
             let _ = tcp.set_nodelay(true);
+            // The slot is held by the connection's activity: an upgraded
+            // tunnel keeps it after the HTTP connection has handed over.
             let guard = ConnGuard::new(open.clone(), &self.inner.shared.metrics, which);
+            let activity = Activity::new(Some(Box::new(guard)));
             let this = self.clone();
             self.inner.conns.spawn(async move {
-                let _guard = guard;
                 match which {
-                    Listener::Https => this.serve_https(tcp, peer).await,
-                    Listener::Http | Listener::Admin => this.serve_plain(tcp, which).await,
+                    Listener::Https => this.serve_https(tcp, peer, activity).await,
+                    Listener::Http | Listener::Admin => {
+                        this.serve_plain(tcp, which, activity).await
+                    }
                 }
             });
         }
     }
 
-    async fn serve_https(self, tcp: TcpStream, peer: SocketAddr) {
+    async fn serve_https(self, tcp: TcpStream, peer: SocketAddr, activity: Arc<Activity>) {
         let generation = self.inner.generation.load_full();
         let limits = Limits::from_config(&generation.gate.config.server);
         let acceptor = TlsAcceptor::from(generation.tls.clone());
@@ -359,25 +364,18 @@ impl Gateway {
             }
         };
         let inner = self.inner.clone();
-        let handler = move |req| {
+        let handler = move |req, conn: &Arc<Activity>| {
             // Each request sees the generation current when it arrives.
             let gate = inner.generation.load().gate.clone();
-            pipeline::handle(gate, inner.shared.clone(), peer, req)
+            pipeline::handle(gate, inner.shared.clone(), peer, conn.clone(), req)
         };
-        conn::serve(
-            tls,
-            Activity::new(),
-            limits,
-            self.inner.shutdown.clone(),
-            handler,
-        )
-        .await;
+        conn::serve(tls, activity, limits, self.inner.shutdown.clone(), handler).await;
     }
 
-    async fn serve_plain(self, tcp: TcpStream, which: Listener) {
+    async fn serve_plain(self, tcp: TcpStream, which: Listener, activity: Arc<Activity>) {
         let limits = Limits::from_config(&self.inner.generation.load().gate.config.server);
         let this = self.clone();
-        let handler = move |req: http::Request<hyper::body::Incoming>| {
+        let handler = move |req: http::Request<hyper::body::Incoming>, _: &Arc<Activity>| {
             let res = match which {
                 Listener::Admin => {
                     admin::handle(&req, &this.inner.shared.metrics, || this.readiness())
@@ -386,14 +384,7 @@ impl Gateway {
             };
             std::future::ready(res)
         };
-        conn::serve(
-            tcp,
-            Activity::new(),
-            limits,
-            self.inner.shutdown.clone(),
-            handler,
-        )
-        .await;
+        conn::serve(tcp, activity, limits, self.inner.shutdown.clone(), handler).await;
     }
 
     /// Evicts idle rate-limit keys every [`pipeline::rate_limit::EVICT_EVERY`]

@@ -8,17 +8,17 @@ use http::{Request, Response, StatusCode};
 use crate::body::Body;
 use crate::error::GateError;
 
-/// The redirect for `req`, given the port HTTPS is served on.
+/// The redirect for `req`, given the port HTTPS is served on. The host is
+/// the one validated host of the request (see [`crate::host`]): a `Host`
+/// that is not a plain `host[:port]` gets `400`, so the `Location` can never
+/// point elsewhere.
 pub fn redirect<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .and_then(host_without_port);
-    let Some(host) = host else {
-        return GateError::BadRequest("a Host header is required".into()).to_response();
+    let host = match crate::pipeline::normalize::check_head(req.uri(), req.headers(), &[]) {
+        Ok(Some(host)) => host,
+        Ok(None) => return GateError::BadRequest("a Host header is required".into()).to_response(),
+        Err(refusal) => return GateError::from(refusal).to_response(),
     };
+    let host = host.name();
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let location = if https_port == 443 {
         format!("https://{host}{path}")
@@ -32,20 +32,6 @@ pub fn redirect<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
     *res.status_mut() = StatusCode::PERMANENT_REDIRECT;
     res.headers_mut().insert(header::LOCATION, location);
     res
-}
-
-/// The host of a `Host` value, checked to be a plain name or IP literal.
-fn host_without_port(value: &str) -> Option<&str> {
-    let host = if value.starts_with('[') {
-        &value[..value.find(']')? + 1]
-    } else {
-        value.rsplit_once(':').map_or(value, |(h, _)| h)
-    };
-    let ok = !host.is_empty()
-        && host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
-        });
-    ok.then_some(host)
 }
 
 #[cfg(test)]
@@ -76,7 +62,24 @@ mod tests {
 
     #[test]
     fn hostile_host_is_refused() {
-        let res = redirect(&req("evil.com/@x", "/"), 8443);
-        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        for host in [
+            "evil.com/@x",
+            "x@evil.com",
+            "evil.com\\x",
+            "a b",
+            "evil.com:1:2",
+        ] {
+            let res = redirect(&req(host, "/"), 8443);
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{host:?}");
+        }
+    }
+
+    #[test]
+    fn redirect_uses_the_canonical_host() {
+        let res = redirect(&req("Example.COM.:8080", "/x"), 8443);
+        assert_eq!(
+            res.headers()[header::LOCATION],
+            "https://example.com:8443/x"
+        );
     }
 }

@@ -1,13 +1,24 @@
 //! Sending a request upstream and streaming the answer back.
 //!
 //! Bodies are never buffered: the client's body frames go upstream as they
-//! arrive (cut off at the size limit), the backend's frames come back as it
-//! writes them. `response_timeout` bounds the wait for response headers only,
-//! so SSE and other long streams are not cut. A `101 Switching Protocols`
-//! turns the connection into a byte tunnel (WebSockets), tracked so a
-//! graceful shutdown waits for it.
+//! arrive (cut off at the size limit or a stall), the backend's frames come
+//! back as it writes them.
+//!
+//! `response_timeout` counts from the end of the request body to the
+//! response headers (Envoy's route timeout): a slow upload is never a 504,
+//! and SSE and other long streams are not cut. While the body is still
+//! going up, the upstream must keep taking it: one that takes no piece for
+//! `response_timeout` while the client has more to give is a 504 too.
+//!
+//! A `101 Switching Protocols` that answers a WebSocket upgrade turns the
+//! connection into a byte tunnel, tracked so a graceful shutdown waits for
+//! it; it keeps the client connection's slot (`max_connections`, the
+//! `connections_open` gauge) and closes after `idle_timeout` without a byte
+//! either way. A `101` to anything else is a protocol error (502): no tunnel
+//! ever carries what authentication did not see.
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::request::Parts;
@@ -18,8 +29,19 @@ use hyper_util::rt::TokioIo;
 use tokio_util::task::TaskTracker;
 
 use super::{Target, Upstream};
-use crate::body::{is_body_too_large, Body, Limited};
+use crate::activity::Activity;
+use crate::body::{Body, BodyError, Limited, Progress};
 use crate::metrics::{Metrics, UpstreamErrorKind};
+
+/// A client's WebSocket upgrade, to be joined to the backend's after a `101`.
+pub struct ClientUpgrade {
+    pub on: OnUpgrade,
+    /// The client connection: the tunnel holds it (and with it the slot)
+    /// and reads from it when bytes last moved.
+    pub conn: Arc<Activity>,
+    /// `server.idle_timeout`: a tunnel quiet this long is closed.
+    pub idle_timeout: Duration,
+}
 
 /// The upstream's response, ready for the client.
 pub struct Forwarded {
@@ -28,13 +50,13 @@ pub struct Forwarded {
     pub upstream_elapsed: Duration,
 }
 
-/// Why forwarding failed.
+/// Why forwarding failed: the upstream's doing, or the client's body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ForwardError {
     #[error("upstream {}", .0.as_str())]
     Upstream(UpstreamErrorKind),
-    #[error("request body over the limit")]
-    BodyTooLarge,
+    #[error(transparent)]
+    Body(#[from] BodyError),
 }
 
 /// Sends `parts` + `body` to a target of `upstream` at `path`, and returns its
@@ -44,13 +66,14 @@ pub async fn forward(
     upstream: &Upstream,
     mut parts: Parts,
     path: PathAndQuery,
-    body: Limited,
-    client_upgrade: Option<OnUpgrade>,
+    mut body: Limited,
+    client_upgrade: Option<ClientUpgrade>,
     tunnels: &TaskTracker,
     metrics: &Metrics,
 ) -> Result<Forwarded, ForwardError> {
     use hyper::body::Body as _;
     parts.version = Version::HTTP_11;
+    let progress = body.follow();
     let started = Instant::now();
     let mut target = upstream.pick();
     // Only a request with no body can be replayed on another target.
@@ -58,7 +81,7 @@ pub async fn forward(
         .then(|| (parts.method.clone(), parts.headers.clone(), path.clone()));
 
     parts.uri = target_uri(target, path);
-    let mut result = send(upstream, Request::from_parts(parts, body)).await;
+    let mut result = send(upstream, Request::from_parts(parts, body), progress).await;
 
     if let (Err(SendError::Connect), Some((method, headers, path))) = (&result, retry) {
         upstream.mark_down(target);
@@ -72,7 +95,7 @@ pub async fn forward(
             *req.method_mut() = method;
             *req.headers_mut() = headers;
             *req.uri_mut() = target_uri(target, path);
-            result = send(upstream, req).await;
+            result = send(upstream, req, None).await;
         }
     }
 
@@ -81,7 +104,7 @@ pub async fn forward(
         Ok(res) => res,
         Err(err) => {
             let kind = match err {
-                SendError::BodyTooLarge => return Err(ForwardError::BodyTooLarge),
+                SendError::Body(e) => return Err(ForwardError::Body(e)),
                 SendError::Connect => {
                     upstream.mark_down(target);
                     UpstreamErrorKind::Connect
@@ -104,8 +127,11 @@ pub async fn forward(
 
     let mut response = response;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
-            // The backend switched protocols unasked: nothing sane to relay.
+        let answered_websocket = super::headers::names_websocket(response.headers());
+        let Some(client_upgrade) = client_upgrade.filter(|_| answered_websocket) else {
+            // The backend switched protocols unasked, or to another
+            // protocol than WebSocket: nothing may be relayed. Dropping the
+            // response drops the backend connection with it.
             metrics
                 .upstream_errors
                 .with_label_values(&[&upstream.name, UpstreamErrorKind::Protocol.as_str()])
@@ -145,14 +171,40 @@ enum SendError {
     Timeout,
     Reset,
     Protocol,
-    BodyTooLarge,
+    Body(BodyError),
 }
 
+/// Sends `req` and waits for the response headers: without a deadline
+/// while the request body goes up (unless the upstream stops taking it),
+/// then for `response_timeout` from the end of the body.
 async fn send(
     upstream: &Upstream,
     req: Request<Limited>,
+    progress: Option<Arc<Progress>>,
 ) -> Result<Response<hyper::body::Incoming>, SendError> {
-    match tokio::time::timeout(upstream.response_timeout, upstream.client.request(req)).await {
+    let request = upstream.client.request(req);
+    tokio::pin!(request);
+    if let Some(progress) = progress {
+        loop {
+            if progress.is_done() {
+                break;
+            }
+            let stuck_at = progress.last_taken() + upstream.response_timeout;
+            tokio::select! {
+                res = request.as_mut() => return res.map_err(|e| classify(&e)),
+                () = progress.finished() => break,
+                () = tokio::time::sleep_until(stuck_at.into()) => {
+                    // The client's own gaps are body_read_timeout's to judge.
+                    let stuck = !progress.waiting_on_client()
+                        && progress.last_taken() + upstream.response_timeout <= Instant::now();
+                    if stuck {
+                        return Err(SendError::Timeout);
+                    }
+                }
+            }
+        }
+    }
+    match tokio::time::timeout(upstream.response_timeout, request).await {
         Err(_) => Err(SendError::Timeout),
         Ok(Ok(res)) => Ok(res),
         Ok(Err(e)) => Err(classify(&e)),
@@ -160,8 +212,8 @@ async fn send(
 }
 
 fn classify(err: &hyper_util::client::legacy::Error) -> SendError {
-    if is_body_too_large(err) {
-        return SendError::BodyTooLarge;
+    if let Some(body) = BodyError::find(err) {
+        return SendError::Body(body);
     }
     if err.is_connect() {
         return SendError::Connect;
@@ -179,19 +231,45 @@ fn classify(err: &hyper_util::client::legacy::Error) -> SendError {
 }
 
 /// Relays bytes both ways between an upgraded client and backend connection
-/// until either side closes.
+/// until either side closes or no byte moved for the idle timeout. The
+/// client connection's activity (and slot) is held until then.
 async fn tunnel(
-    client: OnUpgrade,
+    client: ClientUpgrade,
     upstream: impl std::future::Future<Output = Result<hyper::upgrade::Upgraded, hyper::Error>>,
 ) {
-    match tokio::try_join!(client, upstream) {
-        Ok((client, upstream)) => {
-            let mut client = TokioIo::new(client);
-            let mut upstream = TokioIo::new(upstream);
-            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                tracing::debug!(error = %e, "upgraded connection ended with an error");
+    let ClientUpgrade {
+        on,
+        conn,
+        idle_timeout,
+    } = client;
+    let (client_io, upstream_io) = match tokio::try_join!(on, upstream) {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::debug!(error = %e, "protocol upgrade failed");
+            return;
+        }
+    };
+    let mut client_io = TokioIo::new(client_io);
+    let mut upstream_io = TokioIo::new(upstream_io);
+    // Every byte of the tunnel passes the client connection's IO, which
+    // marks its activity: the tunnel is idle when that connection is quiet.
+    conn.touch();
+    let relay = tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io);
+    tokio::pin!(relay);
+    loop {
+        tokio::select! {
+            res = relay.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "upgraded connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(conn.quiet_deadline(idle_timeout).into()) => {
+                if conn.is_quiet(idle_timeout) {
+                    tracing::debug!("closing an idle upgraded connection");
+                    return;
+                }
             }
         }
-        Err(e) => tracing::debug!(error = %e, "protocol upgrade failed"),
     }
 }

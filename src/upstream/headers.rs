@@ -11,46 +11,169 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1, RFC 9112 §9.6, and the legacy
-/// `Keep-Alive` / `Proxy-Connection`).
-pub const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
+/// Declares a list of header names once, as a `const` array (to iterate)
+/// and as a `match` (to test a name without hashing it): the two can never
+/// disagree.
+macro_rules! header_list {
+    ($(#[$doc:meta])* $list:ident, $test:ident: [$($name:literal),* $(,)?]) => {
+        $(#[$doc])*
+        pub const $list: &[&str] = &[$($name),*];
+
+        #[doc = concat!("Whether `name` is one of [`", stringify!($list), "`].")]
+        pub fn $test(name: &HeaderName) -> bool {
+            matches!(name.as_str(), $($name)|*)
+        }
+    };
+}
+
+header_list! {
+    /// Hop-by-hop headers (RFC 9110 §7.6.1, RFC 9112 §9.6, the legacy
+    /// `Keep-Alive` / `Proxy-Connection`, and `HTTP2-Settings`, which only
+    /// an `Upgrade: h2c` carries, RFC 7540 §3.2.1).
+    HOP_BY_HOP, is_hop_by_hop: [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "http2-settings",
+    ]
+}
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Headers that tell a backend who the client is or which URL it asked for.
-/// Only gatehouse may set them: a client's copy is removed (from a trusted
-/// proxy, `X-Forwarded-For/-Proto/-Host` are kept and appended to instead).
-pub const FORWARDING: [HeaderName; 11] = [
-    HeaderName::from_static("forwarded"),
-    HeaderName::from_static("x-real-ip"),
-    HeaderName::from_static("x-client-ip"),
-    HeaderName::from_static("x-original-url"),
-    HeaderName::from_static("x-rewrite-url"),
-    HeaderName::from_static("x-original-uri"),
-    HeaderName::from_static("x-forwarded-uri"),
-    HeaderName::from_static("x-forwarded-path"),
-    HeaderName::from_static("x-forwarded-prefix"),
-    HeaderName::from_static("x-forwarded-port"),
-    HeaderName::from_static("x-forwarded-server"),
-];
+header_list! {
+    /// Headers that tell a backend who the client is, which scheme, host,
+    /// port or path it asked for, which method it "really" used, or who a
+    /// front proxy authenticated (SPEC §3.7). Only gatehouse may speak for
+    /// the client: a client's copy is always removed (`X-Forwarded-For`,
+    /// `-Proto` and `-Host` are handled apart: a trusted proxy's are kept).
+    /// Where each is honoured, as checked in the frameworks' sources:
+    STEERING, is_steering: [
+        // --- client IP ---
+        "forwarded",                  // RFC 7239; Rack, Spring, Jetty, Symfony
+        "x-real-ip",                  // nginx realip's default; Tornado, chi, gin
+        "client-ip",                  // Rails ActionDispatch::RemoteIp (HTTP_CLIENT_IP)
+        "x-client-ip",                // request-ip (npm)
+        "x-cluster-client-ip",        // request-ip, Rackspace/Stingray, PHP helpers
+        "true-client-ip",             // Akamai, Cloudflare Enterprise; chi RealIP
+        "cf-connecting-ip",           // Cloudflare; gin PlatformCloudflare
+        "cf-connecting-ipv6",         // Cloudflare pseudo-IPv4 mode
+        "cf-pseudo-ipv4",             // request-ip
+        "fastly-client-ip",           // Fastly; request-ip
+        "cloudfront-viewer-address",  // AWS CloudFront
+        "x-appengine-user-ip",        // Google App Engine; request-ip
+        "x-appengine-remote-addr",    // gin PlatformGoogleAppEngine
+        "fly-client-ip",              // Fly.io; gin PlatformFlyIO
+        "do-connecting-ip",           // DigitalOcean; request-ip
+        "x-azure-clientip",           // Azure Front Door
+        "x-azure-socketip",           // Azure Front Door
+        "x-envoy-external-address",   // Envoy
+        "x-envoy-internal",           // Envoy: marks a request internal (trusted)
+        "x-original-for",             // ASP.NET Core ForwardedHeaders
+        "x-original-forwarded-for",   // ingress-nginx
+        "wl-proxy-client-ip",         // WebLogic plugin
+        "proxy-client-ip",            // Apache/WebLogic plugin convention
+        "x-forwarded",                // request-ip, PHP helpers
+        "forwarded-for",              // request-ip, PHP helpers
+        "x-proxyuser-ip",             // Google; Yii2 ipHeaders example
+        "x-originating-ip",           // Microsoft; PHP/Python IP helpers
+        "x-remote-ip",                // PHP IP helpers
+        "x-remote-addr",              // PHP IP helpers
+        "x-true-ip",                  // seen in bypass lists
+        "x-forwarded-by",             // Tomcat RemoteIpValve proxiesHeader
+        // --- scheme ---
+        "x-forwarded-ssl",            // Rack (on), Spring, gunicorn, Echo
+        "x-forwarded-scheme",         // Rack, gorilla/handlers, ingress-nginx
+        "x-forwarded-protocol",       // gunicorn secure_scheme_headers, Echo
+        "x-url-scheme",               // Echo Scheme()
+        "x-scheme",                   // Tornado xheaders, ingress-nginx
+        "front-end-https",            // Microsoft; Yii2, Plack, Tomcat
+        "x-forwarded-https",          // mod_rpaf, Mojolicious
+        "x-https",                    // mod_rpaf
+        "x-proxied-https",            // Jetty forwardedHttpsHeader
+        "x-arr-ssl",                  // IIS Application Request Routing
+        "wl-proxy-ssl",               // WebLogic plugin
+        "cf-visitor",                 // Cloudflare ({"scheme":"https"})
+        "cloudfront-forwarded-proto", // AWS CloudFront
+        "x-original-proto",           // ASP.NET Core ForwardedHeaders
+        "fastly-ssl",                 // Fastly
+        "fly-forwarded-proto",        // Fly.io
+        // --- host and port ---
+        "x-forwarded-server",         // Jetty ForwardedRequestCustomizer
+        "x-original-host",            // IIS/Azure, ngrok; Yii2, ASP.NET Core
+        "x-original-forwarded-host",  // ingress-nginx
+        "x-host",                     // host-header attack lists
+        "x-http-host-override",       // host-header attack lists
+        "x-forwarded-port",           // Werkzeug ProxyFix, Rack, Spring, Django, Tomcat
+        "x-original-port",            // ASP.NET Core ForwardedHeaders
+        // --- path ---
+        "x-forwarded-prefix",         // Werkzeug ProxyFix, Spring, ASP.NET Core, Symfony
+        "x-original-prefix",          // ASP.NET Core ForwardedHeaders
+        "x-script-name",              // Flask "ReverseProxied" recipe
+        "script_name",                // gunicorn forwarder_headers (a literal name)
+        "path_info",                  // gunicorn forwarder_headers
+        "x-original-url",             // IIS URL Rewrite; Symfony (before 2018), Authelia
+        "x-rewrite-url",              // Microsoft; Yii2, Symfony (before 2018)
+        "x-original-uri",             // nginx auth_request convention, ingress-nginx
+        "x-forwarded-uri",            // Traefik ForwardAuth, Authelia
+        "x-forwarded-path",           // laravel-proxypass
+        "x-envoy-original-path",      // Envoy
+        // --- method ---
+        "x-http-method-override",     // Rack, Symfony, Yii2, ASP.NET Core, express method-override
+        "x-http-method",              // Microsoft (express method-override)
+        "x-method-override",          // IBM (express method-override)
+        "x-original-method",          // ingress-nginx, auth servers
+        "x-forwarded-method",         // Traefik ForwardAuth, Authelia
+        // --- identity a front proxy vouches for ---
+        "x-forwarded-client-cert",    // Envoy
+        "wl-proxy-client-cert",       // WebLogic plugin
+        "ms-aspnetcore-clientcert",   // ASP.NET Core behind IIS
+        "ssl_client_cert",            // Tomcat SSLValve
+        "remote_user",                // gunicorn forwarder_headers
+        "remote-user",                // Authelia, authentik
+        "x-forwarded-user",           // oauth2-proxy
+        "x-forwarded-email",          // oauth2-proxy
+        "x-forwarded-preferred-username", // oauth2-proxy
+        "x-forwarded-groups",         // oauth2-proxy
+        "x-forwarded-access-token",   // oauth2-proxy
+        "x-auth-request-user",        // oauth2-proxy
+        "x-auth-request-email",       // oauth2-proxy
+        // --- httpoxy (CVE-2016-5385): CGI turns it into HTTP_PROXY ---
+        "proxy",
+    ]
+}
 
 /// Whether a request asks for a protocol upgrade (`Connection: upgrade` plus
 /// `Upgrade`, RFC 9110 §7.8). Only meaningful for HTTP/1.1.
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
         && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+/// Whether a request asks to upgrade to WebSocket and nothing else (RFC 6455
+/// §4.1): one `Upgrade` header whose value is `websocket`. Any other upgrade
+/// (`h2c`, a custom protocol, a list) is never relayed (SPEC §3.7).
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    is_upgrade(headers) && names_websocket(headers)
+}
+
+/// Whether a message's one `Upgrade` header is `websocket`.
+pub fn names_websocket(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::UPGRADE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    value
+        .as_bytes()
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"websocket")
 }
 
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
@@ -63,41 +186,10 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Whether `name` is a hop-by-hop or forwarding header: always removed from
-/// a forwarded request. A `match` on the name (dispatched on its length)
-/// rather than a set: no hashing per header.
+/// Whether `name` is a hop-by-hop or steering header: always removed from a
+/// forwarded request.
 fn always_dropped(name: &HeaderName) -> bool {
-    is_hop_by_hop(name)
-        || matches!(
-            name.as_str(),
-            "forwarded"
-                | "x-real-ip"
-                | "x-client-ip"
-                | "x-original-url"
-                | "x-rewrite-url"
-                | "x-original-uri"
-                | "x-forwarded-uri"
-                | "x-forwarded-path"
-                | "x-forwarded-prefix"
-                | "x-forwarded-port"
-                | "x-forwarded-server"
-        )
-}
-
-/// Whether `name` is one of [`HOP_BY_HOP`] (a `match`, as above).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+    is_hop_by_hop(name) || is_steering(name)
 }
 
 /// Removes every header for which `doomed` holds. It looks at each header
@@ -158,8 +250,8 @@ pub struct Outgoing<'a> {
     pub remove: &'a [HeaderName],
     /// Identity headers to add, after everything else was removed.
     pub identity: &'a [(HeaderName, HeaderValue)],
-    /// `Upgrade` value to pass on for a WebSocket (or other) upgrade.
-    pub upgrade: Option<HeaderValue>,
+    /// A WebSocket upgrade to pass on (the only upgrade ever relayed).
+    pub websocket: bool,
 }
 
 /// Rewrites a request's headers for the upstream, in the order the module doc gives.
@@ -203,9 +295,9 @@ pub fn rewrite_request(headers: &mut HeaderMap, out: &Outgoing<'_>) {
     for (name, value) in out.identity {
         headers.insert(name.clone(), value.clone());
     }
-    if let Some(upgrade) = &out.upgrade {
+    if out.websocket {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, upgrade.clone());
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
 }
 
@@ -262,17 +354,14 @@ fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 }
 
 /// Rewrites a backend's response headers for the client: hop-by-hop headers
-/// go (except on a `101`, whose `Connection`/`Upgrade` the client needs).
+/// go (a `101` to a WebSocket upgrade gets back the `Connection`/`Upgrade`
+/// pair the client needs; the caller checked that the backend named
+/// websocket).
 pub fn rewrite_response(headers: &mut HeaderMap, switching_protocols: bool) {
+    strip_hop_by_hop(headers);
     if switching_protocols {
-        let upgrade = headers.get(header::UPGRADE).cloned();
-        strip_hop_by_hop(headers);
-        if let Some(upgrade) = upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(header::UPGRADE, upgrade);
-        }
-    } else {
-        strip_hop_by_hop(headers);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
 }
 
@@ -298,7 +387,7 @@ mod tests {
             owned,
             remove: &[],
             identity,
-            upgrade: None,
+            websocket: false,
         }
     }
 
@@ -353,11 +442,11 @@ mod tests {
 
     #[test]
     fn always_dropped_covers_the_hop_by_hop_and_forwarding_lists() {
-        for name in HOP_BY_HOP.iter().chain(&FORWARDING) {
-            assert!(always_dropped(name), "{name}");
+        for name in HOP_BY_HOP.iter().chain(STEERING) {
+            assert!(always_dropped(&HeaderName::from_static(name)), "{name}");
         }
-        for name in &HOP_BY_HOP {
-            assert!(is_hop_by_hop(name), "{name}");
+        for name in HOP_BY_HOP {
+            assert!(is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
         }
         assert!(!is_hop_by_hop(&HeaderName::from_static("forwarded")));
         for kept in [
@@ -400,13 +489,71 @@ mod tests {
     fn upgrade_survives_for_websockets() {
         let mut h = HeaderMap::new();
         h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        assert!(is_upgrade(&h));
+        h.insert(header::UPGRADE, HeaderValue::from_static("WebSocket"));
+        assert!(is_websocket_upgrade(&h));
         let rid = HeaderValue::from_static("r");
         let mut out = outgoing(&rid, &[], &[], false);
-        out.upgrade = h.get(header::UPGRADE).cloned();
+        out.websocket = true;
         rewrite_request(&mut h, &out);
         assert_eq!(h[header::CONNECTION], "upgrade");
         assert_eq!(h[header::UPGRADE], "websocket");
+    }
+
+    #[test]
+    fn only_a_websocket_upgrade_is_one() {
+        for (upgrade, websocket) in [
+            ("websocket", true),
+            (" websocket ", true),
+            ("h2c", false),
+            ("websocket, h2c", false),
+            ("h2c, websocket", false),
+            ("TLS/1.0", false),
+            ("websocketx", false),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::CONNECTION,
+                HeaderValue::from_static("Upgrade, HTTP2-Settings"),
+            );
+            h.insert(header::UPGRADE, HeaderValue::from_str(upgrade).unwrap());
+            assert_eq!(is_websocket_upgrade(&h), websocket, "{upgrade:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.append(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.append(header::UPGRADE, HeaderValue::from_static("h2c"));
+        assert!(!is_websocket_upgrade(&h));
+    }
+
+    #[test]
+    fn an_h2c_upgrade_is_stripped_whole() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, HTTP2-Settings"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert(
+            "http2-settings",
+            HeaderValue::from_static("AAMAAABkAAQAAP__"),
+        );
+        let rid = HeaderValue::from_static("r");
+        rewrite_request(&mut h, &outgoing(&rid, &[], &[], false));
+        assert!(!h.contains_key(header::UPGRADE));
+        assert!(!h.contains_key(header::CONNECTION));
+        assert!(!h.contains_key("http2-settings"));
+    }
+
+    #[test]
+    fn steering_headers_never_reach_the_backend() {
+        let mut h = HeaderMap::new();
+        for name in STEERING {
+            h.insert(*name, HeaderValue::from_static("127.0.0.1"));
+        }
+        let rid = HeaderValue::from_static("r");
+        rewrite_request(&mut h, &outgoing(&rid, &[], &[], true));
+        for name in STEERING {
+            assert!(!h.contains_key(*name), "{name}");
+        }
     }
 }

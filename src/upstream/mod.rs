@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::body::Limited;
 use crate::config;
 
-pub use forward::{forward, ForwardError, Forwarded};
+pub use forward::{forward, ClientUpgrade, ForwardError, Forwarded};
 
 /// How long a target that refused a connection is skipped.
 pub const DOWN_FOR: Duration = Duration::from_secs(10);
