@@ -1955,3 +1955,76 @@ async fn auth_metrics_count_ok_missing_invalid_expired_and_forbidden() {
         assert!(!text.contains(secret), "{secret} appears in the metrics");
     }
 }
+
+// --- identity forwarded exactly as verified (issue 10) ----------------------
+
+#[tokio::test]
+async fn an_identity_with_surrounding_whitespace_is_refused_not_trimmed() {
+    // An HTTP parser trims header values: `"admin "` would reach the backend
+    // as `admin`, an identity nobody verified.
+    let (backend, gate) = gate_with(JWT_ROUTES).await;
+    for (sub, roles, what) in [
+        ("admin ", vec!["user"], "sub with a trailing space"),
+        (" admin", vec!["user"], "sub with a leading space"),
+        ("alice", vec!["admin "], "role with a trailing space"),
+        ("alice", vec![" admin"], "role with a leading space"),
+        ("admin\u{a0}", vec!["user"], "sub with a no-break space"),
+    ] {
+        let token = hs256(&access_claims(sub, &roles));
+        assert_token_refused(&gate, &backend, "/echo/api/x", &token, what).await;
+    }
+    // The same identity without the space is accepted as itself.
+    let token = hs256(&access_claims("admin", &["user"]));
+    let seen_request =
+        assert_token_accepted(&gate, &backend, "/echo/api/x", &token, "no space").await;
+    assert_identity(&seen_request, "admin", "user", "jwt", "no space");
+}
+
+#[tokio::test]
+async fn a_jws_with_a_crit_header_is_refused_for_own_and_accepted_issuers() {
+    // RFC 7515 §4.1.11: the verifier must understand every extension `crit`
+    // names, and gatehouse understands none.
+    let (backend, gate) = gate_with_auth(rsa_and_issuers_auth, JWT_ROUTES).await;
+    let crit = |alg: Algorithm, kid: Option<&str>| {
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_owned);
+        header.crit = Some(vec!["exp".to_owned()]);
+        header
+    };
+    let own = sign(
+        &crit(Algorithm::RS256, None),
+        &access_claims("alice", &["user"]),
+        &own_rsa().encoding(Algorithm::RS256),
+    );
+    assert_token_refused(&gate, &backend, "/echo/api/x", &own, "own token with crit").await;
+    let idp = sign(
+        &crit(Algorithm::RS256, Some(IDP_KID)),
+        &idp_claims("alice", &["user"]),
+        &idp_rsa().encoding(Algorithm::RS256),
+    );
+    assert_token_refused(
+        &gate,
+        &backend,
+        "/echo/api/x",
+        &idp,
+        "JWKS issuer with crit",
+    )
+    .await;
+    let claims = json!({"iss": KEYS_ORG, "sub": "alice", "roles": ["user"], "exp": now() + 300});
+    let keys_org = sign(
+        &crit(Algorithm::ES256, None),
+        &claims,
+        &keys_org_ec().encoding(Algorithm::ES256),
+    );
+    assert_token_refused(
+        &gate,
+        &backend,
+        "/echo/api/x",
+        &keys_org,
+        "PEM issuer with crit",
+    )
+    .await;
+    // Without `crit` the same tokens pass: the refusal is the header's.
+    let idp = idp_token(&idp_claims("alice", &["user"]));
+    assert_token_accepted(&gate, &backend, "/echo/api/x", &idp, "IdP without crit").await;
+}

@@ -46,7 +46,7 @@ use crate::auth::password::Hasher;
 use crate::auth::tokens::{self, Issuer, TokenCx};
 use crate::auth::users::UsersFile;
 use crate::auth::{unix_now, Principal};
-use crate::body::{Body, Limited};
+use crate::body::{Body, BodyError, Limited};
 use crate::config::{AuthMethod, Config, RouteAuth};
 use crate::error::GateError;
 use crate::metrics::Metrics;
@@ -591,19 +591,21 @@ async fn token_endpoint(
         count_login("bad_request");
         return Err(GateError::PayloadTooLarge);
     }
-    // Read under the same rules as a proxied body: a size limit, and no gap
-    // longer than body_read_timeout (a trickled login holds no slot).
-    let gap = config.server.body_read_timeout;
-    let body = match Limited::new(req.into_body(), tokens::MAX_BODY as u64, gap)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
+    // Read under the rules of a proxied body (a size limit, no gap longer
+    // than body_read_timeout) and, being at most 16 KiB, whole within
+    // body_read_timeout: a login trickled a byte at a time holds no slot.
+    let limit = config.server.body_read_timeout;
+    let read = Limited::new(req.into_body(), tokens::MAX_BODY as u64, limit).collect();
+    let body = match tokio::time::timeout(limit, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) => {
             count_login("bad_request");
-            let error = crate::body::BodyError::find(e.as_ref())
-                .unwrap_or(crate::body::BodyError::Malformed);
+            let error = BodyError::find(e.as_ref()).unwrap_or(BodyError::Malformed);
             return Err(error.into());
+        }
+        Err(_) => {
+            count_login("bad_request");
+            return Err(BodyError::Stalled { after: limit }.into());
         }
     };
     let cx = TokenCx {
