@@ -8,8 +8,11 @@
 //!   client IP, route, (authenticate, authorize), forward, log;
 //! - [`upstream`] — backend pools, header rewriting, streaming, upgrades;
 //!
-//! and the shared [`config`] (the YAML file, validated once), [`error`] (the
-//! one mapping from error to response), [`metrics`] and [`body`].
+//! and the shared ground floor: [`config`] (the YAML file, validated once),
+//! [`error`] (the one mapping from error to response), [`metrics`],
+//! [`body`] (request and response bodies, their limits and timers),
+//! [`host`] (the one parser of hosts and origins) and [`activity`] (what a
+//! connection did when: the clock of its timeouts, and its slot).
 //!
 //! [`run`] is what the binary does after the config is loaded: bind, serve,
 //! and return after a graceful shutdown.
