@@ -456,43 +456,48 @@ async fn an_h2_client_that_sends_the_preface_and_no_headers_is_cut_at_header_rea
 async fn a_trickled_h2_head_is_cut_at_header_read_timeout_first_or_later_request() {
     let backend = start_rust_backend().await;
     let gate = Gate::start(&backend.url(""), SLOW_HEADS).await;
-    // A HEADERS frame without END_HEADERS, then one CONTINUATION byte every
-    // 200 ms, never ending the head.
-    let head = get_head("/health");
+    // A HEADERS frame whose payload arrives one byte every 300 ms: the HTTP/2
+    // parser waits for the whole frame, so only gatehouse's watch can cut it.
+    let head = frame(HEADERS, END_STREAM | END_HEADERS, 1, &get_head("/health"));
+    let drip = |frame: &[u8]| -> Vec<Vec<u8>> { frame[9..].iter().map(|b| vec![*b]).collect() };
     let mut first = preface();
-    first.extend(frame(HEADERS, END_STREAM, 1, &head[..4]));
-    let drip: Vec<Vec<u8>> = head[4..]
-        .iter()
-        .map(|b| frame(CONTINUATION, 0, 1, &[*b]))
-        .collect();
+    first.extend_from_slice(&head[..9]);
     let took = h2_time_to_close(
         &gate,
         first,
-        drip,
-        Duration::from_millis(200),
+        drip(&head),
+        Duration::from_millis(300),
         Duration::from_secs(5),
     )
     .await
     .expect("a trickled first head was still open after 5 s");
+    assert!(
+        took >= Duration::from_millis(900),
+        "cut too early: {took:?}"
+    );
     assert!(took < Duration::from_millis(2500), "cut too late: {took:?}");
 
-    // A complete request first, then a trickled head on the next stream.
+    // A complete request first, then a head trickled over CONTINUATION
+    // frames on the next stream.
+    let second = get_head("/health");
     let mut first = preface();
-    first.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &head));
-    first.extend(frame(HEADERS, END_STREAM, 3, &head[..4]));
-    let drip = head[4..]
-        .iter()
-        .map(|b| frame(CONTINUATION, 0, 3, &[*b]))
-        .collect();
+    first.extend(head.clone());
+    first.extend(frame(HEADERS, END_STREAM, 3, &second[..4]));
+    let continuation = frame(CONTINUATION, END_HEADERS, 3, &second[4..]);
+    first.extend_from_slice(&continuation[..9]);
     let took = h2_time_to_close(
         &gate,
         first,
-        drip,
-        Duration::from_millis(200),
+        drip(&continuation),
+        Duration::from_millis(300),
         Duration::from_secs(5),
     )
     .await
     .expect("a trickled second head was still open after 5 s");
+    assert!(
+        took >= Duration::from_millis(900),
+        "cut too early: {took:?}"
+    );
     assert!(took < Duration::from_millis(2500), "cut too late: {took:?}");
 }
 
@@ -701,23 +706,42 @@ async fn a_backend_that_never_answers_is_still_a_504_after_the_body_ends() {
 #[tokio::test]
 async fn a_chunked_body_over_the_limit_gets_413_while_the_backend_still_waits() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(
-        &backend.url(""),
+    let upstreams = format!(
+        "upstreams:\n  app:\n    url: {}\n    response_timeout: 1s\n",
+        backend.url("")
+    );
+    let gate = Gate::start_with(
+        &upstreams,
         "default_route:\n  auth: none\nserver:\n  max_request_body: 1KiB\n",
     )
     .await;
-    // 2 KiB in one chunk, and the body never ends: the backend is still
-    // waiting for the rest when gatehouse must answer.
-    let chunk = format!("800\r\n{}\r\n", "x".repeat(2048));
-    let (raw, took) = stall_body(
-        &gate,
-        "POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
-        chunk.as_bytes(),
-    )
-    .await;
+    // 512 bytes, then (after the 1 s response_timeout has passed, while the
+    // backend waits for the rest) 1 KiB more: that is the client's 413,
+    // not the backend's 504.
+    let tls = gate.tls_connect(&[b"http/1.1"]).await;
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    writer
+        .write_all(
+            format!(
+                "POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 200\r\n{}\r\n",
+                "x".repeat(512)
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("first chunk");
+    let late = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let chunk = format!("400\r\n{}\r\n", "y".repeat(1024));
+        let _ = writer.write_all(chunk.as_bytes()).await;
+        // The body never ends.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let raw = String::from_utf8_lossy(&read_answer(&mut reader).await).into_owned();
+    late.abort();
     assert_eq!(status_of(&raw), 413, "{raw}");
     assert!(body_of(&raw).contains("payload_too_large"), "{raw}");
-    assert!(took < Duration::from_secs(3), "{took:?}");
 }
 
 #[tokio::test]
