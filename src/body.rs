@@ -84,6 +84,18 @@ impl HttpBody for Body {
     }
 }
 
+/// A JSON response gatehouse makes itself (token answers, `/auth/me`, the
+/// admin endpoints).
+pub fn json_response(status: http::StatusCode, value: &serde_json::Value) -> http::Response<Body> {
+    let mut res = http::Response::new(Body::full(value.to_string()));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
 /// Why a client's request body could not be read to its end. Each is the
 /// client's doing, never the upstream's (SPEC §5: 413, 408, 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -182,9 +194,9 @@ pin_project_lite::pin_project! {
     /// aborts the upstream request mid-stream — once more than `limit`
     /// bytes went through, when no piece arrives for `gap`
     /// (`body_read_timeout`), or when the client's framing breaks.
-    pub struct Limited {
+    pub struct Limited<B = Incoming> {
         #[pin]
-        inner: Option<Incoming>,
+        inner: Option<B>,
         remaining: u64,
         limit: u64,
         gap: Duration,
@@ -197,9 +209,9 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl Limited {
+impl<B: HttpBody<Data = Bytes>> Limited<B> {
     /// `inner`, cut off after `limit` bytes or a `gap` with no data.
-    pub fn new(inner: Incoming, limit: u64, gap: Duration) -> Self {
+    pub fn new(inner: B, limit: u64, gap: Duration) -> Self {
         Limited {
             inner: Some(inner),
             remaining: limit,
@@ -227,7 +239,6 @@ impl Limited {
     /// Follows how far this body has gone upstream (see [`Progress`]); `None`
     /// when it is empty, so there is nothing to follow.
     pub fn follow(&mut self) -> Option<Arc<Progress>> {
-        use hyper::body::Body as _;
         if self.is_end_stream() {
             return None;
         }
@@ -237,7 +248,10 @@ impl Limited {
     }
 }
 
-impl HttpBody for Limited {
+impl<B> HttpBody for Limited<B>
+where
+    B: HttpBody<Data = Bytes>,
+{
     type Data = Bytes;
     type Error = BoxError;
 

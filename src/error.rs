@@ -1,8 +1,12 @@
-//! The one place an error becomes a status code and a JSON body (SPEC §5).
+//! The vocabulary of SPEC §5: every answer gatehouse makes itself for an
+//! error, as a status, the `{"error","detail"}` JSON body and the headers
+//! that status carries (`WWW-Authenticate` per RFC 6750 §3, `Allow`,
+//! `Retry-After`).
 //!
-//! Stages return narrow errors; this module alone decides their status, the
-//! `{"error","detail"}` body and `WWW-Authenticate` (RFC 6750 §3). Details are
-//! fixed strings chosen here: nothing a client sent, and no secret, is echoed.
+//! Nothing below the pipeline's rescue (`pipeline::rescue`) picks a
+//! [`Problem`]: stages and endpoints return narrow errors that say what went
+//! wrong, and the rescue alone says what the client is told. Details are
+//! fixed strings: nothing a client sent, and no secret, is echoed.
 
 use std::borrow::Cow;
 
@@ -11,9 +15,9 @@ use http::{Response, StatusCode};
 
 use crate::body::Body;
 
-/// An error gatehouse answers itself.
+/// An answer of SPEC §5.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GateError {
+pub enum Problem {
     /// SPEC §3.2 refusals and malformed bodies; the detail says which rule.
     #[error("bad request: {0}")]
     BadRequest(Cow<'static, str>),
@@ -47,11 +51,14 @@ pub enum GateError {
     StoreUnavailable,
     #[error("gateway timeout")]
     GatewayTimeout,
+    /// gatehouse failed itself (a token it cannot sign): `500 internal`.
+    #[error("internal error")]
+    Internal,
 }
 
-impl GateError {
+impl Problem {
     pub fn status(&self) -> StatusCode {
-        use GateError::*;
+        use Problem::*;
         match self {
             BadRequest(_) => StatusCode::BAD_REQUEST,
             MissingCredentials | InvalidToken | InvalidApiKey | InvalidCredentials => {
@@ -67,12 +74,13 @@ impl GateError {
             BadGateway => StatusCode::BAD_GATEWAY,
             StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// The `error` code of the JSON body.
     pub fn code(&self) -> &'static str {
-        use GateError::*;
+        use Problem::*;
         match self {
             BadRequest(_) => "bad_request",
             MissingCredentials => "missing_credentials",
@@ -89,12 +97,13 @@ impl GateError {
             BadGateway => "bad_gateway",
             StoreUnavailable => "store_unavailable",
             GatewayTimeout => "gateway_timeout",
+            Internal => "internal",
         }
     }
 
     /// The human-readable `detail` of the JSON body.
     pub fn detail(&self) -> &str {
-        use GateError::*;
+        use Problem::*;
         match self {
             BadRequest(why) => why.as_ref(),
             MissingCredentials => "Authentication required",
@@ -111,6 +120,7 @@ impl GateError {
             BadGateway => "The upstream server is unreachable or sent an invalid response",
             StoreUnavailable => "The session store is unavailable",
             GatewayTimeout => "The upstream server did not answer in time",
+            Internal => "gatehouse failed to answer",
         }
     }
 
@@ -124,66 +134,28 @@ impl GateError {
         match self {
             // RFC 6750 §3: the challenge, with error="invalid_token" when a
             // token was presented and refused.
-            GateError::MissingCredentials | GateError::InvalidCredentials => {
+            Problem::MissingCredentials | Problem::InvalidCredentials => {
                 h.insert(
                     WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer realm="gatehouse""#),
                 );
             }
-            GateError::InvalidToken | GateError::InvalidApiKey => {
+            Problem::InvalidToken | Problem::InvalidApiKey => {
                 h.insert(
                     WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer realm="gatehouse", error="invalid_token""#),
                 );
             }
-            GateError::MethodNotAllowed { allow } => {
+            Problem::MethodNotAllowed { allow } => {
                 h.insert(http::header::ALLOW, HeaderValue::from_static(allow));
             }
-            GateError::RateLimited { retry_after } => {
+            Problem::RateLimited { retry_after } => {
                 h.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}
         }
         res
     }
-}
-
-impl From<crate::pipeline::normalize::Refusal> for GateError {
-    fn from(r: crate::pipeline::normalize::Refusal) -> Self {
-        GateError::BadRequest(Cow::Owned(r.to_string()))
-    }
-}
-
-impl From<crate::upstream::ForwardError> for GateError {
-    fn from(e: crate::upstream::ForwardError) -> Self {
-        use crate::metrics::UpstreamErrorKind;
-        use crate::upstream::ForwardError;
-        match e {
-            ForwardError::Body(body) => body.into(),
-            ForwardError::Upstream(UpstreamErrorKind::Timeout) => GateError::GatewayTimeout,
-            ForwardError::Upstream(_) => GateError::BadGateway,
-        }
-    }
-}
-
-impl From<crate::body::BodyError> for GateError {
-    fn from(e: crate::body::BodyError) -> Self {
-        use crate::body::BodyError;
-        match e {
-            BodyError::TooLarge { .. } => GateError::PayloadTooLarge,
-            BodyError::Stalled { .. } => GateError::RequestTimeout,
-            BodyError::Malformed => GateError::BadRequest("malformed request body".into()),
-        }
-    }
-}
-
-/// A JSON response gatehouse makes itself (admin endpoints, readiness).
-pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut res = Response::new(Body::full(value.to_string()));
-    *res.status_mut() = status;
-    res.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    res
 }
 
 #[cfg(test)]
@@ -193,10 +165,10 @@ mod tests {
     #[test]
     fn every_401_carries_a_bearer_challenge() {
         for e in [
-            GateError::MissingCredentials,
-            GateError::InvalidToken,
-            GateError::InvalidApiKey,
-            GateError::InvalidCredentials,
+            Problem::MissingCredentials,
+            Problem::InvalidToken,
+            Problem::InvalidApiKey,
+            Problem::InvalidCredentials,
         ] {
             let res = e.to_response();
             assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
@@ -206,7 +178,7 @@ mod tests {
                 "{challenge}"
             );
         }
-        let res = GateError::InvalidToken.to_response();
+        let res = Problem::InvalidToken.to_response();
         assert!(res.headers()[WWW_AUTHENTICATE]
             .to_str()
             .unwrap()
@@ -215,18 +187,18 @@ mod tests {
 
     #[test]
     fn rate_limited_says_when_to_retry() {
-        let res = GateError::RateLimited { retry_after: 7 }.to_response();
+        let res = Problem::RateLimited { retry_after: 7 }.to_response();
         assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(res.headers()[RETRY_AFTER], "7");
     }
 
     #[test]
     fn upstream_failures_map_to_gateway_codes_not_400() {
-        assert_eq!(GateError::BadGateway.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(Problem::BadGateway.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(
-            GateError::GatewayTimeout.status(),
+            Problem::GatewayTimeout.status(),
             StatusCode::GATEWAY_TIMEOUT
         );
-        assert_eq!(GateError::GatewayTimeout.code(), "gateway_timeout");
+        assert_eq!(Problem::GatewayTimeout.code(), "gateway_timeout");
     }
 }

@@ -20,13 +20,17 @@
 pub mod activity;
 pub mod auth;
 pub mod body;
+pub mod clock;
 pub mod config;
+pub mod endpoints;
 pub mod error;
+pub mod files;
 pub mod host;
 pub mod metrics;
 pub mod pipeline;
 pub mod server;
 pub mod store;
+pub mod text;
 pub mod upstream;
 
 /// The hasher of gatehouse's hot-path maps (rate-limit buckets, revoked

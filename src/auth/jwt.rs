@@ -129,7 +129,7 @@ fn read_or_create_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
         }
         let bytes: [u8; 32] = rand::random();
         let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-        crate::server::tls::write_private(path, text.as_bytes()).map_err(|e| err(e.to_string()))?;
+        crate::files::write_private(path, text.as_bytes()).map_err(|e| err(e.to_string()))?;
         tracing::info!(file = %path.display(), "created a new JWT secret");
     }
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
@@ -513,5 +513,191 @@ fn roles_at(claims: &Map<String, Value>, path: &[String]) -> Vec<String> {
             .collect(),
         Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The JWT attack matrix (RFC 8725) against gatehouse's own tokens, on
+    //! a clock set by hand: nothing sleeps to see a token expire.
+
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    const SECRET: &str = "jwt-unit-test-secret-0123456789abcdef";
+    const NOW: u64 = 1_900_000_000;
+
+    fn verifier() -> Verifier {
+        crate::install_crypto_providers();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let yaml = format!(
+            "listen:\n  https: 127.0.0.1:0\ntls:\n  cert: c.pem\n  key: k.pem\n\
+             upstreams:\n  app:\n    url: http://127.0.0.1:9\n\
+             auth:\n  jwt:\n    secret: {SECRET}\n"
+        );
+        let config = crate::config::parse(&dir.path().join("g.yaml"), &yaml).expect("config");
+        let own = OwnKeys::load(&config.auth.jwt).expect("keys");
+        Verifier::new(&config.auth.jwt, &own, &RemoteKeySets::default()).expect("verifier")
+    }
+
+    fn claims() -> Value {
+        json!({
+            "iss": "gatehouse", "aud": "gatehouse", "sub": "alice", "roles": ["user"],
+            "iat": NOW, "nbf": NOW, "exp": NOW + 900, "jti": "j1", "sid": "s1",
+            "typ": "access",
+        })
+    }
+
+    fn with(mut c: Value, key: &str, value: Value) -> Value {
+        c[key] = value;
+        c
+    }
+
+    fn without(mut c: Value, key: &str) -> Value {
+        c.as_object_mut().expect("object").remove(key);
+        c
+    }
+
+    fn sign_with(header: &Header, claims: &Value, secret: &str) -> String {
+        crate::install_crypto_providers();
+        encode(header, claims, &EncodingKey::from_secret(secret.as_bytes())).expect("sign")
+    }
+
+    fn sign(claims: &Value) -> String {
+        sign_with(&Header::new(Algorithm::HS256), claims, SECRET)
+    }
+
+    fn b64(v: &Value) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    async fn check(v: &Verifier, token: &str, now: u64) -> Result<String, Rejection> {
+        v.verify(token, now).await.map(|p| p.user.to_string())
+    }
+
+    #[tokio::test]
+    async fn a_valid_token_is_accepted_until_exp_plus_leeway_even_from_the_cache() {
+        let v = verifier();
+        let token = sign(&claims());
+        assert_eq!(check(&v, &token, NOW).await, Ok("alice".into()));
+        // Cached now; the cache re-checks expiry with the clock it is given.
+        assert_eq!(check(&v, &token, NOW + 900 + 30).await, Ok("alice".into()));
+        assert_eq!(
+            check(&v, &token, NOW + 900 + 31).await,
+            Err(Rejection::Expired)
+        );
+        // And without the cache.
+        assert_eq!(
+            v.verify_without_cache(&token, NOW + 931).await.err(),
+            Some(Rejection::Expired)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_not_yet_valid_is_refused_beyond_the_leeway() {
+        let v = verifier();
+        let early = sign(&with(claims(), "nbf", json!(NOW + 60)));
+        assert_eq!(check(&v, &early, NOW).await, Err(Rejection::Invalid));
+        assert_eq!(check(&v, &early, NOW + 30).await, Ok("alice".into()));
+    }
+
+    #[tokio::test]
+    async fn the_attack_matrix_is_refused() {
+        let v = verifier();
+        let hs = |alg| Header::new(alg);
+        let mut kid = Header::new(Algorithm::HS256);
+        kid.kid = Some("k1".into());
+        let mut crit = Header::new(Algorithm::HS256);
+        crit.crit = Some(vec!["exp".into()]);
+        let mut jku = Header::new(Algorithm::HS256);
+        jku.jku = Some("https://evil.example/jwks".into());
+        let cases: Vec<(&str, String)> = vec![
+            (
+                "another algorithm of the family",
+                sign_with(&hs(Algorithm::HS512), &claims(), SECRET),
+            ),
+            (
+                "another key",
+                sign_with(
+                    &hs(Algorithm::HS256),
+                    &claims(),
+                    "not-the-secret-0123456789abcdef",
+                ),
+            ),
+            ("a kid on an own token", sign_with(&kid, &claims(), SECRET)),
+            ("a crit header", sign_with(&crit, &claims(), SECRET)),
+            ("a jku header", sign_with(&jku, &claims(), SECRET)),
+            ("no exp", sign(&without(claims(), "exp"))),
+            (
+                "exp as a string",
+                sign(&with(claims(), "exp", json!("2100-01-01"))),
+            ),
+            (
+                "another issuer",
+                sign(&with(claims(), "iss", json!("evil"))),
+            ),
+            (
+                "the issuer in an array",
+                sign(&with(claims(), "iss", json!(["gatehouse"]))),
+            ),
+            (
+                "another audience",
+                sign(&with(claims(), "aud", json!("other"))),
+            ),
+            (
+                "not an access token",
+                sign(&with(claims(), "typ", json!("refresh"))),
+            ),
+            ("no sub", sign(&without(claims(), "sub"))),
+            (
+                "a sub with a trailing space",
+                sign(&with(claims(), "sub", json!("admin "))),
+            ),
+            (
+                "a sub with a comma",
+                sign(&with(claims(), "sub", json!("alice,admin"))),
+            ),
+            (
+                "a role with a newline",
+                sign(&with(claims(), "roles", json!(["user\nadmin"]))),
+            ),
+            (
+                "alg none",
+                format!(
+                    "{}.{}.",
+                    b64(&json!({"alg": "none", "typ": "JWT"})),
+                    b64(&claims())
+                ),
+            ),
+            (
+                "no alg",
+                format!("{}.{}.sig", b64(&json!({"typ": "JWT"})), b64(&claims())),
+            ),
+            ("two segments", "a.b".into()),
+            ("four segments", format!("{}.x", sign(&claims()))),
+            (
+                "too long",
+                format!("{}{}", sign(&claims()), "A".repeat(MAX_TOKEN_LEN)),
+            ),
+            ("not base64", "!!.@@.##".into()),
+        ];
+        for (what, token) in cases {
+            assert!(check(&v, &token, NOW).await.is_err(), "{what}: accepted");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_never_cached_as_accepted() {
+        let v = verifier();
+        let forged = sign_with(
+            &Header::new(Algorithm::HS256),
+            &claims(),
+            "not-the-secret-0123456789abcdef",
+        );
+        for _ in 0..2 {
+            assert_eq!(check(&v, &forged, NOW).await, Err(Rejection::Invalid));
+        }
     }
 }

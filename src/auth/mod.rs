@@ -96,6 +96,28 @@ impl Principal {
     }
 }
 
+/// Why a request's credentials did not let it through (the `authn` and
+/// `authz` stages). What the client is told is the rescue's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The route needs a credential and the request brought none.
+    #[error("no credentials")]
+    Missing,
+    /// A bearer token was refused (bad, expired, revoked).
+    #[error("token refused")]
+    InvalidToken,
+    /// An API key was refused (unknown, or several sent).
+    #[error("api key refused")]
+    InvalidApiKey,
+    /// The principal holds none of the route's roles.
+    #[error("no role the route needs")]
+    Forbidden,
+    /// The revocations are too stale to trust (Redis down past `max_stale`):
+    /// a token cannot be checked, so it is not accepted.
+    #[error("revocations too stale to check a token")]
+    RevocationsStale,
+}
+
 /// Why a credential was refused; the `result` metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
@@ -117,20 +139,7 @@ impl Rejection {
     }
 }
 
-/// Seconds since the Unix epoch, from the system clock.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Whether `s` can travel in a header value and a comma-separated list
-/// exactly as it is: not empty, no control characters, no commas, and no
-/// leading or trailing whitespace (an HTTP parser trims it off a value, so
-/// `"admin "` would reach the backend as `admin`: SPEC §4 refuses it).
-pub(crate) fn is_header_safe(s: &str) -> bool {
-    !s.is_empty() && s.trim() == s && !s.bytes().any(|b| b < 0x20 || b == 0x7f || b == b',')
-}
+use crate::text::is_header_safe;
 
 #[cfg(test)]
 mod tests {

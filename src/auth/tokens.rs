@@ -19,10 +19,36 @@ use sha2::{Digest, Sha256};
 use super::password::Hasher;
 use super::users::UsersFile;
 use super::Principal;
+use crate::body::BodyError;
 use crate::config;
-use crate::error::GateError;
 use crate::metrics::Metrics;
 use crate::store::{Family, Rotation, Store, StoreError};
+
+/// Why a token endpoint could not answer with tokens.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// A `Content-Type` other than JSON or a form.
+    #[error("unsupported content type")]
+    UnsupportedMediaType,
+    /// A body that is not what the endpoint takes; the text says how.
+    #[error("malformed body: {0}")]
+    BadBody(&'static str),
+    /// The body could not be read (too large, stalled, broken).
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    /// Wrong password, unknown, disabled or locked user: all the same.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// A bad, spent or expired refresh token.
+    #[error("invalid refresh token")]
+    InvalidToken,
+    /// The store failed (Redis down).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// gatehouse could not sign an access token.
+    #[error("signing an access token failed")]
+    Signing,
+}
 
 /// Largest body the token endpoints read.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -57,19 +83,19 @@ pub enum BodyKind {
 }
 
 /// The kind of body a `Content-Type` announces; anything else is 415.
-pub fn body_kind(content_type: Option<&str>) -> Result<BodyKind, GateError> {
+pub fn body_kind(content_type: Option<&str>) -> Result<BodyKind, TokenError> {
     let mime = content_type
         .and_then(|c| c.split(';').next())
         .map(|m| m.trim().to_ascii_lowercase());
     match mime.as_deref() {
         Some("application/json") => Ok(BodyKind::Json),
         Some("application/x-www-form-urlencoded") => Ok(BodyKind::Form),
-        _ => Err(GateError::UnsupportedMediaType),
+        _ => Err(TokenError::UnsupportedMediaType),
     }
 }
 
-fn bad(detail: &'static str) -> GateError {
-    GateError::BadRequest(detail.into())
+fn bad(detail: &'static str) -> TokenError {
+    TokenError::BadBody(detail)
 }
 
 /// A body's fields: a JSON object or a form. A field given twice is refused
@@ -78,7 +104,7 @@ fn bad(detail: &'static str) -> GateError {
 fn fields(
     kind: BodyKind,
     body: &[u8],
-) -> Result<serde_json::Map<String, serde_json::Value>, GateError> {
+) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {
     match kind {
         BodyKind::Json => {
             if body.iter().all(u8::is_ascii_whitespace) {
@@ -145,7 +171,7 @@ pub struct LoginRequest {
     pub password: String,
 }
 
-pub fn parse_login(kind: BodyKind, body: &[u8]) -> Result<LoginRequest, GateError> {
+pub fn parse_login(kind: BodyKind, body: &[u8]) -> Result<LoginRequest, TokenError> {
     let map = fields(kind, body)?;
     if let Some(grant) = string_field(&map, "grant_type") {
         if grant != "password" {
@@ -165,7 +191,7 @@ pub fn parse_login(kind: BodyKind, body: &[u8]) -> Result<LoginRequest, GateErro
 }
 
 /// The refresh token of `{"refresh_token"}` or `grant_type=refresh_token&refresh_token=`.
-pub fn parse_refresh(kind: BodyKind, body: &[u8]) -> Result<String, GateError> {
+pub fn parse_refresh(kind: BodyKind, body: &[u8]) -> Result<String, TokenError> {
     let map = fields(kind, body)?;
     if let Some(grant) = string_field(&map, "grant_type") {
         if grant != "refresh_token" {
@@ -178,10 +204,10 @@ pub fn parse_refresh(kind: BodyKind, body: &[u8]) -> Result<String, GateError> {
 }
 
 /// The optional refresh token of a logout body.
-pub fn parse_logout(kind: Option<BodyKind>, body: &[u8]) -> Result<Option<String>, GateError> {
+pub fn parse_logout(kind: Option<BodyKind>, body: &[u8]) -> Result<Option<String>, TokenError> {
     match kind {
         None if body.is_empty() => Ok(None),
-        None => Err(GateError::UnsupportedMediaType),
+        None => Err(TokenError::UnsupportedMediaType),
         Some(kind) => Ok(string_field(&fields(kind, body)?, "refresh_token")),
     }
 }
@@ -203,11 +229,6 @@ pub fn token_hash(token: &str) -> String {
         .collect()
 }
 
-fn store_err(e: StoreError) -> GateError {
-    tracing::warn!(error = %e, "session endpoint: the store failed");
-    GateError::StoreUnavailable
-}
-
 impl Issuer {
     /// A signed access token for `user`: (token, exp).
     pub fn access_token(
@@ -216,7 +237,7 @@ impl Issuer {
         roles: &[String],
         sid: &str,
         now: u64,
-    ) -> Result<(String, u64), GateError> {
+    ) -> Result<(String, u64), TokenError> {
         let exp = now + self.access_ttl.as_secs();
         let claims = json!({
             "iss": self.issuer, "aud": self.audience, "sub": user, "roles": roles,
@@ -225,7 +246,7 @@ impl Issuer {
         let token = jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.key)
             .map_err(|e| {
                 tracing::error!(error = %e, "signing an access JWT failed");
-                GateError::BadGateway
+                TokenError::Signing
             })?;
         Ok((token, exp))
     }
@@ -247,7 +268,7 @@ impl Issuer {
         user: &str,
         roles: &[String],
         now: u64,
-    ) -> Result<serde_json::Value, GateError> {
+    ) -> Result<serde_json::Value, TokenError> {
         let sid = random_id();
         let refresh = random_token(32);
         let family = Family {
@@ -256,7 +277,7 @@ impl Issuer {
             expires: now + self.refresh_ttl.as_secs(),
             revoked: false,
         };
-        store.new_family(&sid, family).await.map_err(store_err)?;
+        store.new_family(&sid, family).await?;
         let (access, _) = self.access_token(user, roles, &sid, now)?;
         Ok(self.response(access, refresh))
     }
@@ -267,13 +288,9 @@ pub async fn login(
     cx: &TokenCx<'_>,
     req: LoginRequest,
     now: u64,
-) -> Result<serde_json::Value, GateError> {
+) -> Result<serde_json::Value, TokenError> {
     let count = |result: &str| cx.metrics.logins.with_label_values(&[result]).inc();
-    let locked = cx
-        .store
-        .is_locked(&req.username, now)
-        .await
-        .map_err(store_err)?;
+    let locked = cx.store.is_locked(&req.username, now).await?;
     let user = cx.users.get(&req.username);
     // Always check a password, so every failure takes as long as any other:
     // an unknown name is checked against an existing user's hash.
@@ -286,23 +303,19 @@ pub async fn login(
     let matches = cx.hasher.verify(checked, req.password).await && user.is_some();
     if locked {
         count("locked");
-        return Err(GateError::InvalidCredentials);
+        return Err(TokenError::InvalidCredentials);
     }
     let user = match user {
         Some(u) if matches && !u.disabled => u,
         _ => {
             cx.store
                 .login_failed(&req.username, now, cx.login_policy)
-                .await
-                .map_err(store_err)?;
+                .await?;
             count("invalid_credentials");
-            return Err(GateError::InvalidCredentials);
+            return Err(TokenError::InvalidCredentials);
         }
     };
-    cx.store
-        .login_succeeded(&req.username)
-        .await
-        .map_err(store_err)?;
+    cx.store.login_succeeded(&req.username).await?;
     let body = cx
         .issuer
         .new_session(cx.store, &req.username, &user.roles, now)
@@ -316,14 +329,13 @@ pub async fn refresh(
     cx: &TokenCx<'_>,
     presented: &str,
     now: u64,
-) -> Result<serde_json::Value, GateError> {
+) -> Result<serde_json::Value, TokenError> {
     let new = random_token(32);
     let expires = now + cx.issuer.refresh_ttl.as_secs();
     let rotation = cx
         .store
         .rotate(&token_hash(presented), &token_hash(&new), expires, now)
-        .await
-        .map_err(store_err)?;
+        .await?;
     match rotation {
         Rotation::Rotated { sid, user } => match cx.users.get(&user) {
             Some(u) if !u.disabled => {
@@ -332,18 +344,15 @@ pub async fn refresh(
             }
             _ => {
                 // The user is gone or disabled: end the session.
-                cx.store
-                    .revoke(None, Some(&sid), now)
-                    .await
-                    .map_err(store_err)?;
-                Err(GateError::InvalidToken)
+                cx.store.revoke(None, Some(&sid), now).await?;
+                Err(TokenError::InvalidToken)
             }
         },
         Rotation::Reused { sid } => {
             tracing::warn!(sid = %sid, "reuse of a spent refresh credential: its session family is revoked");
-            Err(GateError::InvalidToken)
+            Err(TokenError::InvalidToken)
         }
-        Rotation::Unknown => Err(GateError::InvalidToken),
+        Rotation::Unknown => Err(TokenError::InvalidToken),
     }
 }
 
@@ -354,24 +363,13 @@ pub async fn logout(
     principal: &Principal,
     refresh: Option<&str>,
     now: u64,
-) -> Result<(), GateError> {
+) -> Result<(), TokenError> {
     let jti = principal.jti.as_deref().zip(principal.exp);
-    cx.store
-        .revoke(jti, principal.sid.as_deref(), now)
-        .await
-        .map_err(store_err)?;
+    cx.store.revoke(jti, principal.sid.as_deref(), now).await?;
     if let Some(token) = refresh {
-        if let Some(sid) = cx
-            .store
-            .family_of(&token_hash(token))
-            .await
-            .map_err(store_err)?
-        {
+        if let Some(sid) = cx.store.family_of(&token_hash(token)).await? {
             if principal.sid.as_deref() != Some(sid.as_str()) {
-                cx.store
-                    .revoke(None, Some(&sid), now)
-                    .await
-                    .map_err(store_err)?;
+                cx.store.revoke(None, Some(&sid), now).await?;
             }
         }
     }
@@ -403,7 +401,7 @@ mod tests {
 
     #[test]
     fn a_field_given_twice_is_refused_whichever_copy_would_win() {
-        let dup = GateError::BadRequest(DUPLICATE.into());
+        let dup = TokenError::BadBody(DUPLICATE);
         for body in [
             &br#"{"username":"demo","password":"x","username":"admin"}"#[..],
             br#"{"username":"demo","password":"x","password":"y"}"#,
@@ -449,11 +447,11 @@ mod tests {
         );
         assert_eq!(
             body_kind(Some("text/plain")).unwrap_err(),
-            GateError::UnsupportedMediaType
+            TokenError::UnsupportedMediaType
         );
         assert_eq!(
             body_kind(None).unwrap_err(),
-            GateError::UnsupportedMediaType
+            TokenError::UnsupportedMediaType
         );
     }
 

@@ -53,12 +53,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Users, String> {
     let mut users = HashMap::with_capacity(file.users.len());
     for (i, u) in file.users.into_iter().enumerate() {
         let at = format!("{}: users[{i}]", path.display());
-        if u.username.is_empty() || !super::is_header_safe(&u.username) {
+        if u.username.is_empty() || !crate::text::is_header_safe(&u.username) {
             return Err(format!(
                 "{at}.username: must be non-empty, without commas or control characters"
             ));
         }
-        if let Some(role) = u.roles.iter().find(|r| !super::is_header_safe(r)) {
+        if let Some(role) = u.roles.iter().find(|r| !crate::text::is_header_safe(r)) {
             return Err(format!(
                 "{at}.roles: {role:?} has a comma or control character"
             ));

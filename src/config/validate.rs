@@ -841,7 +841,7 @@ fn auth(cx: &Ctx, raw: &file::Auth) -> Result<Auth, ConfigError> {
         if k.id.as_str().is_empty() {
             return Err(cx.err(format!("{key}.id"), "must not be empty"));
         }
-        if !crate::auth::is_header_safe(k.id.as_str()) {
+        if !crate::text::is_header_safe(k.id.as_str()) {
             return Err(cx.err(
                 format!("{key}.id"),
                 "must have no control characters and no commas (it is sent in X-Auth-User)",
@@ -850,7 +850,7 @@ fn auth(cx: &Ctx, raw: &file::Auth) -> Result<Auth, ConfigError> {
         if let Some(i) = k
             .roles
             .iter()
-            .position(|r| !crate::auth::is_header_safe(r.as_str()))
+            .position(|r| !crate::text::is_header_safe(r.as_str()))
         {
             return Err(cx.err(
                 format!("{key}.roles[{i}]"),

@@ -9,15 +9,22 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::auth::{Principal, Rejection, Scheme};
-use crate::config::AuthMethod;
-use crate::error::GateError;
+use crate::auth::api_key::ApiKeys;
+use crate::auth::jwt::Verifier;
+use crate::auth::{AuthError, Principal, Rejection, Scheme};
+use crate::config::{AuthMethod, Config};
 use crate::metrics::Metrics;
 use crate::store::{Revocation, Revoked};
 
-use super::Gate;
+/// What the `authn` stage checks credentials against.
+pub struct Checkers<'a> {
+    pub verifier: &'a Verifier,
+    pub api_keys: &'a ApiKeys,
+    pub revoked: &'a Revoked,
+    pub metrics: &'a Metrics,
+}
 
 /// Credentials a request carries for the methods a route allows.
 #[derive(Debug, Default)]
@@ -68,14 +75,13 @@ fn bearer(value: &[u8]) -> Option<&str> {
 
 /// Authenticates with the credentials found, as the module doc says.
 pub async fn authenticate(
-    gate: &Gate,
-    revoked: &Revoked,
+    with: &Checkers<'_>,
     route: &str,
     methods: &[AuthMethod],
     creds: &Credentials<'_>,
     now: u64,
-    metrics: &Metrics,
-) -> Result<Arc<Principal>, GateError> {
+) -> Result<Arc<Principal>, AuthError> {
+    let (revoked, metrics) = (with.revoked, with.metrics);
     let count = |scheme: Scheme, result: &str| {
         metrics
             .auth
@@ -88,28 +94,28 @@ pub async fn authenticate(
             _ => Scheme::Jwt,
         };
         count(scheme, "missing");
-        return Err(GateError::MissingCredentials);
+        return Err(AuthError::Missing);
     }
     let mut principal = None;
     if let Some(token) = creds.bearer {
-        match gate.verifier.verify(token, now).await {
+        match with.verifier.verify(token, now).await {
             Ok(p) => match revoked.check(p.jti.as_deref(), p.sid.as_deref(), now) {
                 Revocation::Valid => principal = Some(p),
                 Revocation::Revoked => {
                     count(Scheme::Jwt, Rejection::Revoked.as_str());
-                    return Err(GateError::InvalidToken);
+                    return Err(AuthError::InvalidToken);
                 }
                 // The revocation set is too old to trust: fail closed.
-                Revocation::Unknown => return Err(GateError::StoreUnavailable),
+                Revocation::Unknown => return Err(AuthError::RevocationsStale),
             },
             Err(rejection) => {
                 count(Scheme::Jwt, rejection.as_str());
-                return Err(GateError::InvalidToken);
+                return Err(AuthError::InvalidToken);
             }
         }
     }
     if let Some(key) = &creds.api_key {
-        match gate
+        match with
             .api_keys
             .check(key)
             .filter(|_| !creds.api_key_ambiguous)
@@ -119,12 +125,12 @@ pub async fn authenticate(
             }
             None => {
                 count(Scheme::ApiKey, Rejection::Invalid.as_str());
-                return Err(GateError::InvalidApiKey);
+                return Err(AuthError::InvalidApiKey);
             }
         }
     }
     // "ok" is counted once authorization passed too (see `authz`).
-    principal.ok_or(GateError::MissingCredentials)
+    principal.ok_or(AuthError::Missing)
 }
 
 /// Percent-decodes `%XX` escapes (and `+` as space, as in forms); `None` on a bad escape.
@@ -178,6 +184,20 @@ pub fn strip_query_param(query: &str, name: &str) -> Option<String> {
         .filter(|pair| !name_is(pair.split_once('=').map_or(*pair, |(n, _)| n), name))
         .collect();
     (!kept.is_empty()).then(|| kept.join("&"))
+}
+
+/// The identity headers of an authenticated request (values made once, with
+/// the principal).
+pub fn identity_headers(config: &Config, p: &Principal) -> [(HeaderName, HeaderValue); 3] {
+    let id = &config.identity;
+    [
+        (id.user.clone(), p.user_value.clone()),
+        (id.roles.clone(), p.roles_value.clone()),
+        (
+            id.method.clone(),
+            HeaderValue::from_static(p.scheme.as_str()),
+        ),
+    ]
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
 //! Authorization stage: a route's `roles` need at least one match in the
 //! principal's roles, or the answer is `403 forbidden`.
 
-use crate::auth::Principal;
-use crate::error::GateError;
+use crate::auth::{AuthError, Principal};
 use crate::metrics::Metrics;
 
 pub fn authorize(
@@ -10,7 +9,7 @@ pub fn authorize(
     roles: &[String],
     route: &str,
     metrics: &Metrics,
-) -> Result<(), GateError> {
+) -> Result<(), AuthError> {
     let allowed = principal.has_any_role(roles);
     let result = if allowed { "ok" } else { "forbidden" };
     metrics
@@ -20,6 +19,6 @@ pub fn authorize(
     if allowed {
         Ok(())
     } else {
-        Err(GateError::Forbidden)
+        Err(AuthError::Forbidden)
     }
 }

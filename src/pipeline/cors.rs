@@ -13,9 +13,14 @@
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
+use super::Flow;
 use crate::body::Body;
 use crate::config::{self, Origin};
-use crate::error::GateError;
+
+/// A preflight from an origin `cors.allowed_origins` does not list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("preflight from an origin that is not allowed")]
+pub struct PreflightRefused;
 
 const CORS_RESPONSE_HEADERS: [header::HeaderName; 6] = [
     header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -91,6 +96,15 @@ impl Cors {
         })
     }
 
+    /// The CORS stage: a preflight is answered here (204, or refused), never
+    /// forwarded; anything else goes on.
+    pub fn stage(&self, method: &Method, headers: &HeaderMap) -> Result<Flow, PreflightRefused> {
+        if Cors::is_preflight(method, headers) {
+            return self.preflight(headers).map(Flow::Respond);
+        }
+        Ok(Flow::Continue)
+    }
+
     /// Whether the request is a CORS preflight.
     pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
         method == Method::OPTIONS
@@ -99,11 +113,11 @@ impl Cors {
     }
 
     /// The answer to a preflight.
-    pub fn preflight(&self, headers: &HeaderMap) -> Result<Response<Body>, GateError> {
+    pub fn preflight(&self, headers: &HeaderMap) -> Result<Response<Body>, PreflightRefused> {
         let origin = headers
             .get(header::ORIGIN)
             .filter(|o| self.allows(o))
-            .ok_or(GateError::Forbidden)?;
+            .ok_or(PreflightRefused)?;
         let mut res = Response::new(Body::empty());
         *res.status_mut() = StatusCode::NO_CONTENT;
         let h = res.headers_mut();
@@ -261,7 +275,7 @@ mod tests {
         h.insert(header::ORIGIN, v("https://other.example"));
         h.insert(header::ACCESS_CONTROL_REQUEST_METHOD, v("POST"));
         assert!(Cors::is_preflight(&Method::OPTIONS, &h));
-        assert_eq!(c.preflight(&h).unwrap_err(), GateError::Forbidden);
+        assert_eq!(c.preflight(&h).unwrap_err(), PreflightRefused);
         h.insert(header::ORIGIN, v("https://chat.example.com"));
         let res = c.preflight(&h).unwrap();
         assert_eq!(res.status(), StatusCode::NO_CONTENT);

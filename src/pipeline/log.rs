@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::{HeaderValue, Method, StatusCode};
 use http_body::{Frame, SizeHint};
 use hyper::body::Body as HttpBody;
 
@@ -129,4 +129,46 @@ fn finish(r: &Record, metrics: &Metrics) {
         upstream_ms = r.upstream.map(|d| d.as_secs_f64() * 1000.0),
         bytes_sent = r.bytes_sent,
     );
+}
+
+/// The client's `X-Request-Id` if it is 1–128 chars of `[A-Za-z0-9._-]`,
+/// else a fresh random one (32 hex digits).
+pub fn request_id(client: Option<&HeaderValue>) -> HeaderValue {
+    if let Some(v) = client {
+        let b = v.as_bytes();
+        if (1..=128).contains(&b.len())
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        {
+            return v.clone();
+        }
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n: u128 = rand::random();
+    let mut id = [0u8; 32];
+    for (i, digit) in id.iter_mut().enumerate() {
+        *digit = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    // Hex digits are valid header bytes.
+    HeaderValue::from_bytes(&id).expect("hex digits form a header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_request_id_is_kept_only_when_well_formed() {
+        let ok = HeaderValue::from_static("abc-123_x.y");
+        assert_eq!(request_id(Some(&ok)), "abc-123_x.y");
+        let random = request_id(None);
+        assert_eq!(random.len(), 32);
+        assert!(random.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        assert_ne!(random, request_id(None));
+        let bad = HeaderValue::from_static("has space");
+        let generated = request_id(Some(&bad));
+        assert_eq!(generated.len(), 32);
+        let long = HeaderValue::from_str(&"a".repeat(129)).unwrap();
+        assert_ne!(request_id(Some(&long)), "a".repeat(129));
+    }
 }

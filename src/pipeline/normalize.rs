@@ -91,6 +91,12 @@ pub enum Refusal {
     /// A `Host` or `:authority` that is not a valid `host[:port]` (SPEC §3.2).
     #[error("invalid host")]
     InvalidHost,
+    /// An HTTP/1.1 request without `Host` (RFC 9112 §3.2).
+    #[error("a host header is required")]
+    HostRequired,
+    /// A path and query that cannot be forwarded as a request target.
+    #[error("invalid request target")]
+    InvalidTarget,
     /// `Content-Length` and `Transfer-Encoding` together.
     #[error("content-length together with transfer-encoding")]
     ContentLengthWithTransferEncoding,
@@ -195,6 +201,18 @@ pub fn check_head(
         (None, Some(authority)) => Some(authority.canonical(None)),
         (None, None) => None,
     })
+}
+
+/// The forwarded request target: the normalized `path` and the `query`.
+pub fn path_and_query(path: &str, query: Option<&str>) -> Result<http::uri::PathAndQuery, Refusal> {
+    let mut s = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    s.push_str(path);
+    if let Some(q) = query {
+        s.push('?');
+        s.push_str(q);
+    }
+    http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(s))
+        .map_err(|_| Refusal::InvalidTarget)
 }
 
 /// Normalizes an already split path and optional query.

@@ -23,6 +23,80 @@ use governor::{Quota, RateLimiter};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::Limit;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// A limit refused the request (RFC 6585 §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("rate limited, retry after {retry_after}s")]
+pub struct RateLimited {
+    pub retry_after: u64,
+}
+
+/// A limit of a route (or an endpoint), with its `limit` metric label
+/// (`route:<name>`, or the endpoint's own name, `login`) and, for the login
+/// limit, the `gatehouse_logins_total{result="rate_limited"}` it counts in.
+#[derive(Clone)]
+pub struct RouteLimit {
+    pub label: String,
+    pub limiter: Arc<Limiter>,
+    pub also_counts: Option<prometheus::IntCounter>,
+}
+
+/// Checks one limit for `key` — in Redis when the store is shared, else (or
+/// if Redis fails) locally — and refuses when it is exhausted. The decision
+/// is kept in `rate` for the response's `RateLimit-*` headers.
+pub async fn enforce(
+    store: &Store,
+    metrics: &Metrics,
+    label: &str,
+    limiter: &Limiter,
+    key: &Key,
+    rate: &mut Option<Decision>,
+) -> Result<(), RateLimited> {
+    let limit = limiter.limit;
+    let interval = emission_interval(&limit);
+    let decision = if store.shares_rate_limits() {
+        // Boxed: only a shared limit waits on Redis, and its future is large.
+        let key_text = key.to_shared();
+        let shared_check = store.rate_check(label, &key_text, interval, limit.burst);
+        match Box::pin(shared_check).await {
+            Some(Ok(bucket)) => Decision::from_shared(bucket, limit.burst),
+            Some(Err(_)) => {
+                metrics.rate_limit_fallbacks.inc();
+                limiter.check(key)
+            }
+            None => limiter.check(key),
+        }
+    } else {
+        limiter.check(key)
+    };
+    if decision.allowed {
+        // The per-IP limit only shows itself when it refuses.
+        // Report the bucket closest to refusing (per IP or per principal).
+        if label != PER_IP && rate.is_none_or(|prev| decision.remaining <= prev.remaining) {
+            *rate = Some(decision);
+        }
+        return Ok(());
+    }
+    *rate = Some(decision);
+    metrics.rate_limited.with_label_values(&[label]).inc();
+    Err(RateLimited {
+        retry_after: decision.retry_after,
+    })
+}
+
+/// The `limit` label of `rate_limits.per_ip`.
+pub const PER_IP: &str = "per_ip";
+
+impl std::fmt::Debug for RouteLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteLimit")
+            .field("label", &self.label)
+            .field("limit", &self.limiter.limit)
+            .finish_non_exhaustive()
+    }
+}
 
 /// How often idle keys are evicted.
 pub const EVICT_EVERY: Duration = Duration::from_secs(60);

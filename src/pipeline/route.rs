@@ -74,6 +74,15 @@ impl RouteTable {
 
     /// The route for a request: `host` is the request's host without port.
     pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> &Route {
+        match self.locate(method, host, path) {
+            Some(i) => &self.routes[i],
+            None => &self.default,
+        }
+    }
+
+    /// The index (in the order given to [`RouteTable::new`]) of the route
+    /// for a request, or `None` for the default route.
+    pub fn locate(&self, method: &Method, host: Option<&str>, path: &str) -> Option<usize> {
         let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
         let keyed: &[usize] = self.by_first.get(first).map_or(&[], Vec::as_slice);
         let mut regex_hits: Option<Vec<usize>> = None;
@@ -83,11 +92,9 @@ impl RouteTable {
                 (Some(x), Some(y)) if x < y => a.next(),
                 (Some(_), None) => a.next(),
                 (_, Some(_)) => b.next(),
-                (None, None) => return &self.default,
+                (None, None) => return None,
             };
-            let Some(&i) = next else {
-                return &self.default;
-            };
+            let &i = next?;
             let route = &self.routes[i];
             if let (Pattern::Regex(_), Some(index)) = (&route.pattern, &self.regexes) {
                 let hits = regex_hits.get_or_insert_with(|| {
@@ -101,10 +108,10 @@ impl RouteTable {
                 if !hits.contains(&i) || !method_and_host(route, method, host) {
                     continue;
                 }
-                return route;
+                return Some(i);
             }
             if matches(route, method, host, path) {
-                return route;
+                return Some(i);
             }
         }
     }

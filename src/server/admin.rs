@@ -5,8 +5,9 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
+use crate::body::json_response;
 use crate::body::Body;
-use crate::error::{json_response, GateError};
+use crate::error::Problem;
 use crate::metrics::Metrics;
 
 /// Whether gatehouse is ready for traffic, and if not, why.
@@ -18,7 +19,7 @@ pub fn handle<B>(
     readiness: impl FnOnce() -> Readiness,
 ) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return GateError::MethodNotAllowed { allow: "GET, HEAD" }.to_response();
+        return Problem::MethodNotAllowed { allow: "GET, HEAD" }.to_response();
     }
     match req.uri().path() {
         "/metrics" => {
@@ -37,6 +38,6 @@ pub fn handle<B>(
                 &json!({ "status": "not_ready", "reason": reason }),
             ),
         },
-        _ => GateError::NotFound.to_response(),
+        _ => Problem::NotFound.to_response(),
     }
 }

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod conn;
 pub mod redirect;
 pub mod tls;
+mod upkeep;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,8 +31,6 @@ use crate::metrics::{Listener, Metrics};
 use crate::pipeline::{self, Gate, Shared};
 use conn::Limits;
 
-/// How often the default upstream is probed for `/readyz`.
-const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// `/readyz` fails when the default upstream has not accepted a TCP
 /// connection for this long (SPEC §6).
 const READY_WITHIN: Duration = Duration::from_secs(10);
@@ -70,7 +69,7 @@ impl Generation {
     ) -> Result<Self, StartError> {
         let certified = tls::load(&config.tls)?;
         let file = config.path.clone();
-        let gate = Gate::new(Arc::new(config), carried)
+        let gate = Gate::new(Arc::new(config), carried, metrics)
             .map_err(|source| StartError::Keys { file, source })?;
         metrics.tls_cert_expiry.set(certified.not_after as f64);
         for up in &gate.config.upstreams {
@@ -165,6 +164,7 @@ impl Gateway {
                     hasher: crate::auth::password::Hasher::new(),
                     carried,
                     tunnels: TaskTracker::new(),
+                    clock: Arc::new(crate::clock::SystemClock),
                 }),
                 config_path,
                 https_port: AtomicU16::new(0),
@@ -247,7 +247,7 @@ impl Gateway {
                 READY_WITHIN.as_secs()
             ));
         }
-        self.inner.shared.store.readiness(crate::auth::unix_now())
+        self.inner.shared.store.readiness(crate::clock::unix_now())
     }
 
     /// Serves on `listeners` until [`Gateway::shutdown`], then drains.
@@ -367,7 +367,8 @@ impl Gateway {
         let handler = move |req, conn: &Arc<Activity>| {
             // Each request sees the generation current when it arrives.
             let gate = inner.generation.load().gate.clone();
-            pipeline::handle(gate, inner.shared.clone(), peer, conn.clone(), req)
+            let shared = inner.shared.clone();
+            pipeline::handle(gate, shared, peer, conn.clone(), req, pipeline::Upstreams)
         };
         conn::serve(tls, activity, limits, self.inner.shutdown.clone(), handler).await;
     }
@@ -385,61 +386,6 @@ impl Gateway {
             std::future::ready(res)
         };
         conn::serve(tcp, activity, limits, self.inner.shutdown.clone(), handler).await;
-    }
-
-    /// Evicts idle rate-limit keys every [`pipeline::rate_limit::EVICT_EVERY`]
-    /// and reports how many each limiter still tracks.
-    async fn evict_idle_rate_limit_keys(self) {
-        let mut tick = tokio::time::interval(pipeline::rate_limit::EVICT_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = self.inner.shutdown.cancelled() => return,
-            }
-            let shared = &self.inner.shared;
-            shared.metrics.rate_limiter_keys.reset();
-            for (name, keys) in shared.carried.limiters.evict_idle() {
-                shared
-                    .metrics
-                    .rate_limiter_keys
-                    .with_label_values(&[&name])
-                    .set(keys as i64);
-            }
-        }
-    }
-
-    /// Probes the default upstream's targets with a TCP connect every
-    /// [`PROBE_EVERY`], for `/readyz` and to skip dead targets early.
-    async fn probe_upstream(self) {
-        let mut tick = tokio::time::interval(PROBE_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = self.inner.shutdown.cancelled() => return,
-            }
-            let generation = self.inner.generation.load_full();
-            let up = generation.gate.default_upstream();
-            let mut any = false;
-            for target in &up.targets {
-                let addr = target.authority.as_str();
-                let ok = matches!(
-                    tokio::time::timeout(up.connect_timeout, TcpStream::connect(addr)).await,
-                    Ok(Ok(_))
-                );
-                if ok {
-                    up.mark_up(target);
-                    any = true;
-                } else if !up.is_down(target) {
-                    up.mark_down(target);
-                }
-            }
-            if any {
-                let now = self.inner.epoch.elapsed().as_millis() as u64 + 1;
-                self.inner.upstream_ok_ms.store(now, Ordering::Relaxed);
-            }
-        }
     }
 }
 

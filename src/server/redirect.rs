@@ -6,7 +6,8 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use crate::body::Body;
-use crate::error::GateError;
+use crate::pipeline::normalize::Refusal;
+use crate::pipeline::rescue::rescue;
 
 /// The redirect for `req`, given the port HTTPS is served on. The host is
 /// the one validated host of the request (see [`crate::host`]): a `Host`
@@ -15,8 +16,8 @@ use crate::error::GateError;
 pub fn redirect<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
     let host = match crate::pipeline::normalize::check_head(req.uri(), req.headers(), &[]) {
         Ok(Some(host)) => host,
-        Ok(None) => return GateError::BadRequest("a Host header is required".into()).to_response(),
-        Err(refusal) => return GateError::from(refusal).to_response(),
+        Ok(None) => return rescue(&Refusal::HostRequired.into()).to_response(),
+        Err(refusal) => return rescue(&refusal.into()).to_response(),
     };
     let host = host.name();
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
@@ -26,7 +27,7 @@ pub fn redirect<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
         format!("https://{host}:{https_port}{path}")
     };
     let Ok(location) = HeaderValue::from_str(&location) else {
-        return GateError::BadRequest("invalid request target".into()).to_response();
+        return rescue(&Refusal::InvalidTarget.into()).to_response();
     };
     let mut res = Response::new(Body::empty());
     *res.status_mut() = StatusCode::PERMANENT_REDIRECT;

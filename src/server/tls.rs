@@ -5,7 +5,6 @@
 //! certificate or key is an error naming the file, never a panic. For a first
 //! run, `self_signed_if_missing` creates a localhost certificate and key.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -117,24 +116,10 @@ pub fn create_self_signed(cert_path: &Path, key_path: &Path) -> Result<(), TlsEr
             std::fs::create_dir_all(dir).map_err(|e| err(path, e.to_string()))?;
         }
     }
-    write_private(key_path, certified.signing_key.serialize_pem().as_bytes())
+    crate::files::write_private(key_path, certified.signing_key.serialize_pem().as_bytes())
         .map_err(|e| err(key_path, e.to_string()))?;
     std::fs::write(cert_path, certified.cert.pem()).map_err(|e| err(cert_path, e.to_string()))?;
     Ok(())
-}
-
-/// Creates (or truncates) `path` with mode 0600 and writes `data`.
-pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(data)?;
-    file.sync_all()
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ impl Embedded {
                 txn.open_table(REFRESH).map_err(broken)?;
                 txn.open_table(REFRESH_EXPIRES).map_err(broken)?;
                 let table = txn.open_table(REVOKED).map_err(broken)?;
-                let now = crate::auth::unix_now();
+                let now = crate::clock::unix_now();
                 for entry in table.iter().map_err(broken)? {
                     let (key, until) = entry.map_err(broken)?;
                     let (key, until) = (key.value(), until.value());

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config;
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot be reached (Redis down): 503 `store_unavailable`.
     #[error("store unavailable: {0}")]
@@ -356,7 +356,7 @@ impl Store {
                 let (Some(_alive), Some(store)) = (weak.upgrade(), store.upgrade()) else {
                     return;
                 };
-                store.purge(crate::auth::unix_now()).await;
+                store.purge(crate::clock::unix_now()).await;
             }
         });
         if let Backend::Redis(r) = &self.backend {

@@ -379,7 +379,7 @@ impl RedisStore {
 
     /// Re-reads every live revocation into the in-memory set.
     async fn sync(&self) -> Result<(), StoreError> {
-        let now = crate::auth::unix_now();
+        let now = crate::clock::unix_now();
         let mut conn = self.conn.clone();
         let live: Vec<(String, u64)> = conn
             .zrangebyscore_withscores(self.key("revocations", ""), now, "+inf")

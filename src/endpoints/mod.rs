@@ -1,0 +1,153 @@
+//! gatehouse's own endpoints (SPEC §4): route targets, like an upstream.
+//!
+//! The pipeline routes to them (before the config's `routes`), rate-limits,
+//! authenticates, authorizes and logs them exactly as it does a proxied
+//! request; then the endpoint's handler answers instead of an upstream.
+//! Adding an endpoint is one entry in [`TABLE`] and one handler module:
+//!
+//! - [`tokens`] — `POST /login`, `/auth/refresh`, `/auth/logout`;
+//! - [`me`] — `GET /auth/me`.
+
+pub mod me;
+pub mod tokens;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+
+use crate::auth::password::Hasher;
+use crate::auth::tokens::{Issuer, TokenError};
+use crate::auth::users::UsersFile;
+use crate::auth::Principal;
+use crate::body::Body;
+use crate::config::{self, AuthMethod};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// One of gatehouse's own endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Login,
+    Refresh,
+    Logout,
+    Me,
+}
+
+/// What the pipeline applies to an endpoint before its handler runs.
+#[derive(Debug)]
+pub struct Spec {
+    pub endpoint: Endpoint,
+    /// The route name in logs and metrics.
+    pub name: &'static str,
+    /// The methods it answers; any other gets 405 with `allow`.
+    pub methods: &'static [Method],
+    pub allow: &'static str,
+    /// The credentials the pipeline checks first (empty: none; the
+    /// endpoint reads what it needs from the body).
+    pub auth: &'static [AuthMethod],
+    /// Whether `rate_limits.login` applies to it (every attempt counts).
+    pub login_limit: bool,
+}
+
+/// Every endpoint, in the order they are matched.
+pub const TABLE: [Spec; 4] = [
+    Spec {
+        endpoint: Endpoint::Login,
+        name: "login",
+        methods: &[Method::POST],
+        allow: "POST",
+        auth: &[],
+        login_limit: true,
+    },
+    Spec {
+        endpoint: Endpoint::Refresh,
+        name: "auth_refresh",
+        methods: &[Method::POST],
+        allow: "POST",
+        auth: &[],
+        login_limit: false,
+    },
+    Spec {
+        endpoint: Endpoint::Logout,
+        name: "auth_logout",
+        methods: &[Method::POST],
+        allow: "POST",
+        auth: &[AuthMethod::Jwt],
+        login_limit: false,
+    },
+    Spec {
+        endpoint: Endpoint::Me,
+        name: "auth_me",
+        methods: &[Method::GET, Method::HEAD],
+        allow: "GET, HEAD",
+        auth: &[AuthMethod::Jwt, AuthMethod::ApiKey],
+        login_limit: false,
+    },
+];
+
+impl Endpoint {
+    /// Its entry in [`TABLE`].
+    pub fn spec(self) -> &'static Spec {
+        &TABLE[self as usize]
+    }
+
+    /// Its path, as configured under `auth.endpoints`.
+    pub fn path(self, paths: &config::Endpoints) -> &str {
+        match self {
+            Endpoint::Login => &paths.login,
+            Endpoint::Refresh => &paths.refresh,
+            Endpoint::Logout => &paths.logout,
+            Endpoint::Me => &paths.me,
+        }
+    }
+}
+
+/// What the endpoints answer with: one config generation's parts and the
+/// process's store.
+pub struct Cx<'a> {
+    pub issuer: &'a Issuer,
+    pub users: &'a UsersFile,
+    pub hasher: &'a Hasher,
+    pub store: &'a Store,
+    pub login_policy: &'a config::Login,
+    pub metrics: &'a Metrics,
+    /// `server.body_read_timeout`: the most a body of theirs may take.
+    pub body_read_timeout: Duration,
+}
+
+/// Answers `req` for `endpoint`; `principal` is what the pipeline
+/// authenticated (for endpoints whose [`Spec::auth`] is not empty).
+pub async fn answer<B>(
+    endpoint: Endpoint,
+    cx: &Cx<'_>,
+    req: Request<B>,
+    principal: Option<Arc<Principal>>,
+    now: u64,
+) -> Result<Response<Body>, TokenError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+{
+    match (endpoint, principal) {
+        (Endpoint::Me, Some(p)) => Ok(me::answer(&p)),
+        (Endpoint::Logout, Some(p)) => tokens::logout(cx, req, &p, now).await,
+        (Endpoint::Login | Endpoint::Refresh, _) => tokens::issue(endpoint, cx, req, now).await,
+        // The pipeline authenticates these before calling: not reached.
+        (Endpoint::Me | Endpoint::Logout, None) => Err(TokenError::InvalidToken),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_in_endpoint_order() {
+        for (i, spec) in TABLE.iter().enumerate() {
+            assert_eq!(spec.endpoint as usize, i, "{}", spec.name);
+            assert_eq!(spec.endpoint.spec().name, spec.name);
+            let allow: Vec<&str> = spec.methods.iter().map(Method::as_str).collect();
+            assert_eq!(allow.join(", "), spec.allow, "{}", spec.name);
+        }
+    }
+}

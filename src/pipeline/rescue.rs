@@ -1,0 +1,158 @@
+//! The one rescue: every stage and endpoint returns a narrow error that
+//! says what went wrong; here alone it becomes what the client is told, a
+//! [`Problem`] of SPEC §5 (status, JSON body, challenge headers). Anything
+//! gatehouse did not expect of itself is `500 internal`. (linkerd2-proxy's
+//! `ServerRescue` has the same shape.)
+
+use crate::auth::tokens::TokenError;
+use crate::auth::AuthError;
+use crate::body::BodyError;
+use crate::error::Problem;
+use crate::metrics::UpstreamErrorKind;
+use crate::store::StoreError;
+use crate::upstream::ForwardError;
+
+use super::cors::PreflightRefused;
+use super::normalize::Refusal;
+use super::rate_limit::RateLimited;
+
+/// A stage refused a request or failed to answer it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Refusal(#[from] Refusal),
+    /// A method the target does not take (`allow` lists those it does).
+    #[error("method not allowed")]
+    Method { allow: &'static str },
+    /// `default_route: deny`.
+    #[error("no route")]
+    Denied,
+    #[error(transparent)]
+    Preflight(#[from] PreflightRefused),
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+/// What the client is told about `failure`.
+pub fn rescue(failure: &Failure) -> Problem {
+    match failure {
+        Failure::Refusal(r) => Problem::BadRequest(r.to_string().into()),
+        Failure::Method { allow } => Problem::MethodNotAllowed { allow },
+        Failure::Denied => Problem::NotFound,
+        Failure::Preflight(_) => Problem::Forbidden,
+        Failure::RateLimited(RateLimited { retry_after }) => Problem::RateLimited {
+            retry_after: *retry_after,
+        },
+        Failure::Auth(e) => match e {
+            AuthError::Missing => Problem::MissingCredentials,
+            AuthError::InvalidToken => Problem::InvalidToken,
+            AuthError::InvalidApiKey => Problem::InvalidApiKey,
+            AuthError::Forbidden => Problem::Forbidden,
+            AuthError::RevocationsStale => Problem::StoreUnavailable,
+        },
+        Failure::Body(e) => body(e),
+        Failure::Forward(e) => match e {
+            ForwardError::Body(e) => body(e),
+            ForwardError::Upstream(UpstreamErrorKind::Timeout) => Problem::GatewayTimeout,
+            ForwardError::Upstream(_) => Problem::BadGateway,
+        },
+        Failure::Token(e) => match e {
+            TokenError::UnsupportedMediaType => Problem::UnsupportedMediaType,
+            TokenError::BadBody(why) => Problem::BadRequest((*why).into()),
+            TokenError::Body(e) => body(e),
+            TokenError::InvalidCredentials => Problem::InvalidCredentials,
+            TokenError::InvalidToken => Problem::InvalidToken,
+            TokenError::Store(e) => store(e),
+            TokenError::Signing => Problem::Internal,
+        },
+    }
+}
+
+fn body(e: &BodyError) -> Problem {
+    match e {
+        BodyError::TooLarge { .. } => Problem::PayloadTooLarge,
+        BodyError::Stalled { .. } => Problem::RequestTimeout,
+        BodyError::Malformed => Problem::BadRequest("malformed request body".into()),
+    }
+}
+
+fn store(e: &StoreError) -> Problem {
+    tracing::warn!(error = %e, "the store failed");
+    Problem::StoreUnavailable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    #[test]
+    fn every_failure_gets_its_status_and_upstream_failures_are_never_400() {
+        let cases: [(Failure, StatusCode); 14] = [
+            (Refusal::DotSegment.into(), StatusCode::BAD_REQUEST),
+            (
+                Failure::Method { allow: "POST" },
+                StatusCode::METHOD_NOT_ALLOWED,
+            ),
+            (Failure::Denied, StatusCode::NOT_FOUND),
+            (PreflightRefused.into(), StatusCode::FORBIDDEN),
+            (
+                RateLimited { retry_after: 3 }.into(),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            (AuthError::Missing.into(), StatusCode::UNAUTHORIZED),
+            (AuthError::Forbidden.into(), StatusCode::FORBIDDEN),
+            (
+                AuthError::RevocationsStale.into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                BodyError::Stalled {
+                    after: std::time::Duration::from_secs(1),
+                }
+                .into(),
+                StatusCode::REQUEST_TIMEOUT,
+            ),
+            (
+                ForwardError::Upstream(UpstreamErrorKind::Timeout).into(),
+                StatusCode::GATEWAY_TIMEOUT,
+            ),
+            (
+                ForwardError::Upstream(UpstreamErrorKind::Protocol).into(),
+                StatusCode::BAD_GATEWAY,
+            ),
+            (
+                ForwardError::Body(BodyError::Malformed).into(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                TokenError::Store(StoreError::Unavailable("down".into())).into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                TokenError::Signing.into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (failure, status) in cases {
+            let problem = rescue(&failure);
+            assert_eq!(problem.status(), status, "{failure:?}");
+            assert_eq!(problem.to_response().status(), status, "{failure:?}");
+        }
+    }
+
+    #[test]
+    fn a_store_failure_never_shows_its_reason() {
+        let failure = TokenError::Store(StoreError::Unavailable("redis://:hunter2@x".into()));
+        let problem = rescue(&failure.into());
+        assert!(!problem.detail().contains("hunter2"));
+    }
+}

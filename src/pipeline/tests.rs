@@ -1,0 +1,356 @@
+//! The whole pipeline, in-process: a real [`Gate`] from an inline config, a
+//! real embedded store, a [`FakeClock`], and a fake upstream that records
+//! what would have been forwarded. No socket, no sleep.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use tokio_util::task::TaskTracker;
+
+use super::*;
+use crate::clock::{Clock as _, FakeClock};
+
+/// What the fake upstream was asked to forward.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    headers: http::HeaderMap,
+}
+
+/// An upstream that answers `200 upstream` to everything and remembers it.
+#[derive(Clone, Default)]
+struct FakeUpstream {
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl FakeUpstream {
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("not poisoned").clone()
+    }
+}
+
+impl<B: Send + 'static> Forward<B> for FakeUpstream {
+    fn forward(
+        &self,
+        _upstream: &Upstream,
+        request: Outbound<B>,
+        _tunnels: &TaskTracker,
+        _metrics: &Metrics,
+    ) -> impl Future<Output = Result<Forwarded, ForwardError>> + Send {
+        self.seen.lock().expect("not poisoned").push(Seen {
+            path: request.path.to_string(),
+            headers: request.parts.headers,
+        });
+        std::future::ready(Ok(Forwarded {
+            response: Response::new(Body::full("upstream")),
+            upstream_elapsed: Duration::ZERO,
+        }))
+    }
+}
+
+/// A pipeline built from `extra` YAML (routes, limits…) on top of a base
+/// config: HS256, a user `alice` (roles `user`), the embedded store.
+struct Harness {
+    gate: Arc<Gate>,
+    shared: Arc<Shared>,
+    clock: FakeClock,
+    upstream: FakeUpstream,
+    _dir: tempfile::TempDir,
+}
+
+const NOW: u64 = 1_900_000_000;
+
+impl Harness {
+    async fn new(extra: &str) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let hash = crate::auth::password::hash_password("correct horse").expect("hash");
+        std::fs::write(
+            dir.path().join("users.yaml"),
+            format!(
+                "users:\n  - username: alice\n    password_hash: \"{hash}\"\n    roles: [user]\n"
+            ),
+        )
+        .expect("users file");
+        // No limits unless a test asks for some.
+        let limits = if extra.contains("rate_limits:") {
+            ""
+        } else {
+            "rate_limits:\n  per_ip: null\n  login: null\n"
+        };
+        let yaml = format!(
+            "listen:\n  https: 127.0.0.1:0\n\
+             tls:\n  cert: c.pem\n  key: k.pem\n\
+             upstreams:\n  app:\n    url: http://127.0.0.1:9\n\
+             auth:\n  jwt:\n    secret: pipeline-test-secret-0123456789abcdef\n  users_file: users.yaml\n\
+             store:\n  path: data/gatehouse.db\n{limits}{extra}"
+        );
+        let path = dir.path().join("gatehouse.yaml");
+        let config = crate::config::parse(&path, &yaml).expect("valid test config");
+        let registry = prometheus::Registry::new();
+        let metrics = Metrics::new(registry).expect("metrics");
+        let store = crate::store::Store::open(&config.store, config.auth.jwt.access_ttl)
+            .await
+            .expect("embedded store");
+        let carried = Carried::default();
+        let gate = Gate::new(Arc::new(config), &carried, &metrics).expect("gate");
+        let clock = FakeClock::at(NOW);
+        let shared = Shared {
+            metrics,
+            store,
+            hasher: crate::auth::password::Hasher::new(),
+            carried,
+            tunnels: TaskTracker::new(),
+            clock: Arc::new(clock.clone()),
+        };
+        Harness {
+            gate: Arc::new(gate),
+            shared: Arc::new(shared),
+            clock,
+            upstream: FakeUpstream::default(),
+            _dir: dir,
+        }
+    }
+
+    /// A token of gatehouse's for `user` with `roles`, issued now.
+    fn token(&self, user: &str, roles: &[&str]) -> String {
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        let (token, _) = self
+            .gate
+            .issuer
+            .access_token(user, &roles, "sid-1", self.clock.unix_now())
+            .expect("sign");
+        token
+    }
+
+    async fn send(&self, req: Request<Full<Bytes>>) -> (StatusCode, http::HeaderMap, String) {
+        let conn = crate::activity::Activity::new(None);
+        let peer: SocketAddr = "203.0.113.9:50000".parse().expect("address");
+        let res = handle(
+            self.gate.clone(),
+            self.shared.clone(),
+            peer,
+            conn,
+            req,
+            self.upstream.clone(),
+        )
+        .await;
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        (parts.status, parts.headers, text)
+    }
+
+    async fn get(&self, target: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+        let mut req = Request::get(target).header("host", "gate.example");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let (status, _, body) = self.send(req.body(Full::default()).expect("request")).await;
+        (status, body)
+    }
+}
+
+const ROUTES: &str = "\
+routes:
+  - name: public
+    path: /public/**
+    auth: none
+  - name: admin
+    path: /admin/**
+    auth: jwt
+    roles: [admin]
+default_route:
+  auth: jwt
+";
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[tokio::test]
+async fn a_request_is_normalized_authenticated_and_forwarded_with_gatehouses_headers() {
+    let h = Harness::new(ROUTES).await;
+    let token = h.token("alice", &["user"]);
+    let (status, body) = h
+        .get(
+            "//api/%61b/c?q=1",
+            &[
+                ("authorization", &bearer(&token)),
+                ("x-auth-user", "mallory"),
+                ("x-real-ip", "10.0.0.1"),
+                ("x-forwarded-for", "10.0.0.2"),
+            ],
+        )
+        .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "upstream"));
+    let seen = h.upstream.seen();
+    assert_eq!(seen.len(), 1);
+    let sent = &seen[0];
+    assert_eq!(sent.path, "/api/ab/c?q=1");
+    assert_eq!(sent.headers["x-auth-user"], "alice");
+    assert_eq!(sent.headers["x-auth-roles"], "user");
+    assert_eq!(sent.headers["x-auth-method"], "jwt");
+    assert_eq!(sent.headers["x-forwarded-for"], "203.0.113.9");
+    assert_eq!(sent.headers["x-forwarded-host"], "gate.example");
+    assert!(!sent.headers.contains_key("x-real-ip"));
+    assert_eq!(sent.headers.get_all("x-auth-user").iter().count(), 1);
+}
+
+#[tokio::test]
+async fn refused_requests_never_reach_the_upstream() {
+    let h = Harness::new(ROUTES).await;
+    let user = h.token("alice", &["user"]);
+    for (target, auth, status) in [
+        ("/api/x", None, StatusCode::UNAUTHORIZED),
+        (
+            "/api/x",
+            Some("Bearer not.a.token".to_owned()),
+            StatusCode::UNAUTHORIZED,
+        ),
+        ("/admin/x", Some(bearer(&user)), StatusCode::FORBIDDEN),
+        ("/public/../admin/x", None, StatusCode::BAD_REQUEST),
+        ("/public/%2e%2e/admin", None, StatusCode::BAD_REQUEST),
+    ] {
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        let (got, body) = h.get(target, &headers).await;
+        assert_eq!(got, status, "{target}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("SPEC §5 JSON");
+        assert!(json["error"].is_string(), "{body}");
+    }
+    assert!(h.upstream.seen().is_empty());
+    let (status, _) = h.get("/public/x", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_token_is_refused_once_the_clock_passes_its_expiry_and_leeway() {
+    let h = Harness::new(ROUTES).await;
+    let token = h.token("alice", &["user"]);
+    let auth = bearer(&token);
+    let (status, _) = h.get("/api/x", &[("authorization", &auth)]).await;
+    assert_eq!(status, StatusCode::OK);
+    // 15 minutes of access_ttl, then 30 s of leeway: still valid at the edge…
+    h.clock.advance(15 * 60 + 30);
+    let (status, _) = h.get("/api/x", &[("authorization", &auth)]).await;
+    assert_eq!(status, StatusCode::OK, "refused within the leeway");
+    // …and refused a second later, although it is in the verified-token cache.
+    h.clock.advance(1);
+    let (status, body) = h.get("/api/x", &[("authorization", &auth)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body.contains("invalid_token"), "{body}");
+}
+
+#[tokio::test]
+async fn gatehouses_endpoints_are_routes_with_method_rules_limits_and_auth() {
+    let h = Harness::new(&format!(
+        "{ROUTES}rate_limits:\n  per_ip: null\n  login: {{ rate: 1/min, burst: 1 }}\n"
+    ))
+    .await;
+    // The method rule: 405 with `Allow`, before any credential is asked for.
+    let req = Request::get("/auth/logout")
+        .header("host", "gate.example")
+        .body(Full::default())
+        .expect("request");
+    let (status, headers, _) = h.send(req).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "POST");
+    // /auth/me is authenticated by the pipeline, like any route.
+    let (status, _) = h.get("/auth/me", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let token = h.token("alice", &["user"]);
+    let (status, body) = h
+        .get("/auth/me", &[("authorization", &bearer(&token))])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let me: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(me["sub"], "alice");
+    // The login limit is the login route's ordinary limit.
+    let login = || {
+        Request::post("/login")
+            .header("host", "gate.example")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(
+                br#"{"username":"alice","password":"wrong"}"#,
+            )))
+            .expect("request")
+    };
+    let (status, _, _) = h.send(login()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, headers, _) = h.send(login()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(headers.contains_key("retry-after"));
+    let metrics = String::from_utf8_lossy(&h.shared.metrics.render()).into_owned();
+    assert!(
+        metrics.contains("gatehouse_logins_total{result=\"rate_limited\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gatehouse_rate_limited_total{limit=\"login\"} 1"),
+        "{metrics}"
+    );
+    assert!(h.upstream.seen().is_empty());
+}
+
+#[tokio::test]
+async fn a_login_issues_tokens_that_the_pipeline_then_accepts() {
+    let h = Harness::new(ROUTES).await;
+    let req = Request::post("/login")
+        .header("host", "gate.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from_static(
+            b"username=alice&password=correct+horse",
+        )))
+        .expect("request");
+    let (status, headers, body) = h.send(req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    let tokens: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let access = tokens["access_token"].as_str().expect("access token");
+    let (status, _) = h.get("/api/x", &[("authorization", &bearer(access))]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.upstream.seen()[0].headers["x-auth-user"], "alice");
+}
+
+#[tokio::test]
+async fn a_per_ip_limit_answers_429_with_its_headers() {
+    let h = Harness::new(&format!(
+        "{ROUTES}rate_limits:\n  per_ip: {{ rate: 1/min, burst: 2 }}\n  login: null\n"
+    ))
+    .await;
+    for _ in 0..2 {
+        assert_eq!(h.get("/public/x", &[]).await.0, StatusCode::OK);
+    }
+    let req = Request::get("/public/x")
+        .header("host", "gate.example")
+        .body(Full::default())
+        .expect("request");
+    let (status, headers, body) = h.send(req).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    for name in [
+        "retry-after",
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+    ] {
+        assert!(headers.contains_key(name), "{name}");
+    }
+    assert_eq!(h.upstream.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn a_denying_default_route_is_404_and_connect_is_405() {
+    let h = Harness::new("default_route:\n  auth: deny\n").await;
+    assert_eq!(h.get("/anything", &[]).await.0, StatusCode::NOT_FOUND);
+    let req = Request::connect("gate.example:443")
+        .header("host", "gate.example:443")
+        .body(Full::default())
+        .expect("request");
+    let (status, headers, _) = h.send(req).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(headers.contains_key("allow"));
+    assert!(h.upstream.seen().is_empty());
+}
