@@ -47,7 +47,7 @@ fn hs_jwt() -> String {
 }
 
 fn token(alg: Algorithm, key: &EncodingKey) -> String {
-    let now = gatehouse::auth::unix_now();
+    let now = gatehouse::clock::unix_now();
     let claims = json!({
         "iss": "gatehouse", "aud": "gatehouse", "sub": "alice", "roles": ["user"],
         "iat": now, "nbf": now, "exp": now + 900, "jti": "j1", "sid": "s1", "typ": "access"
@@ -150,7 +150,7 @@ fn jwt_bench(c: &mut Criterion) {
         let own = OwnKeys::load(&cfg.auth.jwt).expect("own keys");
         let verifier = Verifier::new(&cfg.auth.jwt, &own, &Default::default()).expect("verifier");
         let tok = token(alg, &encoding);
-        let now = gatehouse::auth::unix_now();
+        let now = gatehouse::clock::unix_now();
         assert!(verifier
             .verify(&tok, now)
             .now_or_never()
