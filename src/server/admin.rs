@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::body::json_response;
 use crate::body::Body;
-use crate::error::Problem;
+use crate::pipeline::rescue::{rescue, Failure};
 use crate::metrics::Metrics;
 
 /// Whether gatehouse is ready for traffic, and if not, why.
@@ -19,7 +19,7 @@ pub fn handle<B>(
     readiness: impl FnOnce() -> Readiness,
 ) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Problem::MethodNotAllowed { allow: "GET, HEAD" }.to_response();
+        return rescue(&Failure::Method { allow: "GET, HEAD" }).to_response();
     }
     match req.uri().path() {
         "/metrics" => {
@@ -38,6 +38,6 @@ pub fn handle<B>(
                 &json!({ "status": "not_ready", "reason": reason }),
             ),
         },
-        _ => Problem::NotFound.to_response(),
+        _ => rescue(&Failure::Denied).to_response(),
     }
 }
