@@ -16,14 +16,10 @@ use std::time::Duration;
 
 use http::{Method, Request, Response};
 
-use crate::auth::password::Hasher;
-use crate::auth::tokens::{Issuer, TokenError};
-use crate::auth::users::UsersFile;
+use crate::auth::tokens::{TokenCx, TokenError};
 use crate::auth::Principal;
 use crate::body::Body;
 use crate::config::{self, AuthMethod};
-use crate::metrics::Metrics;
-use crate::store::Store;
 
 /// One of gatehouse's own endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,15 +100,10 @@ impl Endpoint {
 }
 
 /// What the endpoints answer with: one config generation's parts and the
-/// process's store.
+/// process's store (what the token logic needs), and how long a body of
+/// theirs may take (`server.body_read_timeout`).
 pub struct Cx<'a> {
-    pub issuer: &'a Issuer,
-    pub users: &'a UsersFile,
-    pub hasher: &'a Hasher,
-    pub store: &'a Store,
-    pub login_policy: &'a config::Login,
-    pub metrics: &'a Metrics,
-    /// `server.body_read_timeout`: the most a body of theirs may take.
+    pub tokens: TokenCx<'a>,
     pub body_read_timeout: Duration,
 }
 

@@ -11,7 +11,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 
 use super::{Cx, Endpoint};
-use crate::auth::tokens::{self as logic, TokenCx, TokenError};
+use crate::auth::tokens::{self as logic, TokenError};
 use crate::auth::Principal;
 use crate::body::{json_response, Body, BodyError, Limited};
 
@@ -31,16 +31,20 @@ where
         let body = read_body(cx, req).await?;
         if login {
             let request = logic::parse_login(kind, &body)?;
-            logic::login(&token_cx(cx), request, now).await
+            logic::login(&cx.tokens, request, now).await
         } else {
             let token = logic::parse_refresh(kind, &body)?;
-            logic::refresh(&token_cx(cx), &token, now).await
+            logic::refresh(&cx.tokens, &token, now).await
         }
     }
     .await;
     let answer = answer.inspect_err(|e| {
         if login && is_bad_request(e) {
-            cx.metrics.logins.with_label_values(&["bad_request"]).inc();
+            cx.tokens
+                .metrics
+                .logins
+                .with_label_values(&["bad_request"])
+                .inc();
         }
     })?;
     let mut res = json_response(StatusCode::OK, &answer);
@@ -71,21 +75,10 @@ where
     };
     let body = read_body(cx, req).await?;
     let refresh = logic::parse_logout(kind, &body)?;
-    logic::logout(&token_cx(cx), principal, refresh.as_deref(), now).await?;
+    logic::logout(&cx.tokens, principal, refresh.as_deref(), now).await?;
     let mut res = Response::new(Body::empty());
     *res.status_mut() = StatusCode::NO_CONTENT;
     Ok(res)
-}
-
-fn token_cx<'a>(cx: &Cx<'a>) -> TokenCx<'a> {
-    TokenCx {
-        issuer: cx.issuer,
-        users: cx.users,
-        hasher: cx.hasher,
-        store: cx.store,
-        login_policy: cx.login_policy,
-        metrics: cx.metrics,
-    }
 }
 
 fn content_type<B>(req: &Request<B>) -> Option<&str> {

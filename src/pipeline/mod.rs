@@ -297,12 +297,14 @@ where
     match destination.target {
         Target::Endpoint(endpoint) => {
             let cx = endpoints::Cx {
-                issuer: &gate.issuer,
-                users: &gate.users,
-                hasher: &shared.hasher,
-                store: &shared.store,
-                login_policy: &gate.config.auth.login,
-                metrics: &shared.metrics,
+                tokens: crate::auth::tokens::TokenCx {
+                    issuer: &gate.issuer,
+                    users: &gate.users,
+                    hasher: &shared.hasher,
+                    store: &shared.store,
+                    login_policy: &gate.config.auth.login,
+                    metrics: &shared.metrics,
+                },
                 body_read_timeout: gate.config.server.body_read_timeout,
             };
             // Boxed, like every rare path: the request's future stays small

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use crate::body::json_response;
 use crate::body::Body;
-use crate::pipeline::rescue::{rescue, Failure};
 use crate::metrics::Metrics;
+use crate::pipeline::rescue::{rescue, Failure};
 
 /// Whether gatehouse is ready for traffic, and if not, why.
 pub type Readiness = Result<(), String>;
