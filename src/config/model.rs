@@ -348,7 +348,7 @@ pub struct Cors {
 }
 
 /// `store.backend` and the settings of the chosen one.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreBackend {
     /// `embedded` (the default): one file on this host.
     Embedded {
@@ -358,15 +358,18 @@ pub enum StoreBackend {
     },
     /// `redis`: shared by replicas, rate-limit buckets included.
     Redis {
-        /// `url`: `redis://` or `rediss://` (required for this backend).
-        url: String,
+        /// `url`: `redis://` or `rediss://` (required for this backend). It
+        /// may hold a password, so it prints as `***`; the store reads it
+        /// with [`Secret::expose`].
+        url: Secret,
         /// `key_prefix` of every key gatehouse writes (default `gatehouse:`).
         key_prefix: String,
     },
 }
 
-/// `store:`. A change takes effect at the next restart.
-#[derive(Debug, Clone)]
+/// `store:`. Compared as a whole on reload: a change takes effect at the
+/// next restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Store {
     /// `backend` (default `embedded`).
     pub backend: StoreBackend,
