@@ -1,6 +1,6 @@
 //! The config file as written: serde structs mirroring SPEC §2, with
 //! `deny_unknown_fields` everywhere and the SPEC's defaults. Nothing here is
-//! checked beyond its type; `validate.rs` turns a [`FileConfig`] into a
+//! checked beyond its type; `validate/` turns a [`FileConfig`] into a
 //! [`super::Config`].
 
 use indexmap::IndexMap;
@@ -398,7 +398,7 @@ impl Default for Cors {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Store {
     /// `embedded` (default) or `redis`.
@@ -410,6 +410,19 @@ pub struct Store {
     pub key_prefix: Text,
     /// Redis down: how long proxied requests trust the last synced revocations (default 30s).
     pub max_stale: Dur,
+}
+
+/// By hand: the Redis URL may hold a password.
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .field("path", &self.path)
+            .field("url", &self.url.as_ref().map(|_| "***"))
+            .field("key_prefix", &self.key_prefix)
+            .field("max_stale", &self.max_stale)
+            .finish()
+    }
 }
 
 impl Default for Store {

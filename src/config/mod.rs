@@ -1,20 +1,22 @@
 //! Configuration: the YAML file of SPEC §2, read once at the door.
 //!
-//! `file.rs` is the file as written (serde, `deny_unknown_fields`, the SPEC's
-//! defaults), `values.rs` its leaf types (`${VAR}` interpolation, durations,
-//! sizes, rates, secrets), and `validate.rs` checks cross-field rules and
-//! produces the [`Config`] the rest of gatehouse runs on. Every error names the
-//! file and the key path, YAML errors also the line and column, and none
-//! quotes a secret.
+//! The way through, in order: `file.rs` is the file as written (serde,
+//! `deny_unknown_fields`, the SPEC's defaults), `values.rs` its leaf types
+//! (`${VAR}` interpolation, durations, sizes, rates, secrets), `validate/`
+//! checks every rule, one file per top-level key, and produces the
+//! [`Config`] of `model.rs`, the documented types the rest of gatehouse runs
+//! on. Every error names the file and the key path, YAML errors also the line
+//! and column, and none quotes a secret.
 
 mod file;
+mod model;
 mod validate;
 pub mod values;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use validate::*;
+pub use model::*;
 
 /// Default config path, relative to the working directory.
 pub const DEFAULT_PATH: &str = "config/gatehouse.yaml";

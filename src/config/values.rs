@@ -144,10 +144,18 @@ impl From<&str> for Text {
 
 scalar_type!(Text, "a string", |s| Ok(Text(s.to_owned())));
 
-/// A secret from the config file: `Debug` prints `***`, and it is never part
-/// of an error message.
-#[derive(Clone, PartialEq, Eq)]
+/// A secret from the config file (a JWT secret, a Redis URL with its
+/// password): `Debug` prints `***`, it is never part of an error message,
+/// and it compares in constant time.
+#[derive(Clone, Eq)]
 pub struct Secret(String);
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
 
 impl Secret {
     pub fn new(value: String) -> Self {
@@ -340,5 +348,13 @@ mod tests {
     #[test]
     fn secret_debug_hides_the_value() {
         assert_eq!(format!("{:?}", Secret::new("hunter2".into())), "***");
+    }
+
+    #[test]
+    fn secrets_compare_by_value() {
+        let secret = |s: &str| Secret::new(s.to_owned());
+        assert_eq!(secret("hunter2"), secret("hunter2"));
+        assert_ne!(secret("hunter2"), secret("hunter3"));
+        assert_ne!(secret("hunter2"), secret("hunter"));
     }
 }

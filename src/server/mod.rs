@@ -203,9 +203,7 @@ impl Gateway {
                         "listen addresses changed: they take effect at the next restart"
                     );
                 }
-                if format!("{:?}", old.gate.config.store)
-                    != format!("{:?}", generation.gate.config.store)
-                {
+                if old.gate.config.store != generation.gate.config.store {
                     tracing::warn!(
                         file = %path.display(),
                         "store settings changed: they take effect at the next restart"

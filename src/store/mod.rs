@@ -200,7 +200,7 @@ impl Store {
             }
             config::StoreBackend::Redis { url, key_prefix } => {
                 let revoked = Arc::new(Revoked::new(false, max_stale));
-                let store = redis::RedisStore::open(url, key_prefix, revoked.clone())?;
+                let store = redis::RedisStore::open(url.expose(), key_prefix, revoked.clone())?;
                 Ok(Store {
                     backend: Backend::Redis(store),
                     revoked,
