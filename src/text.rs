@@ -1,4 +1,7 @@
-//! Rules for text gatehouse puts into headers it sets itself.
+//! Rules for text: what gatehouse may put into headers it sets itself, and
+//! which bytes a normalized request path holds as they are (RFC 3986), so
+//! that the path normalizer (`pipeline::normalize`) and the config's path
+//! patterns agree byte for byte.
 
 /// Whether `s` can travel in a header value and a comma-separated list
 /// exactly as it is: not empty, no control characters, no commas, and no
@@ -6,4 +9,91 @@
 /// `"admin "` would reach the backend as `admin`: SPEC §4 refuses it).
 pub fn is_header_safe(s: &str) -> bool {
     !s.is_empty() && s.trim() == s && !s.bytes().any(|b| b < 0x20 || b == 0x7f || b == b',')
+}
+
+/// RFC 3986 §2.3 `unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"`.
+pub fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// RFC 3986 §3.3 `pchar`, less `pct-encoded` (handled separately):
+/// unreserved / sub-delims / ":" / "@".
+pub fn is_pchar(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'!' | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+        )
+}
+
+/// Whether `path` is one a request path can be after normalization, byte
+/// for byte: `/`, then pchars (no `;`, which is refused), or `%XX` escapes
+/// with uppercase hex of bytes normalization keeps escaped (not unreserved,
+/// not `/`, `\` or a control character); no `//` and no dot-segment. A
+/// route pattern that is not such a path could never match a request.
+pub fn is_normalized_path(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') || path.contains("//") {
+        return false;
+    }
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        i += 1;
+        match b {
+            b'/' => {}
+            b'%' => {
+                let hex = |d: Option<&u8>| match d {
+                    Some(d @ b'0'..=b'9') => Some(d - b'0'),
+                    Some(d @ b'A'..=b'F') => Some(d - b'A' + 10),
+                    _ => None,
+                };
+                let (Some(hi), Some(lo)) = (hex(bytes.get(i)), hex(bytes.get(i + 1))) else {
+                    return false;
+                };
+                i += 2;
+                let c = (hi << 4) | lo;
+                if is_unreserved(c) || c == b'/' || c == b'\\' || c.is_ascii_control() {
+                    return false;
+                }
+            }
+            b';' => return false,
+            c if is_pchar(c) => {}
+            _ => return false,
+        }
+    }
+    path.split('/').all(|segment| {
+        let rest = segment
+            .strip_prefix("..")
+            .or_else(|| segment.strip_prefix('.'));
+        !matches!(rest, Some(r) if r.is_empty() || r.starts_with("%3B"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalized_paths_are_told_from_the_rest() {
+        for ok in ["/", "/a", "/docs/", "/caf%C3%A9/x", "/a*b", "/users/*/x", "/a:b@c", "/%20"] {
+            assert!(is_normalized_path(ok), "{ok:?}");
+        }
+        for bad in [
+            "", "a", "//a", "/a//b", "/./a", "/a/..", "/caf\u{e9}", "/caf%c3%a9", "/%61",
+            "/%2F", "/%5C", "/%00", "/a b", "/a;b", "/a\"b", "/a<b", "/a%", "/a%4", "/..%3Bx",
+        ] {
+            assert!(!is_normalized_path(bad), "{bad:?}");
+        }
+    }
 }

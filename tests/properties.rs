@@ -101,6 +101,13 @@ proptest! {
     }
 
     #[test]
+    fn the_config_and_the_normalizer_agree_on_what_a_normalized_path_is(raw in raw_target()) {
+        let path = raw.split('?').next().unwrap_or_default();
+        let fixed_point = normalize_path_and_query(path).is_ok_and(|t| t.path == path);
+        prop_assert_eq!(gatehouse::text::is_normalized_path(path), fixed_point, "{:?}", path);
+    }
+
+    #[test]
     fn the_route_for_a_request_is_the_route_for_its_forwarded_path(
         raw in raw_target(),
         method in prop_oneof![Just(Method::GET), Just(Method::POST), Just(Method::DELETE)],

@@ -32,6 +32,7 @@ use http::header::{AUTHORIZATION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, Uri};
 
 use crate::host::{self, Canonical};
+use crate::text::{is_pchar, is_unreserved};
 
 /// The request target after normalization.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,32 +337,6 @@ fn hex_value(b: u8) -> Option<u8> {
         b'A'..=b'F' => Some(b - b'A' + 10),
         _ => None,
     }
-}
-
-/// RFC 3986 §2.3 `unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"`.
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-/// RFC 3986 §3.3 `pchar`, less `pct-encoded` (handled separately):
-/// unreserved / sub-delims / ":" / "@".
-fn is_pchar(b: u8) -> bool {
-    is_unreserved(b)
-        || matches!(
-            b,
-            b'!' | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b':'
-                | b'@'
-        )
 }
 
 /// Refuses `Content-Length` values (across headers and comma lists) that differ.

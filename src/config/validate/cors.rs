@@ -74,7 +74,9 @@ fn origin(cx: &Ctx, key: &str, raw: &str) -> Result<Origin, ConfigError> {
     let port = parsed.effective_port();
     let host = parsed.host.name().to_owned();
     if wildcard {
-        if !host.contains('.') && host != "localhost" || host.starts_with('[') {
+        // An IP address has no subdomains.
+        let is_ip = host.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok();
+        if !host.contains('.') && host != "localhost" || is_ip {
             return Err(cx.err(
                 key,
                 format!("{raw:?}: a wildcard needs a domain with at least two labels after *."),

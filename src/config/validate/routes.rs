@@ -30,10 +30,15 @@ pub(super) fn routes(
         let key = format!("routes[{i}]");
         let pattern = match (&r.path, &r.regex) {
             (Some(p), None) => pattern(cx, &format!("{key}.path"), p.as_str())?,
-            (None, Some(re)) => Pattern::Regex(
-                regex::Regex::new(&format!("^(?:{})$", re.as_str()))
-                    .map_err(|e| cx.err(format!("{key}.regex"), format!("invalid regex: {e}")))?,
-            ),
+            (None, Some(re)) => {
+                let invalid = |e: regex::Error| {
+                    cx.err(format!("{key}.regex"), format!("invalid regex: {e}"))
+                };
+                // Compiled alone first: `/public)|(?:/admin.*` would close the
+                // anchoring group and leave each branch half anchored.
+                regex::Regex::new(re.as_str()).map_err(invalid)?;
+                Pattern::Regex(regex::Regex::new(&format!("^(?:{})$", re.as_str())).map_err(invalid)?)
+            }
             _ => return Err(cx.err(&key, "exactly one of `path` or `regex` is required")),
         };
         let name = match (&r.name, &r.path, &r.regex) {
@@ -182,9 +187,9 @@ fn pattern(cx: &Ctx, key: &str, p: &str) -> Result<Pattern, ConfigError> {
     if !p.starts_with('/') {
         return Err(bad("a path pattern starts with /"));
     }
-    if p.contains(['?', '#', '%', '\\']) || p.contains("//") {
+    if p.contains(['?', '#', '\\']) || p.contains("//") {
         return Err(bad(
-            "a path pattern is a normalized path: no //, ?, #, % or \\",
+            "a path pattern is a normalized path: no //, ?, # or \\",
         ));
     }
     let (body, rest) = match p.strip_suffix("/**") {
@@ -202,6 +207,16 @@ fn pattern(cx: &Ctx, key: &str, p: &str) -> Result<Pattern, ConfigError> {
     }
     if segments.iter().any(|s| s.contains('*') && *s != "*") {
         return Err(bad("`*` stands for a whole segment"));
+    }
+    // Requests are matched by their normalized path: a pattern that is not
+    // one (`/café`, `/a b`, `/a;b`, `%2f`) could never match, and its route
+    // would protect nothing.
+    if !crate::text::is_normalized_path(p) {
+        return Err(bad(
+            "a path pattern is a normalized path: percent-encode bytes outside \
+             RFC 3986 pchar with uppercase hex (/caf%C3%A9), no ; and no escape \
+             of an unreserved character, / or \\",
+        ));
     }
     let has_wildcard = segments.contains(&"*");
     Ok(match (has_wildcard, rest) {
@@ -241,7 +256,7 @@ mod tests {
     #[test]
     fn every_routes_rule_names_its_key() {
         let path = |p: &str| route(&format!("path: \"{p}\""));
-        let normalized = "a path pattern is a normalized path: no //, ?, #, % or \\";
+        let normalized = "a path pattern is a normalized path";
         assert_errors(&[
             // Exactly one of path or regex.
             (
@@ -254,9 +269,16 @@ mod tests {
                 "routes[2]",
                 "exactly one of `path` or `regex` is required",
             ),
-            // A regex compiles.
+            // A regex compiles...
             (
                 route("regex: \"/chat/(\""),
+                "routes[0].regex",
+                "invalid regex: ",
+            ),
+            // ...on its own, so it cannot close the group that anchors it
+            // (fuzz/regressions/config-regex-anchor.yaml).
+            (
+                route("regex: '/public)|(?:/admin.*'"),
                 "routes[0].regex",
                 "invalid regex: ",
             ),
@@ -272,6 +294,14 @@ mod tests {
             (path("/a#top"), "routes[0].path", normalized),
             (path("/%61dmin"), "routes[0].path", normalized),
             (path("/a\\\\b"), "routes[0].path", normalized),
+            // (fuzz/regressions/config-pattern-not-normalized.yaml: such a
+            // route could never match, and would protect nothing)
+            (path("/caf\u{e9}/**"), "routes[0].path", normalized),
+            (path("/caf%c3%a9/**"), "routes[0].path", normalized),
+            (path("/a b"), "routes[0].path", normalized),
+            (path("/a;b"), "routes[0].path", normalized),
+            (path("/a<b>"), "routes[0].path", normalized),
+            (path("/a%2Fb"), "routes[0].path", normalized),
             // ...without dot-segments...
             (
                 path("/a/../admin"),
