@@ -26,6 +26,7 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const FRAME_HEADERS: u8 = 0x1;
 const FRAME_CONTINUATION: u8 = 0x9;
 const FLAG_END_HEADERS: u8 = 0x4;
+const FRAME_DATA: u8 = 0x0;
 
 /// Activity of one connection.
 pub struct Activity {
@@ -39,6 +40,9 @@ pub struct Activity {
     /// Whether `head_since` is kept (HTTP/2, or not known yet); hyper keeps
     /// its own header timer for HTTP/1.1.
     watch_heads: AtomicBool,
+    /// Milliseconds since `epoch`, plus one, since when a write to the
+    /// client has been waiting for it to read (0: none is).
+    write_blocked_since: AtomicU64,
     /// The connection's slot; dropped with the last reference.
     _slot: Option<Box<dyn Send + Sync>>,
 }
@@ -63,6 +67,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             head_since: AtomicU64::new(1),
             watch_heads: AtomicBool::new(true),
+            write_blocked_since: AtomicU64::new(0),
             _slot: slot,
         })
     }
@@ -134,6 +139,32 @@ impl Activity {
         self.head_since.store(0, Ordering::Relaxed);
     }
 
+    /// Since when the client has not read what gatehouse writes to it, if
+    /// it has stopped (a slot held by a zero window, like nginx's
+    /// `send_timeout`).
+    pub fn write_blocked_since(&self) -> Option<Instant> {
+        match self.write_blocked_since.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(self.at(since - 1)),
+        }
+    }
+
+    fn write_blocked(&self) {
+        let since = self.now_ms() + 1;
+        let _ = self.write_blocked_since.compare_exchange(
+            0,
+            since,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn write_unblocked(&self) {
+        if self.write_blocked_since.load(Ordering::Relaxed) != 0 {
+            self.write_blocked_since.store(0, Ordering::Relaxed);
+        }
+    }
+
     fn not_h2(&self) {
         self.watch_heads.store(false, Ordering::Relaxed);
     }
@@ -157,8 +188,13 @@ enum Frames {
     Preface { n: usize },
     /// Reading a frame header; `n` of its 9 bytes are in `buf`.
     Header { buf: [u8; 9], n: usize },
-    /// Skipping a frame payload; at its end the head is complete if `ends_head`.
-    Payload { left: u32, ends_head: bool },
+    /// Skipping a frame payload; at its end the head is complete if
+    /// `ends_head`; `counts` if the frame is traffic (see [`follow_frames`]).
+    Payload {
+        left: u32,
+        ends_head: bool,
+        counts: bool,
+    },
     /// Not HTTP/2: nothing to follow.
     Off,
 }
@@ -191,18 +227,23 @@ impl<T> Tracked<T> {
 }
 
 /// Follows the frame layer through `bytes`, telling `activity` when a
-/// request head starts and ends.
-fn follow_frames(state: &mut Frames, activity: &Activity, mut bytes: &[u8]) {
+/// request head starts and ends. Says whether the bytes were traffic that
+/// keeps a connection from idling out: any byte of HTTP/1.1, and the
+/// `HEADERS`, `CONTINUATION` and `DATA` frames of HTTP/2 — not `PING`,
+/// `SETTINGS` or `WINDOW_UPDATE`, which a client could send forever to hold
+/// its slot without asking for anything.
+fn follow_frames(state: &mut Frames, activity: &Activity, mut bytes: &[u8]) -> bool {
+    let mut traffic = false;
     while !bytes.is_empty() {
         match state {
-            Frames::Off => return,
+            Frames::Off => return true,
             Frames::Preface { n } => {
                 let take = (H2_PREFACE.len() - *n).min(bytes.len());
                 if bytes[..take] != H2_PREFACE[*n..*n + take] {
                     // HTTP/1.1: hyper's own header timer applies.
                     activity.not_h2();
                     *state = Frames::Off;
-                    return;
+                    return true;
                 }
                 *n += take;
                 bytes = &bytes[take..];
@@ -225,14 +266,21 @@ fn follow_frames(state: &mut Frames, activity: &Activity, mut bytes: &[u8]) {
                     activity.head_started();
                 }
                 let ends_head = is_head && flags & FLAG_END_HEADERS != 0;
-                *state = Frames::Payload { left, ends_head };
+                let counts = is_head || kind == FRAME_DATA;
+                traffic |= counts;
+                *state = Frames::Payload {
+                    left,
+                    ends_head,
+                    counts,
+                };
                 if left == 0 {
                     finish_payload(state, activity);
                 }
             }
-            Frames::Payload { left, .. } => {
+            Frames::Payload { left, counts, .. } => {
                 let take = (*left as usize).min(bytes.len());
                 *left -= take as u32;
+                traffic |= *counts && take > 0;
                 bytes = &bytes[take..];
                 if *left == 0 {
                     finish_payload(state, activity);
@@ -240,6 +288,7 @@ fn follow_frames(state: &mut Frames, activity: &Activity, mut bytes: &[u8]) {
             }
         }
     }
+    traffic
 }
 
 fn finish_payload(state: &mut Frames, activity: &Activity) {
@@ -262,12 +311,38 @@ impl<T: AsyncRead> AsyncRead for Tracked<T> {
         let before = buf.filled().len();
         let res = this.inner.poll_read(cx, buf);
         if buf.filled().len() != before {
-            this.activity.touch();
-            if !matches!(this.frames, Frames::Off) {
-                follow_frames(this.frames, this.activity, &buf.filled()[before..]);
+            let traffic = matches!(this.frames, Frames::Off)
+                || follow_frames(this.frames, this.activity, &buf.filled()[before..]);
+            if traffic {
+                this.activity.touch();
             }
         }
         res
+    }
+}
+
+impl<T> Tracked<T> {
+    /// Notes what a write did: a write that made progress is traffic (on
+    /// HTTP/1.1: an HTTP/2 write may be the answer to a client's PING, and
+    /// its responses keep a request in flight anyway) and unblocks; one that
+    /// could not is the client not reading.
+    fn wrote<R>(
+        activity: &Activity,
+        frames: &Frames,
+        res: &Poll<std::io::Result<R>>,
+        made_progress: bool,
+    ) {
+        match res {
+            Poll::Pending => activity.write_blocked(),
+            Poll::Ready(_) => {
+                activity.write_unblocked();
+                if made_progress
+                    && !matches!(frames, Frames::Header { .. } | Frames::Payload { .. })
+                {
+                    activity.touch();
+                }
+            }
+        }
     }
 }
 
@@ -279,9 +354,8 @@ impl<T: AsyncWrite> AsyncWrite for Tracked<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.project();
         let res = this.inner.poll_write(cx, buf);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
+        let progress = matches!(res, Poll::Ready(Ok(n)) if n > 0);
+        Self::wrote(this.activity, this.frames, &res, progress);
         res
     }
 
@@ -292,9 +366,8 @@ impl<T: AsyncWrite> AsyncWrite for Tracked<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.project();
         let res = this.inner.poll_write_vectored(cx, bufs);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
+        let progress = matches!(res, Poll::Ready(Ok(n)) if n > 0);
+        Self::wrote(this.activity, this.frames, &res, progress);
         res
     }
 
@@ -303,7 +376,10 @@ impl<T: AsyncWrite> AsyncWrite for Tracked<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        let this = self.project();
+        let res = this.inner.poll_flush(cx);
+        Self::wrote(this.activity, this.frames, &res, false);
+        res
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

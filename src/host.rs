@@ -90,16 +90,30 @@ impl<'a> HostPort<'a> {
     /// `raw` is the value this was parsed from, when it is a header value:
     /// when it is canonical already it is reused without allocating.
     pub fn canonical(&self, raw: Option<&HeaderValue>) -> Canonical {
-        let name_len = self.name.len();
+        // An IPv6 literal in its one RFC 5952 spelling (`[0:0::1]` is `[::1]`).
+        let v6 = self
+            .name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .and_then(|n| n.parse::<Ipv6Addr>().ok())
+            .map(|addr| format!("[{addr}]"));
+        let name_len = v6.as_ref().map_or(self.name.len(), String::len);
         let canonical_len = name_len + self.port.map_or(0, |p| 1 + digits(p));
-        if let Some(raw) = raw.filter(|r| r.len() == canonical_len && self.is_lowercase()) {
+        let same = |r: &&HeaderValue| {
+            r.len() == canonical_len
+                && self.is_lowercase()
+                && v6
+                    .as_ref()
+                    .is_none_or(|v| r.as_bytes().starts_with(v.as_bytes()))
+        };
+        if let Some(raw) = raw.filter(same) {
             return Canonical {
                 value: raw.clone(),
                 name_len,
                 port: self.port,
             };
         }
-        let mut text = self.name.to_ascii_lowercase();
+        let mut text = v6.unwrap_or_else(|| self.name.to_ascii_lowercase());
         if let Some(port) = self.port {
             text.push(':');
             text.push_str(&port.to_string());
@@ -292,7 +306,18 @@ pub fn parse_origin(value: &[u8]) -> Result<Origin<'_>, InvalidHost> {
     if !scheme_ok {
         return Err(InvalidHost::Origin);
     }
-    let host = parse(&value[sep + 3..])?;
+    let rest = &value[sep + 3..];
+    let host = parse(rest)?;
+    // A browser's origin never ends in a dot; `https://chat.example.com.` is
+    // another origin to it, which must not pass for the configured one.
+    let name_end = if rest.first() == Some(&b'[') {
+        rest.len()
+    } else {
+        rest.iter().position(|&b| b == b':').unwrap_or(rest.len())
+    };
+    if rest[..name_end].ends_with(b".") {
+        return Err(InvalidHost::Origin);
+    }
     Ok(Origin {
         scheme: ascii(scheme)?,
         host,
@@ -393,6 +418,10 @@ mod tests {
         assert!(h.name_eq("EXAMPLE.com"));
         let h = parse(b"[::1]").expect("valid");
         assert_eq!(h.canonical(None).name(), "[::1]");
+        let raw = HeaderValue::from_static("[0:0::1]:8443");
+        let h = parse(raw.as_bytes()).expect("valid");
+        assert_eq!(h.canonical(Some(&raw)).value(), "[::1]:8443");
+        assert_eq!(h.canonical(Some(&raw)).name(), "[::1]");
     }
 
     #[test]
@@ -414,6 +443,8 @@ mod tests {
             "1http://a.example",
             "https//a.example",
             "https://a.example:x",
+            "https://a.example.",
+            "https://a.example.:443",
         ] {
             assert!(
                 parse_origin(bad.as_bytes()).is_err(),

@@ -86,12 +86,38 @@ mod tests {
 
     #[test]
     fn normalized_paths_are_told_from_the_rest() {
-        for ok in ["/", "/a", "/docs/", "/caf%C3%A9/x", "/a*b", "/users/*/x", "/a:b@c", "/%20"] {
+        for ok in [
+            "/",
+            "/a",
+            "/docs/",
+            "/caf%C3%A9/x",
+            "/a*b",
+            "/users/*/x",
+            "/a:b@c",
+            "/%20",
+        ] {
             assert!(is_normalized_path(ok), "{ok:?}");
         }
         for bad in [
-            "", "a", "//a", "/a//b", "/./a", "/a/..", "/caf\u{e9}", "/caf%c3%a9", "/%61",
-            "/%2F", "/%5C", "/%00", "/a b", "/a;b", "/a\"b", "/a<b", "/a%", "/a%4", "/..%3Bx",
+            "",
+            "a",
+            "//a",
+            "/a//b",
+            "/./a",
+            "/a/..",
+            "/caf\u{e9}",
+            "/caf%c3%a9",
+            "/%61",
+            "/%2F",
+            "/%5C",
+            "/%00",
+            "/a b",
+            "/a;b",
+            "/a\"b",
+            "/a<b",
+            "/a%",
+            "/a%4",
+            "/..%3Bx",
         ] {
             assert!(!is_normalized_path(bad), "{bad:?}");
         }

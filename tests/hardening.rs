@@ -1064,3 +1064,142 @@ async fn headers_that_steer_a_backend_never_reach_it_from_a_client() {
         assert_eq!(status_of(&raw), 400, "{name}: {raw}");
     }
 }
+
+// --- found by the security review ---------------------------------------------
+
+/// CPU seconds this process has used (user + system), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    ticks / 100.0
+}
+
+#[tokio::test]
+async fn a_paused_upload_longer_than_response_timeout_costs_no_cpu_and_still_succeeds() {
+    // The wait for the end of the body must sleep, not spin, while the
+    // client pauses (body_read_timeout allows it, response_timeout is short).
+    let backend = start_rust_backend().await;
+    let upstreams = format!(
+        "upstreams:\n  app:\n    url: {}\n    response_timeout: 1s\n",
+        backend.url("")
+    );
+    let gate = Gate::start_with(
+        &upstreams,
+        "default_route:\n  auth: none\nserver:\n  body_read_timeout: 10s\n",
+    )
+    .await;
+    let pieces = futures_util::stream::iter(0..2).then(|i| async move {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(3000)).await;
+        }
+        Ok::<_, std::io::Error>(vec![b'x'; 1024])
+    });
+    let before = cpu_seconds();
+    let res = gate
+        .client()
+        .post(gate.url("/upload"))
+        .body(reqwest::Body::wrap_stream(pieces))
+        .send()
+        .await
+        .expect("upload");
+    let used = cpu_seconds() - before;
+    assert_eq!(res.status(), 200);
+    assert!(used < 1.0, "{used:.2} CPU seconds spent on a 3 s pause");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_after_idle_timeout() {
+    // A backend with a 64 MiB answer, and a client that never reads it.
+    let big = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = big.local_addr().expect("addr");
+    const SIZE: usize = 64 << 20;
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = big.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 1024];
+                let _ = tcp.read(&mut head).await;
+                let start = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+                let _ = tcp.write_all(start.as_bytes()).await;
+                let chunk = vec![b'x'; 1 << 20];
+                for _ in 0..64 {
+                    if tcp.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let gate = Gate::start(
+        &format!("http://{addr}"),
+        "default_route:\n  auth: none\nserver:\n  idle_timeout: 1s\n",
+    )
+    .await;
+    let mut tls = gate.tls_connect(&[b"http/1.1"]).await;
+    tls.write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("request");
+    // Not reading: gatehouse's writes block on a full window.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got += n,
+            Err(_) => panic!("the connection was still open after 9 s"),
+        }
+    }
+    assert!(
+        got < SIZE,
+        "the whole answer came: the connection was never cut"
+    );
+}
+
+#[tokio::test]
+async fn h2_pings_do_not_keep_an_idle_connection_open() {
+    let backend = start_rust_backend().await;
+    let gate = Gate::start(
+        &backend.url(""),
+        "default_route:\n  auth: none\nserver:\n  idle_timeout: 1s\n  header_read_timeout: 30s\n",
+    )
+    .await;
+    let mut first = preface();
+    first.extend(frame(
+        HEADERS,
+        END_STREAM | END_HEADERS,
+        1,
+        &get_head("/health"),
+    ));
+    let pings = (0..40u8).map(|i| frame(PING, 0, 0, &[i; 8])).collect();
+    let took = h2_time_to_close(
+        &gate,
+        first,
+        pings,
+        Duration::from_millis(300),
+        Duration::from_secs(6),
+    )
+    .await
+    .expect("PINGs kept an idle h2 connection open");
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_request_without_any_host_is_a_400_and_skips_no_host_bound_route() {
+    let backend = start_rust_backend().await;
+    let gate = Gate::start(&backend.url(""), HOSTED_ADMIN).await;
+    for request in [
+        "GET /echo/x HTTP/1.0\r\n\r\n",
+        "GET http://admin.example.com/echo/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ] {
+        let raw = gate.raw(request.as_bytes()).await;
+        assert_eq!(status_of(&raw), 400, "{request:?}: {raw}");
+    }
+    let seen: Value = support::recorded(backend.addr).await;
+    assert_eq!(seen.as_array().map(Vec::len), Some(0), "{seen}");
+}

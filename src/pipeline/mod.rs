@@ -218,7 +218,12 @@ where
         });
     }
     let host = normalize::check_head(req.uri(), req.headers(), &gate.proxy_owned)?;
-    if req.version() == Version::HTTP_11 && host.is_none() {
+    // RFC 9112 §3.2: an HTTP/1.1 request carries `Host`, whatever its target.
+    // And a request with no host at all (HTTP/1.0, HTTP/2 without
+    // `:authority`) would skip every host-bound route: refused too.
+    let http11_without_host =
+        req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST);
+    if host.is_none() || http11_without_host {
         return Err(normalize::Refusal::HostRequired.into());
     }
     let target = normalize::normalize_uri(req.uri()).inspect_err(|_| {

@@ -7,8 +7,10 @@
 //! `HEADERS`, or any later head, take longer than `header_read_timeout`
 //! (what is being received is followed by [`Tracked`]). The watchdog also
 //! closes a connection that has no request in flight and moved no bytes for
-//! `idle_timeout`; a long SSE stream or a slow upstream keeps its connection
-//! because a request is in flight.
+//! `idle_timeout` (HTTP/2 `PING`s and `SETTINGS` are no traffic), and one
+//! whose client has not read what gatehouse writes for `idle_timeout` (a
+//! zero window, as nginx's `send_timeout`); a long SSE stream or a slow
+//! upstream keeps its connection because a request is in flight.
 //! A graceful close (idle or shutdown) that the client does not complete is
 //! forced after [`CLOSE_GRACE`] once no request is in flight.
 
@@ -165,6 +167,13 @@ pub async fn serve<I, F, Fut, B>(
                     tracing::debug!("closing a connection whose request head is overdue");
                     return;
                 }
+                if write_overdue(&activity, limits.idle_timeout) {
+                    // The client stopped reading (a zero window) for as long
+                    // as a connection may idle: it holds a slot and, through
+                    // backpressure, an upstream connection. Close it.
+                    tracing::debug!("closing a connection that stopped reading");
+                    return;
+                }
                 if draining.is_some() {
                     if !busy {
                         // The client did not finish the close (an HTTP/2
@@ -202,7 +211,20 @@ fn next_check(activity: &Activity, limits: Limits) -> tokio::time::Instant {
     } else {
         None
     };
-    tokio::time::Instant::from_std(head.map_or(idle, |h| h.min(idle)))
+    let blocked = activity
+        .write_blocked_since()
+        .map(|since| since + limits.idle_timeout);
+    let at = [head, blocked]
+        .into_iter()
+        .flatten()
+        .fold(idle, std::cmp::min);
+    tokio::time::Instant::from_std(at)
+}
+
+fn write_overdue(activity: &Activity, limit: Duration) -> bool {
+    activity
+        .write_blocked_since()
+        .is_some_and(|since| since.elapsed() >= limit)
 }
 
 fn head_overdue(activity: &Activity, limit: Duration) -> bool {

@@ -21,6 +21,11 @@ pub fn redirect<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
     };
     let host = host.name();
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    // `OPTIONS *` (or anything not an absolute path) would make the
+    // Location name another host.
+    if !path.starts_with('/') {
+        return rescue(&Refusal::NotOriginForm.into()).to_response();
+    }
     let location = if https_port == 443 {
         format!("https://{host}{path}")
     } else {
@@ -73,6 +78,12 @@ mod tests {
             let res = redirect(&req(host, "/"), 8443);
             assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{host:?}");
         }
+    }
+
+    #[test]
+    fn a_target_that_is_not_a_path_is_refused() {
+        let res = redirect(&req("example.com", "*"), 8443);
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -185,20 +185,23 @@ async fn send(
     let request = upstream.client.request(req);
     tokio::pin!(request);
     if let Some(progress) = progress {
-        loop {
-            if progress.is_done() {
-                break;
-            }
-            let stuck_at = progress.last_taken() + upstream.response_timeout;
+        let limit = upstream.response_timeout;
+        let mut look_at = progress.last_taken() + limit;
+        while !progress.is_done() {
             tokio::select! {
                 res = request.as_mut() => return res.map_err(|e| classify(&e)),
                 () = progress.finished() => break,
-                () = tokio::time::sleep_until(stuck_at.into()) => {
-                    // The client's own gaps are body_read_timeout's to judge.
-                    let stuck = !progress.waiting_on_client()
-                        && progress.last_taken() + upstream.response_timeout <= Instant::now();
-                    if stuck {
+                () = tokio::time::sleep_until(look_at.into()) => {
+                    let now = Instant::now();
+                    // The client's own gaps are body_read_timeout's to judge:
+                    // look again one response_timeout later (never at a
+                    // deadline already past, which would spin).
+                    if progress.waiting_on_client() {
+                        look_at = now + limit;
+                    } else if progress.last_taken() + limit <= now {
                         return Err(SendError::Timeout);
+                    } else {
+                        look_at = progress.last_taken() + limit;
                     }
                 }
             }

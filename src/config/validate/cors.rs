@@ -182,7 +182,7 @@ mod tests {
     fn valid_cors_sections_pass() {
         let configs = assert_valid(&[
             "cors:\n  allowed_origins: [\"*\"]\n",
-            "cors:\n  allowed_origins: [\" HTTPS://Chat.Example.COM.:443 \", \"https://*.example.com:8443\", \"http://*.localhost\"]\n  allowed_methods: [get, PROPFIND]\n  expose_headers: [X-Total]\n  allow_credentials: true\n  max_age: 0s\n",
+            "cors:\n  allowed_origins: [\" HTTPS://Chat.Example.COM:443 \", \"https://*.example.com:8443\", \"http://*.localhost\"]\n  allowed_methods: [get, PROPFIND]\n  expose_headers: [X-Total]\n  allow_credentials: true\n  max_age: 0s\n",
         ]);
         assert_eq!(configs[0].cors.allowed_origins, [Origin::Any]);
         assert!(!configs[0].cors.allow_credentials);

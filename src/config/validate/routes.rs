@@ -31,13 +31,14 @@ pub(super) fn routes(
         let pattern = match (&r.path, &r.regex) {
             (Some(p), None) => pattern(cx, &format!("{key}.path"), p.as_str())?,
             (None, Some(re)) => {
-                let invalid = |e: regex::Error| {
-                    cx.err(format!("{key}.regex"), format!("invalid regex: {e}"))
-                };
+                let invalid =
+                    |e: regex::Error| cx.err(format!("{key}.regex"), format!("invalid regex: {e}"));
                 // Compiled alone first: `/public)|(?:/admin.*` would close the
                 // anchoring group and leave each branch half anchored.
                 regex::Regex::new(re.as_str()).map_err(invalid)?;
-                Pattern::Regex(regex::Regex::new(&format!("^(?:{})$", re.as_str())).map_err(invalid)?)
+                Pattern::Regex(
+                    regex::Regex::new(&format!("^(?:{})$", re.as_str())).map_err(invalid)?,
+                )
             }
             _ => return Err(cx.err(&key, "exactly one of `path` or `regex` is required")),
         };
@@ -127,7 +128,7 @@ fn upstream_index(
 /// route can name only a host a request can match.
 fn route_host(cx: &Ctx, key: &str, raw: &str) -> Result<String, ConfigError> {
     match crate::host::parse(raw.trim().as_bytes()) {
-        Ok(host) if host.port.is_none() => Ok(host.name().to_ascii_lowercase()),
+        Ok(host) if host.port.is_none() => Ok(host.canonical(None).name().to_owned()),
         _ => Err(cx.err(
             key,
             format!(
