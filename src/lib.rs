@@ -1,21 +1,31 @@
 //! gatehouse: a TLS-terminating reverse proxy that authenticates requests
 //! for any HTTP backend.
 //!
-//! The modules follow a request's path:
+//! The modules follow a request's path; each uses only those after it
+//! (`tests/layers.rs` fails the build when one looks up):
 //!
-//! - [`server`] — listeners, TLS, connections, reload, shutdown;
+//! - [`server`] — listeners, TLS, connections, reload, shutdown, the
+//!   redirect and admin listeners, upkeep;
 //! - [`pipeline`] — the stages every request passes, in order: normalize,
-//!   client IP, route, (authenticate, authorize), forward, log;
-//! - [`upstream`] — backend pools, header rewriting, streaming, upgrades;
+//!   client IP, CORS, rate limit, route (to a target), authenticate,
+//!   authorize, then the target, and the log; one rescue for their errors;
+//! - [`endpoints`] — gatehouse's own route targets: `/login`,
+//!   `/auth/refresh`, `/auth/logout`, `/auth/me`;
+//! - [`auth`] — verifying credentials (JWT, JWKS, API keys, passwords,
+//!   users) and the token logic;
+//! - [`store`] — refresh families, revocations, lockouts (embedded or Redis);
+//! - [`upstream`] — backend pools, header rewriting, streaming, tunnels;
 //!
-//! and the shared ground floor: [`config`] (the YAML file, validated once),
-//! [`error`] (the one mapping from error to response), [`metrics`],
-//! [`body`] (request and response bodies, their limits and timers),
-//! [`host`] (the one parser of hosts and origins) and [`activity`] (what a
-//! connection did when: the clock of its timeouts, and its slot).
+//! and the ground floor they all stand on: [`config`] (the YAML model and
+//! its validation, once, at the door), [`error`] (SPEC §5's vocabulary),
+//! [`metrics`], [`body`] (request and response bodies, their limits and
+//! timers), [`host`] (the one parser of hosts and origins), [`activity`]
+//! (what a connection did when: the clock of its timeouts, and its slot),
+//! [`clock`] (the time, injectable), [`files`] (private files) and
+//! [`text`] (what a header value or a normalized path may hold).
 //!
-//! [`run`] is what the binary does after the config is loaded: bind, serve,
-//! and return after a graceful shutdown.
+//! [`Gateway::run`] is what the binary does after the config is loaded:
+//! bind, serve, and return after a graceful shutdown.
 
 pub mod activity;
 pub mod auth;

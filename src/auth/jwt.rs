@@ -329,7 +329,7 @@ impl Verifier {
     }
 
     /// Verifies `token` at time `now` (Unix seconds): from the cache of
-    /// verified tokens (see [`TokenCache`]) or in full.
+    /// verified tokens (see `TokenCache`) or in full.
     pub async fn verify(&self, token: &str, now: u64) -> Result<Arc<Principal>, Rejection> {
         if let Some(hit) = self.cache.get(token) {
             if self.key_still_current(hit.remote) {

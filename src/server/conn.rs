@@ -12,7 +12,7 @@
 //! zero window, as nginx's `send_timeout`); a long SSE stream or a slow
 //! upstream keeps its connection because a request is in flight.
 //! A graceful close (idle or shutdown) that the client does not complete is
-//! forced after [`CLOSE_GRACE`] once no request is in flight.
+//! forced after `CLOSE_GRACE` once no request is in flight.
 
 use std::pin::Pin;
 use std::sync::Arc;
