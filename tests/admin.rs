@@ -6,22 +6,13 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::*;
 
-const OPEN: &str = "default_route:\n  auth: none\n";
-
-/// A TCP port nobody listens on.
-fn closed_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local addr")
-}
-
-async fn admin_get(gate: &Gate, path: &str) -> reqwest::Response {
+async fn admin_get(gate: &Gatehouse, path: &str) -> reqwest::Response {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
@@ -34,7 +25,7 @@ async fn admin_get(gate: &Gate, path: &str) -> reqwest::Response {
 }
 
 /// Status and JSON body of an admin request, checking it is JSON.
-async fn admin_json(gate: &Gate, path: &str) -> (u16, Value) {
+async fn admin_json(gate: &Gatehouse, path: &str) -> (u16, Value) {
     let res = admin_get(gate, path).await;
     let status = res.status().as_u16();
     assert_eq!(
@@ -47,7 +38,7 @@ async fn admin_json(gate: &Gate, path: &str) -> (u16, Value) {
 }
 
 /// Polls `/readyz` until it answers `want`, for up to `within`; the last answer.
-async fn readyz_until(gate: &Gate, want: u16, within: Duration) -> (u16, Value) {
+async fn readyz_until(gate: &Gatehouse, want: u16, within: Duration) -> (u16, Value) {
     let deadline = Instant::now() + within;
     loop {
         let (status, body) = admin_json(gate, "/readyz").await;
@@ -61,7 +52,7 @@ async fn readyz_until(gate: &Gate, want: u16, within: Duration) -> (u16, Value) 
 #[tokio::test]
 async fn healthz_answers_200_json() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), OPEN).await;
+    let gate = Gatehouse::start(&backend.url(""), OPEN).await;
     let (status, body) = admin_json(&gate, "/healthz").await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ok");
@@ -70,7 +61,7 @@ async fn healthz_answers_200_json() {
 #[tokio::test]
 async fn unknown_admin_path_gets_404_json() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), OPEN).await;
+    let gate = Gatehouse::start(&backend.url(""), OPEN).await;
     let (status, body) = admin_json(&gate, "/admin/secret").await;
     assert_eq!(status, 404);
     assert_eq!(body["error"], "not_found");
@@ -80,7 +71,7 @@ async fn unknown_admin_path_gets_404_json() {
 #[tokio::test]
 async fn admin_endpoints_are_not_served_on_the_public_listeners() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), OPEN).await;
+    let gate = Gatehouse::start(&backend.url(""), OPEN).await;
     // Some traffic, so /metrics would have plenty to say.
     let client = gate.client();
     assert_eq!(
@@ -131,7 +122,7 @@ async fn admin_endpoints_are_not_served_on_the_public_listeners() {
 #[tokio::test]
 async fn readyz_is_200_when_the_default_upstream_is_up() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), OPEN).await;
+    let gate = Gatehouse::start(&backend.url(""), OPEN).await;
     // The first probe runs at start; probes repeat every 2 s.
     let (status, body) = readyz_until(&gate, 200, Duration::from_secs(5)).await;
     assert_eq!(status, 200, "{body}");
@@ -140,7 +131,7 @@ async fn readyz_is_200_when_the_default_upstream_is_up() {
 #[tokio::test]
 async fn readyz_is_503_with_a_reason_while_the_default_upstream_never_answered() {
     let dead = closed_port();
-    let gate = Gate::start(&format!("http://{dead}"), OPEN).await;
+    let gate = Gatehouse::start(&format!("http://{dead}"), OPEN).await;
     // Not ready from the very start...
     let (status, body) = admin_json(&gate, "/readyz").await;
     assert_eq!(status, 503, "{body}");
@@ -200,7 +191,7 @@ fn label_values(text: &str, label: &str) -> BTreeSet<String> {
 async fn metrics_name_every_spec_metric_with_route_names_as_labels() {
     let backend = start_rust_backend().await;
     let dead = closed_port();
-    let gate = Gate::start_with(
+    let gate = Gatehouse::start_with(
         &format!(
             "upstreams:\n  app:\n    url: {}\n  gone:\n    url: http://{dead}\n",
             backend.url("")

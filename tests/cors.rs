@@ -16,15 +16,13 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
-use jsonwebtoken::{EncodingKey, Header};
-use serde_json::{json, Value};
+use serde_json::Value;
 use support::*;
 
 const CHAT: &str = "https://chat.example.com";
@@ -45,13 +43,13 @@ const ROUTES: &str = "routes:\n\
 
 // ---------------------------------------------------------------- helpers
 
-async fn start(backend: &Backend) -> Gate {
-    Gate::start(&backend.url(""), &format!("{CORS}{ROUTES}")).await
+async fn start(backend: &Backend) -> Gatehouse {
+    Gatehouse::start(&backend.url(""), &format!("{CORS}{ROUTES}")).await
 }
 
 /// A preflight for `POST path` with `Authorization` from `origin`.
 async fn preflight(
-    gate: &Gate,
+    gate: &Gatehouse,
     client: &reqwest::Client,
     path: &str,
     origin: &str,
@@ -71,7 +69,7 @@ async fn preflight(
 
 /// `GET path` with `Origin: origin` (none when `None`).
 async fn get_from(
-    gate: &Gate,
+    gate: &Gatehouse,
     client: &reqwest::Client,
     path: &str,
     origin: Option<&str>,
@@ -145,10 +143,9 @@ fn assert_no_cors(res: &reqwest::Response, what: &str) {
 
 /// The `(method, path)` of every request the backend saw.
 async fn backend_saw(backend: &Backend) -> Vec<(String, String)> {
-    recorded(backend.addr)
+    backend
+        .requests()
         .await
-        .as_array()
-        .expect("record is an array")
         .iter()
         .map(|r| {
             (
@@ -157,25 +154,6 @@ async fn backend_saw(backend: &Backend) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-/// A valid gatehouse access token for `sub`.
-fn token(sub: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_secs();
-    let claims = json!({
-        "iss": "gatehouse", "aud": "gatehouse", "sub": sub, "roles": ["user"],
-        "iat": now, "nbf": now, "exp": now + 900,
-        "jti": format!("jti-{sub}-{now}"), "sid": format!("sid-{sub}"), "typ": "access",
-    });
-    jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .expect("sign HS256 token")
 }
 
 // ---------------------------------------------------------------- preflight
@@ -301,8 +279,9 @@ async fn responses_to_an_allowed_origin_carry_cors_headers_gatehouses_own_401_an
 
 /// A backend that sets CORS headers of its own: `/star` the usual
 /// `Access-Control-Allow-Origin: *`, `/everything` every CORS response
-/// header, as a permissive CORS middleware would on any response.
-async fn start_cors_backend() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+/// header, as a permissive CORS middleware would on any response; and an
+/// open gatehouse with [`CORS`] in front of it.
+async fn gate_before_cors_backend() -> (Gatehouse, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind the CORS backend");
@@ -343,17 +322,13 @@ async fn start_cors_backend() -> (SocketAddr, tokio::task::JoinHandle<()>) {
             .await
             .expect("CORS backend serves");
     });
-    (addr, task)
+    let gate = Gatehouse::start(&format!("http://{addr}"), &format!("{CORS}{OPEN}")).await;
+    (gate, task)
 }
 
 #[tokio::test]
 async fn a_backends_own_access_control_allow_origin_is_replaced_not_doubled() {
-    let (addr, task) = start_cors_backend().await;
-    let gate = Gate::start(
-        &format!("http://{addr}"),
-        &format!("{CORS}default_route:\n  auth: none\n"),
-    )
-    .await;
+    let (gate, task) = gate_before_cors_backend().await;
     let client = gate.client();
 
     let res = get_from(&gate, &client, "/star", Some(CHAT)).await;
@@ -373,12 +348,7 @@ async fn a_backends_own_access_control_allow_origin_is_replaced_not_doubled() {
 
 #[tokio::test]
 async fn a_backend_response_with_every_cors_header_still_gets_only_gatehouses_cors_headers() {
-    let (addr, task) = start_cors_backend().await;
-    let gate = Gate::start(
-        &format!("http://{addr}"),
-        &format!("{CORS}default_route:\n  auth: none\n"),
-    )
-    .await;
+    let (gate, task) = gate_before_cors_backend().await;
     let client = gate.client();
 
     let res = get_from(&gate, &client, "/everything", Some(CHAT)).await;
@@ -557,8 +527,11 @@ async fn browse(origins: impl FnOnce(&str) -> String) -> (String, Vec<(String, S
         origins(&page_origin)
     );
     let routes = "routes:\n  - name: echo\n    path: /echo/**\n    auth: jwt\ndefault_route:\n  auth: deny\n";
-    let gate = Gate::start(&backend.url(""), &format!("{cors}{routes}")).await;
-    let server = serve_page(listener, page(&gate.url(""), &token("alice")));
+    let gate = Gatehouse::start(&backend.url(""), &format!("{cors}{routes}")).await;
+    let server = serve_page(
+        listener,
+        page(&gate.url(""), &token_for("alice", &["user"])),
+    );
 
     let started = Instant::now();
     let dom = chromium_dump_dom(format!("{page_origin}/page.html")).await;

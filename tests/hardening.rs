@@ -164,7 +164,7 @@ fn statuses(raw: &str) -> Vec<u16> {
 #[tokio::test]
 async fn h2c_upgrade_on_a_public_route_is_stripped_so_no_tunnel_skips_auth() {
     let backend = NaiveBackend::start(Switch::AsAsked).await;
-    let gate = Gate::start(&backend.url(), ADMIN_NEEDS_JWT).await;
+    let gate = Gatehouse::start(&backend.url(), ADMIN_NEEDS_JWT).await;
     // The upgrade, then what a client would send inside the h2c tunnel: a
     // request for /admin without a token.
     let raw = gate
@@ -191,7 +191,7 @@ async fn h2c_upgrade_on_a_public_route_is_stripped_so_no_tunnel_skips_auth() {
 #[tokio::test]
 async fn custom_and_listed_upgrade_protocols_are_stripped_too() {
     let backend = NaiveBackend::start(Switch::AsAsked).await;
-    let gate = Gate::start(&backend.url(), ADMIN_NEEDS_JWT).await;
+    let gate = Gatehouse::start(&backend.url(), ADMIN_NEEDS_JWT).await;
     for protocol in ["foo/1", "TLS/1.2", "websocket, h2c", "h2c, websocket"] {
         let raw = gate
             .raw(
@@ -214,7 +214,7 @@ async fn custom_and_listed_upgrade_protocols_are_stripped_too() {
 #[tokio::test]
 async fn a_101_to_another_protocol_than_websocket_is_a_502_and_relays_nothing() {
     let backend = NaiveBackend::start(Switch::To("h2c")).await;
-    let gate = Gate::start(&backend.url(), ADMIN_NEEDS_JWT).await;
+    let gate = Gatehouse::start(&backend.url(), ADMIN_NEEDS_JWT).await;
     let raw = gate
         .raw(
             b"GET /chat HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\
@@ -231,7 +231,7 @@ async fn a_101_to_another_protocol_than_websocket_is_a_502_and_relays_nothing() 
 #[tokio::test]
 async fn a_101_nobody_asked_for_is_a_502() {
     let backend = NaiveBackend::start(Switch::Always).await;
-    let gate = Gate::start(&backend.url(), ADMIN_NEEDS_JWT).await;
+    let gate = Gatehouse::start(&backend.url(), ADMIN_NEEDS_JWT).await;
     let raw = gate
         .raw(b"GET /public HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await;
@@ -242,19 +242,9 @@ async fn a_101_nobody_asked_for_is_a_502() {
 /// Opens a WebSocket through gatehouse to the Rust backend's `/ws` and reads
 /// its greeting.
 async fn open_websocket(
-    gate: &Gate,
+    gate: &Gatehouse,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
-    let connector =
-        tokio_tungstenite::Connector::Rustls(Arc::new(gate.tls_client_config(&[b"http/1.1"])));
-    let tcp = TcpStream::connect(gate.https).await.expect("connect");
-    let (mut ws, response) = tokio_tungstenite::client_async_tls_with_config(
-        format!("wss://localhost:{}/ws", gate.https.port()),
-        tcp,
-        None,
-        Some(connector),
-    )
-    .await
-    .expect("websocket handshake");
+    let (mut ws, response) = gate.websocket("/ws").await.expect("websocket handshake");
     assert_eq!(response.status(), 101);
     let greeting = ws.next().await.expect("greeting").expect("greeting frame");
     assert!(greeting.to_text().expect("text").starts_with("hello"));
@@ -262,21 +252,12 @@ async fn open_websocket(
 }
 
 fn https_connections_open(metrics: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with("gatehouse_connections_open{listener=\"https\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    find_sample(metrics, r#"gatehouse_connections_open{listener="https"}"#)
 }
 
 #[tokio::test]
 async fn a_websocket_tunnel_holds_its_connection_slot_until_it_closes() {
-    let backend = start_rust_backend().await;
-    let gate = Gate::start(
-        &backend.url(""),
-        "default_route:\n  auth: none\nserver:\n  max_connections: 1\n",
-    )
-    .await;
+    let (_backend, gate) = gate_with(&open_with_server("  max_connections: 1\n")).await;
     let mut ws = open_websocket(&gate).await;
     // The HTTP connection has handed over to the tunnel; the slot stays taken.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -306,11 +287,7 @@ async fn a_websocket_tunnel_holds_its_connection_slot_until_it_closes() {
 #[tokio::test]
 async fn an_idle_websocket_tunnel_is_closed_after_idle_timeout_and_a_busy_one_is_not() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(
-        &backend.url(""),
-        "default_route:\n  auth: none\nserver:\n  idle_timeout: 1s\n",
-    )
-    .await;
+    let gate = Gatehouse::start(&backend.url(""), &open_with_server("  idle_timeout: 1s\n")).await;
     // Busy: a message every 300 ms for 2.5 s keeps the tunnel open.
     let mut busy = open_websocket(&gate).await;
     let started = Instant::now();
@@ -387,7 +364,7 @@ fn get_head(path: &str) -> Vec<u8> {
 /// Writes `first`, then each of `drip` every `every`, and says how long the
 /// server took to close the connection (None: still open after `within`).
 async fn h2_time_to_close(
-    gate: &Gate,
+    gate: &Gatehouse,
     first: Vec<u8>,
     drip: Vec<Vec<u8>>,
     every: Duration,
@@ -433,7 +410,7 @@ fn preface() -> Vec<u8> {
 #[tokio::test]
 async fn an_h2_client_that_sends_the_preface_and_no_headers_is_cut_at_header_read_timeout() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), SLOW_HEADS).await;
+    let gate = Gatehouse::start(&backend.url(""), SLOW_HEADS).await;
     // PINGs every 300 ms: the connection is never quiet, only headless.
     let pings = (0..40u8).map(|i| frame(PING, 0, 0, &[i; 8])).collect();
     let took = h2_time_to_close(
@@ -455,7 +432,7 @@ async fn an_h2_client_that_sends_the_preface_and_no_headers_is_cut_at_header_rea
 #[tokio::test]
 async fn a_trickled_h2_head_is_cut_at_header_read_timeout_first_or_later_request() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), SLOW_HEADS).await;
+    let gate = Gatehouse::start(&backend.url(""), SLOW_HEADS).await;
     // A HEADERS frame whose payload arrives one byte every 300 ms: the HTTP/2
     // parser waits for the whole frame, so only gatehouse's watch can cut it.
     let head = frame(HEADERS, END_STREAM | END_HEADERS, 1, &get_head("/health"));
@@ -504,7 +481,7 @@ async fn a_trickled_h2_head_is_cut_at_header_read_timeout_first_or_later_request
 #[tokio::test]
 async fn a_complete_h2_request_and_a_quiet_connection_are_not_cut_by_the_head_timeout() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), SLOW_HEADS).await;
+    let gate = Gatehouse::start(&backend.url(""), SLOW_HEADS).await;
     let mut first = preface();
     first.extend(frame(
         HEADERS,
@@ -540,7 +517,7 @@ async fn read_answer<R: tokio::io::AsyncRead + Unpin>(reader: &mut R) -> Vec<u8>
 
 /// Sends `head` and `sent` of its body over TLS, then stalls; returns the
 /// answer and how long it took.
-async fn stall_body(gate: &Gate, head: &str, sent: &[u8]) -> (String, Duration) {
+async fn stall_body(gate: &Gatehouse, head: &str, sent: &[u8]) -> (String, Duration) {
     let mut tls = gate.tls_connect(&[b"http/1.1"]).await;
     let started = Instant::now();
     tls.write_all(head.as_bytes()).await.expect("head");
@@ -557,7 +534,7 @@ const SLOW_BODIES: &str = "default_route:\n  auth: none\nserver:\n  body_read_ti
 #[tokio::test]
 async fn a_stalled_request_body_gets_408_and_the_connection_closes() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), SLOW_BODIES).await;
+    let gate = Gatehouse::start(&backend.url(""), SLOW_BODIES).await;
     for (what, head) in [
         (
             "proxied",
@@ -609,7 +586,7 @@ async fn a_login_body_trickled_below_the_gap_is_still_cut_in_bounded_time() {
     // A byte every 400 ms never leaves a 1 s gap; gatehouse reads its own
     // (small) bodies whole within body_read_timeout.
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), SLOW_BODIES).await;
+    let gate = Gatehouse::start(&backend.url(""), SLOW_BODIES).await;
     let tls = gate.tls_connect(&[b"http/1.1"]).await;
     let (mut reader, mut writer) = tokio::io::split(tls);
     let started = Instant::now();
@@ -645,7 +622,7 @@ async fn a_slow_upload_is_never_a_504_because_response_timeout_starts_at_its_end
         "upstreams:\n  app:\n    url: {}\n    response_timeout: 1s\n",
         backend.url("")
     );
-    let gate = Gate::start_with(&upstreams, "default_route:\n  auth: none\n").await;
+    let gate = Gatehouse::start_with(&upstreams, "default_route:\n  auth: none\n").await;
     // 2 MiB in 8 pieces, 400 ms apart: 2.8 s of upload, longer than the
     // 1 s response_timeout.
     let piece = vec![b'x'; 256 * 1024];
@@ -686,7 +663,7 @@ async fn a_backend_that_never_answers_is_still_a_504_after_the_body_ends() {
     });
     let upstreams =
         format!("upstreams:\n  app:\n    url: http://{addr}\n    response_timeout: 1s\n");
-    let gate = Gate::start_with(&upstreams, "default_route:\n  auth: none\n").await;
+    let gate = Gatehouse::start_with(&upstreams, "default_route:\n  auth: none\n").await;
     let started = Instant::now();
     let res = gate
         .client()
@@ -710,11 +687,8 @@ async fn a_chunked_body_over_the_limit_gets_413_while_the_backend_still_waits() 
         "upstreams:\n  app:\n    url: {}\n    response_timeout: 1s\n",
         backend.url("")
     );
-    let gate = Gate::start_with(
-        &upstreams,
-        "default_route:\n  auth: none\nserver:\n  max_request_body: 1KiB\n",
-    )
-    .await;
+    let gate =
+        Gatehouse::start_with(&upstreams, &open_with_server("  max_request_body: 1KiB\n")).await;
     // 512 bytes, then (after the 1 s response_timeout has passed, while the
     // backend waits for the rest) 1 KiB more: that is the client's 413,
     // not the backend's 504.
@@ -747,7 +721,7 @@ async fn a_chunked_body_over_the_limit_gets_413_while_the_backend_still_waits() 
 #[tokio::test]
 async fn a_malformed_chunked_body_is_the_clients_400_not_an_upstream_error() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), "default_route:\n  auth: none\n").await;
+    let gate = Gatehouse::start(&backend.url(""), "default_route:\n  auth: none\n").await;
     for body in [
         "zz\r\nabc\r\n0\r\n\r\n",
         "3\r\nabcdef\r\n0\r\n\r\n",
@@ -790,7 +764,7 @@ default_route:
 #[tokio::test]
 async fn a_host_that_is_not_host_and_port_is_a_400_and_reaches_no_route() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), HOSTED_ADMIN).await;
+    let gate = Gatehouse::start(&backend.url(""), HOSTED_ADMIN).await;
     for host in [
         "x@admin.example.com",
         "admin.example.com@x",
@@ -841,7 +815,7 @@ async fn a_host_that_is_not_host_and_port_is_a_400_and_reaches_no_route() {
 #[tokio::test]
 async fn an_h2_authority_with_userinfo_is_a_400() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), HOSTED_ADMIN).await;
+    let gate = Gatehouse::start(&backend.url(""), HOSTED_ADMIN).await;
     let mut first = preface();
     let head = hpack(&[
         (":method", "GET"),
@@ -889,7 +863,7 @@ fn h2_frames(raw: &[u8]) -> Vec<(u8, Vec<u8>)> {
 #[tokio::test]
 async fn the_backend_sees_the_canonical_host_in_host_and_x_forwarded_host() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), "default_route:\n  auth: none\n").await;
+    let gate = Gatehouse::start(&backend.url(""), "default_route:\n  auth: none\n").await;
     let port = gate.https.port();
     let raw = gate
         .raw(
@@ -917,7 +891,7 @@ async fn the_backend_sees_the_canonical_host_in_host_and_x_forwarded_host() {
 #[tokio::test]
 async fn connect_and_trace_get_405_and_never_reach_the_backend() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), "default_route:\n  auth: none\n").await;
+    let gate = Gatehouse::start(&backend.url(""), "default_route:\n  auth: none\n").await;
     for request in [
         "CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n",
         "CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n",
@@ -936,7 +910,7 @@ async fn connect_and_trace_get_405_and_never_reach_the_backend() {
 #[tokio::test]
 async fn options_with_max_forwards_zero_is_answered_here_and_others_lose_a_hop() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), "default_route:\n  auth: none\n").await;
+    let gate = Gatehouse::start(&backend.url(""), "default_route:\n  auth: none\n").await;
     let raw = gate
         .raw(b"OPTIONS /echo/x HTTP/1.1\r\nHost: localhost\r\nMax-Forwards: 0\r\nConnection: close\r\n\r\n")
         .await;
@@ -962,7 +936,7 @@ async fn options_with_max_forwards_zero_is_answered_here_and_others_lose_a_hop()
 #[tokio::test]
 async fn a_login_body_with_a_field_given_twice_is_a_400() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), "default_route:\n  auth: none\n").await;
+    let gate = Gatehouse::start(&backend.url(""), "default_route:\n  auth: none\n").await;
     let client = gate.client();
     for (content_type, body) in [
         (
@@ -1008,7 +982,7 @@ async fn a_login_body_with_a_field_given_twice_is_a_400() {
 #[tokio::test]
 async fn headers_that_steer_a_backend_never_reach_it_from_a_client() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), "default_route:\n  auth: none\n").await;
+    let gate = Gatehouse::start(&backend.url(""), "default_route:\n  auth: none\n").await;
     // The names with `_` (gunicorn's `SCRIPT_NAME`, …) are sent on their own
     // below: one of them folds onto another steering name.
     let (plain, underscored): (Vec<&str>, Vec<&str>) = gatehouse::upstream::headers::STEERING

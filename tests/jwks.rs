@@ -21,14 +21,14 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::jwk::{KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::Algorithm;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
@@ -37,7 +37,6 @@ use support::*;
 /// The IdP's `iss`, as configured in `auth.jwt.accept`.
 const ISSUER: &str = "https://idp.test/";
 const AUDIENCE: &str = "chatbot";
-const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="gatehouse", error="invalid_token""#;
 /// Routes of every test gateway: everything under `/echo/` needs a JWT.
 const ROUTES: &str = "routes:\n  - name: api\n    path: /echo/**\n    auth: jwt\n";
 /// How long the first JWKS fetch (at start, in the background) may take.
@@ -254,50 +253,31 @@ async fn serve(
 
 // --- keys and tokens --------------------------------------------------------
 
-/// An RSA key pair, as the signing key.
-struct RsaKey(EncodingKey);
+test_key!(
+    /// The IdP's first key, `k1`.
+    idp_k1,
+    &rcgen::PKCS_RSA_SHA256
+);
+test_key!(
+    /// The key the IdP rotates in, `k2`.
+    idp_k2,
+    &rcgen::PKCS_RSA_SHA256
+);
+test_key!(
+    /// A key the IdP never published.
+    attacker_key,
+    &rcgen::PKCS_RSA_SHA256
+);
 
-impl RsaKey {
-    fn generate() -> RsaKey {
-        gatehouse::install_crypto_providers();
-        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key pair");
-        RsaKey(EncodingKey::from_rsa_pem(pair.serialize_pem().as_bytes()).expect("RSA key PEM"))
-    }
-
-    /// The public half as a JWKS entry: kty RSA, n, e, `kid`, alg RS256, use sig.
-    fn jwk(&self, kid: &str) -> Jwk {
-        let mut jwk = Jwk::from_encoding_key(&self.0, Algorithm::RS256).expect("JWK");
-        jwk.common.key_id = Some(kid.to_owned());
+/// A JWKS document with each key's public half under its `kid`, as the IdP
+/// publishes them: kty RSA, n, e, `kid`, alg RS256, use sig.
+fn idp_jwks(keys: &[(&KeyPem, &str)]) -> String {
+    jwks(keys.iter().map(|(key, kid)| {
+        let mut jwk = key.rsa_jwk(kid);
         jwk.common.key_algorithm = Some(KeyAlgorithm::RS256);
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         jwk
-    }
-}
-
-/// Test keys are generated once per test binary (RSA generation is slow).
-macro_rules! key {
-    ($name:ident) => {
-        fn $name() -> &'static RsaKey {
-            static KEY: OnceLock<RsaKey> = OnceLock::new();
-            KEY.get_or_init(RsaKey::generate)
-        }
-    };
-}
-
-key!(idp_k1);
-key!(idp_k2);
-key!(attacker_key);
-
-fn jwks(keys: &[(&RsaKey, &str)]) -> String {
-    let keys = keys.iter().map(|(key, kid)| key.jwk(kid)).collect();
-    serde_json::to_string(&JwkSet { keys }).expect("JWKS JSON")
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_secs()
+    }))
 }
 
 /// A valid IdP token for `sub` with `roles`.
@@ -313,20 +293,13 @@ fn claims(sub: &str, roles: &[&str]) -> Value {
     })
 }
 
-fn header(kid: &str) -> Header {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(kid.to_owned());
-    header
-}
-
-fn sign(header: &Header, claims: &Value, key: &RsaKey) -> String {
-    gatehouse::install_crypto_providers();
-    jsonwebtoken::encode(header, claims, &key.0).expect("sign a test token")
-}
-
 /// A token for `sub` signed with `key` under `kid`.
-fn token(key: &RsaKey, kid: &str, sub: &str, roles: &[&str]) -> String {
-    sign(&header(kid), &claims(sub, roles), key)
+fn token(key: &KeyPem, kid: &str, sub: &str, roles: &[&str]) -> String {
+    sign(
+        &header_with_kid(Algorithm::RS256, kid),
+        &claims(sub, roles),
+        &key.encoding(Algorithm::RS256),
+    )
 }
 
 /// A `kid` no JWKS here has.
@@ -348,24 +321,19 @@ fn idp_auth(jwks_url: &str) -> String {
     )
 }
 
-/// A backend and a gatehouse in front of it whose `auth:` is `auth` (two
-/// spaces in), with [`ROUTES`].
-async fn gate_with_auth(auth: &str) -> (Backend, Gate) {
-    let backend = start_rust_backend().await;
-    let certs = TestCerts::new();
-    let yaml = config_yaml_with_auth(&certs, &upstream(&backend.url("")), auth, ROUTES);
-    let gate = Gate::start_yaml(certs, &yaml).await;
-    (backend, gate)
-}
-
-/// A gatehouse taking the IdP's keys from `idp`.
-async fn gate_for(idp: &Idp) -> (Backend, Gate) {
-    gate_with_auth(&idp_auth(&idp.url())).await
+/// A backend and a gatehouse in front of it taking the IdP's keys from
+/// `idp`, with [`ROUTES`].
+async fn gate_for(idp: &Idp) -> (Backend, Gatehouse) {
+    gate_with_auth(|_| idp_auth(&idp.url()), ROUTES).await
 }
 
 /// GET `/echo/x` with `token`: the status and the JSON body (the backend's
 /// echo of what reached it, or gatehouse's error) and `WWW-Authenticate`.
-async fn call(gate: &Gate, client: &reqwest::Client, token: &str) -> (u16, Value, Vec<String>) {
+async fn call(
+    gate: &Gatehouse,
+    client: &reqwest::Client,
+    token: &str,
+) -> (u16, Value, Vec<String>) {
     let res = client
         .get(gate.url("/echo/x"))
         .bearer_auth(token)
@@ -384,22 +352,8 @@ async fn call(gate: &Gate, client: &reqwest::Client, token: &str) -> (u16, Value
     (status, body, challenges)
 }
 
-/// Every value of header `name` the backend got, from its echo.
-fn seen(echo: &Value, name: &str) -> Vec<String> {
-    echo["headers"]
-        .as_array()
-        .map(|headers| {
-            headers
-                .iter()
-                .filter(|pair| pair[0].as_str() == Some(name))
-                .filter_map(|pair| pair[1].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Asserts `token` reaches the backend as `user` with `roles`.
-async fn assert_accepted(gate: &Gate, token: &str, user: &str, roles: &str, what: &str) {
+async fn assert_accepted(gate: &Gatehouse, token: &str, user: &str, roles: &str, what: &str) {
     let (status, echo, _) = call(gate, &gate.client(), token).await;
     assert_eq!(status, 200, "{what}: {echo}");
     assert_eq!(seen(&echo, "x-auth-user"), [user], "{what}: {echo}");
@@ -414,14 +368,14 @@ fn assert_invalid_token(status: u16, body: &Value, challenges: &[String], what: 
 }
 
 /// Asserts `token` is refused with `401 invalid_token`.
-async fn assert_refused(gate: &Gate, token: &str, what: &str) {
+async fn assert_refused(gate: &Gatehouse, token: &str, what: &str) {
     let (status, body, challenges) = call(gate, &gate.client(), token).await;
     assert_invalid_token(status, &body, &challenges, what);
 }
 
 /// Waits until a k1 token is accepted (the first fetch runs in the
 /// background at start) and the IdP has seen every fetch of the start.
-async fn wait_for_first_fetch(gate: &Gate, idp: &Idp) -> usize {
+async fn wait_for_first_fetch(gate: &Gatehouse, idp: &Idp) -> usize {
     let deadline = Instant::now() + FIRST_FETCH;
     let token = token(idp_k1(), "k1", "alice", &["user"]);
     loop {
@@ -459,7 +413,7 @@ async fn wait_for_connection(idp: &Idp, what: &str) {
 #[tokio::test]
 async fn a_token_signed_with_the_idps_key_is_accepted_once_its_jwks_was_fetched() {
     pki();
-    let idp = Idp::start(Some(&pki().idp), jwks(&[(idp_k1(), "k1")])).await;
+    let idp = Idp::start(Some(&pki().idp), idp_jwks(&[(idp_k1(), "k1")])).await;
     let (_backend, gate) = gate_for(&idp).await;
 
     let fetches = wait_for_first_fetch(&gate, &idp).await;
@@ -468,18 +422,22 @@ async fn a_token_signed_with_the_idps_key_is_accepted_once_its_jwks_was_fetched(
     assert_accepted(&gate, &token, "carol", "admin,dev", "IdP token").await;
 
     // Another key under the IdP's kid is not the IdP's.
-    let forged = sign(&header("k1"), &claims("mallory", &[]), attacker_key());
+    let forged = sign(
+        &header_with_kid(Algorithm::RS256, "k1"),
+        &claims("mallory", &[]),
+        &attacker_key().encoding(Algorithm::RS256),
+    );
     assert_refused(&gate, &forged, "k1 signed by another key").await;
 }
 
 #[tokio::test]
 async fn a_key_rotated_into_the_jwks_is_fetched_on_first_use_with_one_fetch() {
     pki();
-    let idp = Idp::start(Some(&pki().idp), jwks(&[(idp_k1(), "k1")])).await;
+    let idp = Idp::start(Some(&pki().idp), idp_jwks(&[(idp_k1(), "k1")])).await;
     let (_backend, gate) = gate_for(&idp).await;
     let before = wait_for_first_fetch(&gate, &idp).await;
 
-    idp.set_jwks(jwks(&[(idp_k1(), "k1"), (idp_k2(), "k2")]));
+    idp.set_jwks(idp_jwks(&[(idp_k1(), "k1"), (idp_k2(), "k2")]));
     let rotated = token(idp_k2(), "k2", "dave", &["user"]);
     let (status, body, _) = call(&gate, &gate.client(), &rotated).await;
     assert_eq!(
@@ -498,7 +456,7 @@ async fn a_key_rotated_into_the_jwks_is_fetched_on_first_use_with_one_fetch() {
 async fn a_verified_token_whose_key_left_the_jwks_is_refused_after_the_next_fetch() {
     // gatehouse caches verified tokens; the cache must not outlive the key.
     pki();
-    let idp = Idp::start(Some(&pki().idp), jwks(&[(idp_k1(), "k1")])).await;
+    let idp = Idp::start(Some(&pki().idp), idp_jwks(&[(idp_k1(), "k1")])).await;
     let (_backend, gate) = gate_for(&idp).await;
     wait_for_first_fetch(&gate, &idp).await;
     let old = token(idp_k1(), "k1", "erin", &["user"]);
@@ -506,7 +464,7 @@ async fn a_verified_token_whose_key_left_the_jwks_is_refused_after_the_next_fetc
     assert_accepted(&gate, &old, "erin", "user", "k1 again (cached)").await;
 
     // The IdP replaces k1 by k2; the first k2 token makes gatehouse refetch.
-    idp.set_jwks(jwks(&[(idp_k2(), "k2")]));
+    idp.set_jwks(idp_jwks(&[(idp_k2(), "k2")]));
     let rotated = token(idp_k2(), "k2", "dave", &["user"]);
     assert_accepted(&gate, &rotated, "dave", "user", "k2 after the rotation").await;
     assert_refused(&gate, &old, "cached k1 token after k1 left the JWKS").await;
@@ -516,7 +474,7 @@ async fn a_verified_token_whose_key_left_the_jwks_is_refused_after_the_next_fetc
 #[tokio::test]
 async fn made_up_kids_cause_at_most_one_refetch_per_thirty_seconds() {
     pki();
-    let idp = Idp::start(Some(&pki().idp), jwks(&[(idp_k1(), "k1")])).await;
+    let idp = Idp::start(Some(&pki().idp), idp_jwks(&[(idp_k1(), "k1")])).await;
     let (_backend, gate) = gate_for(&idp).await;
     let before = wait_for_first_fetch(&gate, &idp).await;
 
@@ -551,7 +509,7 @@ async fn made_up_kids_cause_at_most_one_refetch_per_thirty_seconds() {
 #[tokio::test]
 async fn known_keys_are_kept_while_the_idp_is_down() {
     pki();
-    let mut idp = Idp::start(Some(&pki().idp), jwks(&[(idp_k1(), "k1")])).await;
+    let mut idp = Idp::start(Some(&pki().idp), idp_jwks(&[(idp_k1(), "k1")])).await;
     let (_backend, gate) = gate_for(&idp).await;
     wait_for_first_fetch(&gate, &idp).await;
 
@@ -568,7 +526,7 @@ async fn known_keys_are_kept_while_the_idp_is_down() {
 #[tokio::test]
 async fn known_keys_survive_a_config_reload_while_the_idp_is_down() {
     pki();
-    let mut idp = Idp::start(Some(&pki().idp), jwks(&[(idp_k1(), "k1")])).await;
+    let mut idp = Idp::start(Some(&pki().idp), idp_jwks(&[(idp_k1(), "k1")])).await;
     let (_backend, gate) = gate_for(&idp).await;
     wait_for_first_fetch(&gate, &idp).await;
 
@@ -590,7 +548,7 @@ async fn known_keys_survive_a_config_reload_while_the_idp_is_down() {
 #[tokio::test]
 async fn a_jwks_behind_an_untrusted_certificate_is_never_used() {
     pki();
-    let idp = Idp::start(Some(&pki().untrusted), jwks(&[(idp_k1(), "k1")])).await;
+    let idp = Idp::start(Some(&pki().untrusted), idp_jwks(&[(idp_k1(), "k1")])).await;
     let (_backend, gate) = gate_for(&idp).await;
     wait_for_connection(&idp, "untrusted certificate").await;
 
@@ -607,7 +565,7 @@ async fn a_jwks_behind_an_untrusted_certificate_is_never_used() {
 async fn a_jwks_served_over_plain_http_is_never_used() {
     pki();
     // A plain HTTP server behind an https:// URL: the TLS handshake fails.
-    let idp = Idp::start(None, jwks(&[(idp_k1(), "k1")])).await;
+    let idp = Idp::start(None, idp_jwks(&[(idp_k1(), "k1")])).await;
     let (_backend, gate) = gate_for(&idp).await;
     wait_for_connection(&idp, "plain HTTP").await;
 
@@ -652,21 +610,25 @@ async fn an_http_jwks_url_is_a_config_error() {
 #[tokio::test]
 async fn a_tokens_own_jku_pointing_at_the_attackers_jwks_is_ignored() {
     pki();
-    let idp = Idp::start(Some(&pki().idp), jwks(&[(idp_k1(), "k1")])).await;
+    let idp = Idp::start(Some(&pki().idp), idp_jwks(&[(idp_k1(), "k1")])).await;
     // The attacker's JWKS, over HTTPS with a trusted certificate, holds the
     // attacker's key under their own kid and under the IdP's.
     let attacker = Idp::start(
         Some(&pki().attacker),
-        jwks(&[(attacker_key(), "evil"), (attacker_key(), "k1")]),
+        idp_jwks(&[(attacker_key(), "evil"), (attacker_key(), "k1")]),
     )
     .await;
     let (_backend, gate) = gate_for(&idp).await;
     wait_for_first_fetch(&gate, &idp).await;
 
     for kid in ["evil", "k1"] {
-        let mut header = header(kid);
+        let mut header = header_with_kid(Algorithm::RS256, kid);
         header.jku = Some(attacker.url());
-        let forged = sign(&header, &claims("mallory", &["admin"]), attacker_key());
+        let forged = sign(
+            &header,
+            &claims("mallory", &["admin"]),
+            &attacker_key().encoding(Algorithm::RS256),
+        );
         assert_refused(&gate, &forged, &format!("jku + kid {kid}")).await;
     }
     assert_eq!(

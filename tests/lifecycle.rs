@@ -11,14 +11,11 @@ use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures_util::StreamExt;
-use rustls::pki_types::ServerName;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use support::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -30,8 +27,6 @@ const SOON: Duration = Duration::from_secs(5);
 const DENY: &str = "default_route:\n  auth: deny\n";
 /// `/echo/**` open to everyone.
 const ECHO_ROUTE: &str = "routes:\n  - name: echo\n    path: /echo/**\n    auth: none\n";
-/// Everything open to everyone.
-const OPEN: &str = "default_route:\n  auth: none\n";
 
 // ---------------------------------------------------------------- helpers
 
@@ -61,12 +56,7 @@ fn spawn(certs: &TestCerts, backend: &Backend, extra: &str) -> (Process, PathBuf
 
 /// An HTTPS client for `process` trusting `certs`, resolving `localhost` to it.
 fn https_client(certs: &TestCerts, process: &Process) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .no_proxy()
-        .add_root_certificate(reqwest::Certificate::from_pem(certs.pem.as_bytes()).expect("cert"))
-        .resolve("localhost", process.https)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
+    https_client_builder(certs, process.https)
 }
 
 fn url(process: &Process, path: &str) -> String {
@@ -74,44 +64,26 @@ fn url(process: &Process, path: &str) -> String {
 }
 
 async fn status(client: &reqwest::Client, process: &Process, path: &str) -> u16 {
-    client
-        .get(url(process, path))
-        .send()
-        .await
-        .expect("request through gatehouse")
-        .status()
-        .as_u16()
+    status_of_sent(client.get(url(process, path))).await
 }
 
 /// The admin listener's `/metrics` text.
 async fn metrics(process: &Process) -> String {
-    let admin = process.admin.expect("admin listener");
-    backends::client()
-        .get(format!("http://{admin}/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body")
+    scrape(process.admin.expect("admin listener")).await
 }
 
 /// Waits until `/metrics` has the sample line `sample` (e.g.
 /// `gatehouse_config_reloads_total{result="success"} 1`).
 async fn wait_for_sample(process: &Process, sample: &str) {
-    let deadline = Instant::now() + SOON;
-    loop {
-        let text = metrics(process).await;
-        if text.lines().any(|l| l.trim() == sample) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no `{sample}` in /metrics:\n{text}\nstderr:\n{}",
-            process.stderr_text()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let (series, value) = sample.rsplit_once(' ').expect("a `series value` line");
+    let value: f64 = value.parse().expect("a sample value");
+    let admin = process.admin.expect("admin listener");
+    let text = support::wait_for_sample(admin, series, value).await;
+    assert!(
+        find_sample(&text, series) == Some(value),
+        "no `{sample}` in /metrics:\n{text}\nstderr:\n{}",
+        process.stderr_text()
+    );
 }
 
 /// Waits until some stderr line satisfies `pred`, and returns it.
@@ -188,12 +160,7 @@ async fn tls_connect(
     https: SocketAddr,
     trust: &TestCerts,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let config = tls_client_config(trust, &[b"http/1.1"], None);
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(https).await?;
-    connector
-        .connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
+    try_tls_connect(https, tls_client_config(trust, &[b"http/1.1"], None)).await
 }
 
 /// Streams `path` and counts its Server-Sent Events; signals `first` when the
@@ -429,7 +396,7 @@ async fn sigterm_stops_accepting_but_lets_streams_finish_then_exits_zero() {
     let (mut process, _path) = spawn(
         &certs,
         &backend,
-        &format!("{OPEN}server:\n  shutdown_grace: 10s\n"),
+        &open_with_server("  shutdown_grace: 10s\n"),
     );
     let stream = url(&process, "/chat/stream?n=6&interval_ms=300");
 
@@ -486,7 +453,7 @@ async fn sigterm_exits_zero_after_shutdown_grace_even_with_a_stream_unfinished()
     let (mut process, _path) = spawn(
         &certs,
         &backend,
-        &format!("{OPEN}server:\n  shutdown_grace: 1s\n"),
+        &open_with_server("  shutdown_grace: 1s\n"),
     );
     let client = https_client(&certs, &process).build().expect("client");
     let (first, got) = tokio::sync::oneshot::channel();
@@ -672,6 +639,17 @@ fn assert_no_secret(out: &Output, secret: &str) {
     }
 }
 
+/// Runs the binary on a config whose JWT secret is `secret`, asserting it
+/// exits 1 with an error naming `auth.jwt.secret`; what the run printed.
+fn run_with_a_refused_secret(secret: &str) -> Output {
+    let certs = TestCerts::new();
+    let path = write_config(&certs, &secret_config(&certs, secret, ""));
+    let out = run_with_config(&path);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("auth.jwt.secret"), "{}", out.stderr);
+    out
+}
+
 #[test]
 fn config_error_elsewhere_never_prints_the_jwt_secret() {
     let certs = TestCerts::new();
@@ -691,11 +669,7 @@ fn config_error_elsewhere_never_prints_the_jwt_secret() {
 #[test]
 fn too_short_jwt_secret_is_an_error_on_its_key_that_never_prints_it() {
     let short = "SHORTSECRET-0123456789";
-    let certs = TestCerts::new();
-    let path = write_config(&certs, &secret_config(&certs, short, ""));
-    let out = run_with_config(&path);
-    assert_eq!(out.code, Some(1), "{}", out.stderr);
-    assert!(out.stderr.contains("auth.jwt.secret"), "{}", out.stderr);
+    let out = run_with_a_refused_secret(short);
     assert_no_secret(&out, short);
 }
 
@@ -703,11 +677,7 @@ fn too_short_jwt_secret_is_an_error_on_its_key_that_never_prints_it() {
 fn malformed_interpolation_inside_the_jwt_secret_never_prints_it() {
     // A `${` without its `}` is an interpolation error on the secret itself.
     let secret = "SUPERSECRET-${7f3a9c1e5b2d8f4a6c0e9b7d1f";
-    let certs = TestCerts::new();
-    let path = write_config(&certs, &secret_config(&certs, secret, ""));
-    let out = run_with_config(&path);
-    assert_eq!(out.code, Some(1), "{}", out.stderr);
-    assert!(out.stderr.contains("auth.jwt.secret"), "{}", out.stderr);
+    let out = run_with_a_refused_secret(secret);
     assert_no_secret(&out, "7f3a9c1e5b2d8f4a6c0e9b7d1f");
     assert_no_secret(&out, "SUPERSECRET-${7f3");
 }
@@ -789,10 +759,7 @@ fn gen_api_key_prints_the_key_then_a_yaml_entry_with_its_sha256() {
     let (key, rest) = out.stdout.split_once('\n').expect("more than one line");
     assert!(key.len() >= 40, "a key with 256 bits: {key:?}");
     assert!(!key.contains(char::is_whitespace), "{key:?}");
-    let hex: String = Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = sha256_hex(key);
     assert!(
         rest.contains(&format!("- id: ci-bot\n  sha256: {hex}\n")),
         "{}",

@@ -6,44 +6,28 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::ServerName;
 use serde_json::Value;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const OPEN: &str = "default_route:\n  auth: none\n";
-
-/// `extra` YAML with an open default route and `server:` keys.
-fn open_with_server(server_keys: &str) -> String {
-    format!("{OPEN}server:\n{server_keys}")
-}
-
 /// Number of requests the backend saw.
 async fn backend_saw(backend: &Backend) -> usize {
-    recorded(backend.addr)
-        .await
-        .as_array()
-        .expect("array")
-        .len()
+    backend.requests().await.len()
 }
 
 /// A TLS handshake that may fail.
 async fn try_tls(
-    gate: &Gate,
+    gate: &Gatehouse,
     alpn: &[&[u8]],
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(gate.https).await?;
-    tokio_rustls::TlsConnector::from(Arc::new(gate.tls_client_config(alpn)))
-        .connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
+    try_tls_connect(gate.https, gate.tls_client_config(alpn)).await
 }
 
 /// Sends a keep-alive `GET path` on an HTTP/1.1 connection and reads one
@@ -79,30 +63,9 @@ where
     }
 }
 
-/// Whether the read side reaches EOF (or an error) within `within`.
-async fn read_until_closed<R: tokio::io::AsyncRead + Unpin>(
-    reader: &mut R,
-    within: Duration,
-) -> bool {
-    let mut buf = [0u8; 1024];
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, reader.read(&mut buf)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => continue,
-        }
-    }
-}
-
 #[tokio::test]
 async fn slowloris_request_head_is_cut_off_after_header_read_timeout() {
-    let backend = start_rust_backend().await;
-    let gate = Gate::start(
-        &backend.url(""),
-        &open_with_server("  header_read_timeout: 1s\n"),
-    )
-    .await;
+    let (backend, gate) = gate_with(&open_with_server("  header_read_timeout: 1s\n")).await;
     let tls = gate.tls_connect(&[b"http/1.1"]).await;
     let started = Instant::now();
     let (mut reader, mut writer) = tokio::io::split(tls);
@@ -119,7 +82,7 @@ async fn slowloris_request_head_is_cut_off_after_header_read_timeout() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
-    let closed = read_until_closed(&mut reader, Duration::from_secs(4)).await;
+    let closed = wait_until_closed(&mut reader, Duration::from_secs(4)).await;
     let took = started.elapsed();
     trickle.abort();
     assert!(closed, "a slowloris client was still connected after 4s");
@@ -136,7 +99,7 @@ const IDLE: &str = "  idle_timeout: 1s\n  header_read_timeout: 5s\n";
 #[tokio::test]
 async fn idle_http1_connection_is_closed_after_idle_timeout() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), &open_with_server(IDLE)).await;
+    let gate = Gatehouse::start(&backend.url(""), &open_with_server(IDLE)).await;
     let mut tls = gate.tls_connect(&[b"http/1.1"]).await;
     let res = get_keep_alive(&mut tls, "/health").await;
     assert!(res.starts_with("HTTP/1.1 200"), "{res:?}");
@@ -155,7 +118,7 @@ async fn idle_http1_connection_is_closed_after_idle_timeout() {
 #[tokio::test]
 async fn idle_h2_connection_is_closed_after_idle_timeout() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), &open_with_server(IDLE)).await;
+    let gate = Gatehouse::start(&backend.url(""), &open_with_server(IDLE)).await;
     let tls = gate.tls_connect(&[b"h2"]).await;
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
@@ -180,7 +143,7 @@ async fn idle_h2_connection_is_closed_after_idle_timeout() {
 #[tokio::test]
 async fn idle_h2_client_that_ignores_goaway_and_ping_is_still_closed() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), &open_with_server(IDLE)).await;
+    let gate = Gatehouse::start(&backend.url(""), &open_with_server(IDLE)).await;
     let mut tls = gate.tls_connect(&[b"h2"]).await;
     // The preface and empty SETTINGS; then silence: no SETTINGS or PING ack.
     tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
@@ -197,7 +160,7 @@ async fn idle_h2_client_that_ignores_goaway_and_ping_is_still_closed() {
 #[tokio::test]
 async fn slow_event_stream_is_not_cut_by_the_idle_timeout() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), &open_with_server(IDLE)).await;
+    let gate = Gatehouse::start(&backend.url(""), &open_with_server(IDLE)).await;
     let h2 = gate.client();
     let h1 = gate
         .client_builder()
@@ -237,12 +200,7 @@ async fn slow_event_stream_is_not_cut_by_the_idle_timeout() {
 
 #[tokio::test]
 async fn connections_over_max_connections_are_refused_until_one_closes() {
-    let backend = start_rust_backend().await;
-    let gate = Gate::start(
-        &backend.url(""),
-        &open_with_server("  max_connections: 2\n"),
-    )
-    .await;
+    let (backend, gate) = gate_with(&open_with_server("  max_connections: 2\n")).await;
     let mut first = gate.tls_connect(&[b"http/1.1"]).await;
     let mut second = gate.tls_connect(&[b"http/1.1"]).await;
     for conn in [&mut first, &mut second] {
@@ -287,12 +245,7 @@ async fn connections_over_max_connections_are_refused_until_one_closes() {
 
 #[tokio::test]
 async fn request_head_over_max_header_size_gets_431_and_never_reaches_the_backend() {
-    let backend = start_rust_backend().await;
-    let gate = Gate::start(
-        &backend.url(""),
-        &open_with_server("  max_header_size: 16KiB\n"),
-    )
-    .await;
+    let (backend, gate) = gate_with(&open_with_server("  max_header_size: 16KiB\n")).await;
 
     // Under the limit: served.
     let fits = format!(

@@ -12,24 +12,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde_json::{json, Value};
 use support::*;
 
 const ALICE_PW: &str = "correct horse+battery&staple=%20";
 const BOB_PW: &str = "bob's bcrypt password";
 const CAROL_PW: &str = "carol is disabled";
-const CHALLENGE: &str = r#"Bearer realm="gatehouse""#;
-
-/// Routes of every config here: `/echo/**` needs a JWT, `/health` is open.
-const ROUTES: &str = "routes:\n  - name: echo\n    path: /echo/**\n    auth: jwt\n  \
-                      - name: health\n    path: /health\n    auth: none\n\
-                      default_route:\n  auth: deny\n";
 
 /// Held by the tests that measure time, so that they do not load the CPU
 /// under each other's measurements.
@@ -37,10 +29,6 @@ static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A login policy that never locks anyone out in these tests.
 const NO_LOCKOUT: &str = "  login:\n    max_failures: 1000\n";
-
-/// Login policy of the lockout tests.
-const LOCKOUT_3: &str =
-    "  login:\n    max_failures: 3\n    failure_window: 15m\n    lockout: 15m\n";
 
 // ---------------------------------------------------------------- helpers
 
@@ -63,68 +51,49 @@ fn bob_hash() -> &'static str {
     H.get_or_init(|| bcrypt::hash(BOB_PW, 4).expect("bcrypt hash"))
 }
 
-/// One users-file entry.
-fn user(name: &str, hash: &str, roles: &str, disabled: bool) -> String {
-    format!(
-        "  - username: {name}\n    password_hash: '{hash}'\n    roles: {roles}\n    disabled: {disabled}\n"
-    )
-}
-
 /// alice (argon2id, `user`), bob (bcrypt, `user, admin`), carol (disabled).
 fn users_yaml() -> String {
     format!(
         "users:\n{}{}{}",
-        user("alice", alice_hash(), "[user]", false),
-        user("bob", bob_hash(), "[user, admin]", false),
-        user("carol", carol_hash(), "[user]", true),
+        user_entry("alice", alice_hash(), "[user]", false),
+        user_entry("bob", bob_hash(), "[user, admin]", false),
+        user_entry("carol", carol_hash(), "[user]", true),
     )
 }
 
-/// The test certificate in a temp folder that also holds the users file
-/// (and, once written, a config and its embedded store).
-fn certs_with_users() -> TestCerts {
-    let certs = TestCerts::new();
-    write_users(certs.dir.path(), &users_yaml());
-    certs
-}
-
-/// Replaces `users.yaml` in `dir` atomically, so the watcher never reads half a file.
-fn write_users(dir: &Path, yaml: &str) {
-    let tmp = dir.join("users.yaml.tmp");
-    std::fs::write(&tmp, yaml).expect("write users file");
-    std::fs::rename(&tmp, dir.join("users.yaml")).expect("replace users file");
-}
-
-/// Writes `gatehouse.yaml` next to `certs`: `auth_extra` is indented under
-/// `auth:`, `extra` is top-level YAML (the embedded store
-/// `data/gatehouse.db` unless it has a `store:`).
-fn write_config(certs: &TestCerts, backend_url: &str, auth_extra: &str, extra: &str) -> PathBuf {
-    let path = certs.dir.path().join("gatehouse.yaml");
-    let yaml = config_yaml_with_auth(certs, &upstream(backend_url), &jwt_auth(auth_extra), extra);
-    std::fs::write(&path, yaml).expect("write config");
-    path
-}
-
 /// A gateway on a fresh folder with the users file in front of `backend_url`.
-async fn start(backend_url: &str, auth_extra: &str) -> Gate {
-    let certs = certs_with_users();
-    let path = write_config(&certs, backend_url, auth_extra, ROUTES);
-    Gate::start_config(certs, path).await
+async fn start(backend_url: &str, auth_extra: &str) -> Gatehouse {
+    start_with_users(backend_url, &users_yaml(), auth_extra).await
+}
+
+/// Like [`start`], with the users file `users`.
+async fn start_with_users(backend_url: &str, users: &str, auth_extra: &str) -> Gatehouse {
+    let certs = certs_with_users(users);
+    let path = write_auth_config(&certs, backend_url, auth_extra, JWT_ECHO_ROUTES);
+    Gatehouse::start_config(certs, path).await
+}
+
+/// How long `POST /login` of `user` with `pw` takes to answer, asserting the
+/// answer is a 401 (its body read too).
+async fn refused_login_time(
+    gw: &Gatehouse,
+    client: &reqwest::Client,
+    user: &str,
+    pw: &str,
+) -> Duration {
+    let started = Instant::now();
+    let res = login_res(gw, client, user, pw).await;
+    let status = res.status();
+    let _ = res.bytes().await;
+    let took = started.elapsed();
+    assert_eq!(status, 401, "{user}");
+    took
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()
-}
-
-async fn post_json(client: &reqwest::Client, url: String, body: &Value) -> reqwest::Response {
-    client
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .expect("POST through gatehouse")
 }
 
 async fn post_form(
@@ -141,94 +110,13 @@ async fn post_form(
         .expect("POST through gatehouse")
 }
 
-/// Status, headers and JSON body (`Null` when empty or not JSON).
-async fn answer(res: reqwest::Response) -> (u16, reqwest::header::HeaderMap, Value) {
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let text = res.text().await.expect("response body");
-    (
-        status,
-        headers,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-    )
-}
-
-async fn login_res(gw: &Gate, client: &reqwest::Client, user: &str, pw: &str) -> reqwest::Response {
-    post_json(
-        client,
-        gw.url("/login"),
-        &json!({"username": user, "password": pw}),
-    )
-    .await
-}
-
-/// Logs in, asserting 200; the token response.
-async fn login(gw: &Gate, client: &reqwest::Client, user: &str, pw: &str) -> Tokens {
-    let (status, _, body) = answer(login_res(gw, client, user, pw).await).await;
-    assert_eq!(status, 200, "login of {user}: {body}");
-    Tokens::from(&body)
-}
-
-struct Tokens {
-    access: String,
-    refresh: String,
-}
-
-impl Tokens {
-    fn from(body: &Value) -> Tokens {
-        Tokens {
-            access: body["access_token"]
-                .as_str()
-                .expect("access_token")
-                .to_owned(),
-            refresh: body["refresh_token"]
-                .as_str()
-                .expect("refresh_token")
-                .to_owned(),
-        }
-    }
-}
-
-async fn refresh_res(gw: &Gate, client: &reqwest::Client, refresh: &str) -> reqwest::Response {
-    post_json(
-        client,
-        gw.url("/auth/refresh"),
-        &json!({"refresh_token": refresh}),
-    )
-    .await
-}
-
-/// Status of `GET /auth/me` with `token`.
-async fn me_status(gw: &Gate, client: &reqwest::Client, token: &str) -> u16 {
-    client
-        .get(gw.url("/auth/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("GET /auth/me")
-        .status()
-        .as_u16()
-}
-
-/// Status of a proxied `GET /echo/x` (a JWT route) with `token`.
-async fn echo_status(gw: &Gate, client: &reqwest::Client, token: &str) -> u16 {
-    client
-        .get(gw.url("/echo/x"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("GET /echo/x")
-        .status()
-        .as_u16()
-}
-
 /// Asserts a 401 `invalid_token` with its RFC 6750 challenge.
 async fn assert_invalid_token(res: reqwest::Response, what: &str) {
     let (status, headers, body) = answer(res).await;
     assert_eq!(status, 401, "{what}: {body}");
     assert_eq!(body["error"], "invalid_token", "{what}: {body}");
     assert_eq!(
-        headers["www-authenticate"], r#"Bearer realm="gatehouse", error="invalid_token""#,
+        headers["www-authenticate"], INVALID_TOKEN_CHALLENGE,
         "{what}"
     );
 }
@@ -243,23 +131,6 @@ async fn assert_invalid_credentials(res: reqwest::Response, what: &str) {
         "{what}"
     );
     assert_eq!(headers["www-authenticate"], CHALLENGE, "{what}");
-}
-
-/// The decoded payload of a JWT.
-fn jwt_part(token: &str, part: usize) -> Value {
-    let b64 = token.split('.').nth(part).expect("a JWT has three parts");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(b64)
-        .expect("JWT part is base64url");
-    serde_json::from_slice(&bytes).expect("JWT part is JSON")
-}
-
-/// The value of the sample `name{labels}` in Prometheus text, or 0.
-fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -406,12 +277,12 @@ async fn form_login_with_and_without_grant_type_password_works() {
 #[tokio::test]
 async fn swagger_ui_password_flow_logs_in_and_its_token_reaches_the_fastapi_chat() {
     let fastapi = start_fastapi().await;
-    let certs = certs_with_users();
+    let certs = certs_with_users(&users_yaml());
     let routes = "routes:\n  - name: openapi\n    path: /openapi.json\n    auth: none\n  \
                   - name: chat\n    path: /chat\n    methods: [POST]\n    auth: jwt\n\
                   default_route:\n  auth: deny\n";
-    let path = write_config(&certs, &fastapi.url(""), "", routes);
-    let gw = Gate::start_config(certs, path).await;
+    let path = write_auth_config(&certs, &fastapi.url(""), "", routes);
+    let gw = Gatehouse::start_config(certs, path).await;
     let client = gw.client();
 
     // The app's OpenAPI document, fetched through gatehouse.
@@ -518,18 +389,13 @@ async fn unknown_user_wrong_password_and_disabled_user_take_about_the_same_time(
     let backend = start_rust_backend().await;
     // argon2id users only: what an unknown name is checked against costs
     // what theirs cost (bob's test-only bcrypt cost 4 would not).
-    let certs = TestCerts::new();
-    write_users(
-        certs.dir.path(),
-        &format!(
-            "users:\n{}{}",
-            user("alice", alice_hash(), "[user]", false),
-            user("carol", carol_hash(), "[user]", true),
-        ),
+    let users = format!(
+        "users:\n{}{}",
+        user_entry("alice", alice_hash(), "[user]", false),
+        user_entry("carol", carol_hash(), "[user]", true),
     );
     // No lockout in the way: every attempt takes the password-checking path.
-    let path = write_config(&certs, &backend.url(""), NO_LOCKOUT, ROUTES);
-    let gw = Gate::start_config(certs, path).await;
+    let gw = start_with_users(&backend.url(""), &users, NO_LOCKOUT).await;
     let client = gw.client();
     // Warm up the connection and the blocking pool.
     let _ = login_res(&gw, &client, "alice", "warm-up").await;
@@ -541,12 +407,7 @@ async fn unknown_user_wrong_password_and_disabled_user_take_about_the_same_time(
             ("alice".to_owned(), "wrong password", &mut wrong),
             ("carol".to_owned(), CAROL_PW, &mut disabled),
         ] {
-            let started = Instant::now();
-            let res = login_res(&gw, &client, &user, pw).await;
-            let status = res.status();
-            let _ = res.bytes().await;
-            times.push(started.elapsed());
-            assert_eq!(status, 401, "{user}");
+            times.push(refused_login_time(&gw, &client, &user, pw).await);
         }
     }
     let medians = [median(unknown), median(wrong), median(disabled)];
@@ -569,14 +430,9 @@ async fn unknown_user_wrong_password_and_disabled_user_take_about_the_same_time(
 async fn unknown_user_takes_as_long_as_a_wrong_password_of_a_cost_12_bcrypt_user() {
     let _alone = TIMING.lock().await;
     let backend = start_rust_backend().await;
-    let certs = TestCerts::new();
     let hash = bcrypt::hash("frank's password", 12).expect("bcrypt hash");
-    write_users(
-        certs.dir.path(),
-        &format!("users:\n{}", user("frank", &hash, "[user]", false)),
-    );
-    let path = write_config(&certs, &backend.url(""), NO_LOCKOUT, ROUTES);
-    let gw = Gate::start_config(certs, path).await;
+    let users = format!("users:\n{}", user_entry("frank", &hash, "[user]", false));
+    let gw = start_with_users(&backend.url(""), &users, NO_LOCKOUT).await;
     let client = gw.client();
     let _ = login_res(&gw, &client, "frank", "warm-up").await;
 
@@ -586,12 +442,7 @@ async fn unknown_user_takes_as_long_as_a_wrong_password_of_a_cost_12_bcrypt_user
             (format!("nobody-{i}"), &mut unknown),
             ("frank".to_owned(), &mut wrong),
         ] {
-            let started = Instant::now();
-            let res = login_res(&gw, &client, &user, "not the password").await;
-            let status = res.status();
-            let _ = res.bytes().await;
-            times.push(started.elapsed());
-            assert_eq!(status, 401, "{user}");
+            times.push(refused_login_time(&gw, &client, &user, "not the password").await);
         }
     }
     let (unknown, wrong) = (median(unknown), median(wrong));
@@ -993,7 +844,7 @@ async fn users_file_changes_are_picked_up_and_an_invalid_one_keeps_the_old_users
     let with_dave = format!(
         "{}{}",
         users_yaml(),
-        user("dave", &dave_hash, "[user]", false)
+        user_entry("dave", &dave_hash, "[user]", false)
     );
     tokio::time::sleep(Duration::from_millis(50)).await;
     write_users(gw.certs.dir.path(), &with_dave);
@@ -1041,8 +892,8 @@ async fn users_file_changes_are_picked_up_and_an_invalid_one_keeps_the_old_users
 #[tokio::test]
 async fn no_password_or_token_ever_reaches_the_process_output() {
     let backend = start_rust_backend().await;
-    let certs = certs_with_users();
-    let path = write_config(&certs, &backend.url(""), "", ROUTES);
+    let certs = certs_with_users(&users_yaml());
+    let path = write_auth_config(&certs, &backend.url(""), "", JWT_ECHO_ROUTES);
     let mut process = Process::spawn(&path);
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -1155,7 +1006,7 @@ async fn no_password_or_token_ever_reaches_the_process_output() {
 // ---------------------------------------------------------------- flood
 
 /// Times `n` sequential proxied GETs of `/health`, 25 ms apart; every one must be 200.
-async fn proxied_latencies(gw: &Gate, client: &reqwest::Client, n: usize) -> Vec<Duration> {
+async fn proxied_latencies(gw: &Gatehouse, client: &reqwest::Client, n: usize) -> Vec<Duration> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let started = Instant::now();

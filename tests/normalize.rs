@@ -27,9 +27,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::*;
 
-/// Authentication is not this file's subject: every path is open.
-const OPEN: &str = "default_route:\n  auth: none\n";
-
 /// Who answers a refused request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum By {
@@ -39,31 +36,14 @@ enum By {
     Parser,
 }
 
-/// `<method> <target> HTTP/1.1` with a Host header, extra header lines (each ending in
-/// `\r\n`) and `Connection: close`, so the answer ends with the connection.
-fn request(method: &str, target: &[u8], headers: &str) -> Vec<u8> {
-    let mut out = format!("{method} ").into_bytes();
-    out.extend_from_slice(target);
-    out.extend_from_slice(
-        format!(" HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n").as_bytes(),
-    );
-    out
-}
-
+/// A raw `GET target` with no extra headers.
 fn get(target: &str) -> Vec<u8> {
-    request("GET", target.as_bytes(), "")
-}
-
-/// A gatehouse with every path open in front of a fresh Rust backend.
-async fn open_gate() -> (Backend, Gate) {
-    let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), OPEN).await;
-    (backend, gate)
+    raw_get(target, "")
 }
 
 /// Sends `raw` and asserts it was refused with `400` by `by`, and that the
 /// backend saw nothing at all.
-async fn assert_refused(gate: &Gate, backend: &Backend, raw: &[u8], by: By) {
+async fn assert_refused(gate: &Gatehouse, backend: &Backend, raw: &[u8], by: By) {
     let shown = String::from_utf8_lossy(raw);
     let answer = gate.raw(raw).await;
     assert_eq!(
@@ -88,18 +68,18 @@ async fn assert_refused(gate: &Gate, backend: &Backend, raw: &[u8], by: By) {
             "{shown:?}: {answer}"
         );
     }
-    let seen = recorded(backend.addr).await;
-    assert_eq!(
-        seen,
-        json!([]),
-        "{}: the backend saw the refused {shown:?}",
-        backend.name
-    );
+    assert_never_seen(backend, &format!("the refused {shown:?}")).await;
 }
 
 /// Sends `raw`, asserts `200`, and that the backend saw exactly one request,
 /// with `path` and `query`; then empties the backend's record.
-async fn assert_forwarded_as(gate: &Gate, backend: &Backend, raw: &[u8], path: &str, query: &str) {
+async fn assert_forwarded_as(
+    gate: &Gatehouse,
+    backend: &Backend,
+    raw: &[u8],
+    path: &str,
+    query: &str,
+) {
     let shown = String::from_utf8_lossy(raw);
     let answer = gate.raw(raw).await;
     assert_eq!(
@@ -112,19 +92,16 @@ async fn assert_forwarded_as(gate: &Gate, backend: &Backend, raw: &[u8], path: &
         .unwrap_or_else(|e| panic!("{shown:?}: echo is not JSON ({e}):\n{answer}"));
     assert_eq!(echo["path"], path, "{}: {shown:?}", backend.name);
     assert_eq!(echo["query"], query, "{}: {shown:?}", backend.name);
-    let seen = recorded(backend.addr).await;
-    let seen = seen.as_array().expect("recorded requests are an array");
-    assert_eq!(seen.len(), 1, "{}: {shown:?}: {seen:?}", backend.name);
-    assert_eq!(seen[0]["path"], path, "{}: {shown:?}", backend.name);
-    assert_eq!(seen[0]["query"], query, "{}: {shown:?}", backend.name);
-    clear_recorded(backend.addr).await;
+    let request = only_request(backend, &shown).await;
+    assert_eq!(request["path"], path, "{}: {shown:?}", backend.name);
+    assert_eq!(request["query"], query, "{}: {shown:?}", backend.name);
 }
 
 // --- the request target ----------------------------------------------------
 
 #[tokio::test]
 async fn dot_segments_raw_or_encoded_are_refused() {
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     for target in [
         "/public/../admin",
         "/public/%2e%2e/admin",
@@ -143,7 +120,7 @@ async fn dot_segments_raw_or_encoded_are_refused() {
 
 #[tokio::test]
 async fn encoded_slash_backslash_nul_and_controls_are_refused() {
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     for target in [
         "/admin%2Fsecret",
         "/admin%2fsecret",
@@ -160,7 +137,7 @@ async fn encoded_slash_backslash_nul_and_controls_are_refused() {
 
 #[tokio::test]
 async fn raw_backslash_is_refused() {
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     // hyper lets a raw `\` through; the normalizer refuses it.
     assert_refused(&gate, &backend, &get("/admin\\secret"), By::Gatehouse).await;
     assert_refused(&gate, &backend, &get("/\\admin"), By::Gatehouse).await;
@@ -168,7 +145,7 @@ async fn raw_backslash_is_refused() {
 
 #[tokio::test]
 async fn malformed_percent_escapes_are_refused() {
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     for target in ["/a%zz", "/a%4", "/a%", "/a%4?x=1"] {
         assert_refused(&gate, &backend, &get(target), By::Gatehouse).await;
     }
@@ -176,7 +153,7 @@ async fn malformed_percent_escapes_are_refused() {
 
 #[tokio::test]
 async fn fragment_is_dropped_before_matching_and_never_forwarded() {
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     // `http::Uri` truncates the target at `#`, so gatehouse routes on, and
     // forwards, the target without its fragment (SPEC §3.2 allows either).
     for (target, query) in [
@@ -192,7 +169,7 @@ async fn fragment_is_dropped_before_matching_and_never_forwarded() {
 
 #[tokio::test]
 async fn control_characters_and_spaces_in_the_request_line_are_refused() {
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     // httparse refuses all of these before hyper builds a request.
     for target in [
         &b"/a\x00b"[..],
@@ -203,11 +180,17 @@ async fn control_characters_and_spaces_in_the_request_line_are_refused() {
         b"/echo/a b",
         b"/echo?x=a b",
     ] {
-        assert_refused(&gate, &backend, &request("GET", target, ""), By::Parser).await;
+        assert_refused(&gate, &backend, &raw_request("GET", target, ""), By::Parser).await;
     }
     // A control character in the method; two spaces before the target.
     for method in ["G\x01ET", "GET "] {
-        assert_refused(&gate, &backend, &request(method, b"/echo", ""), By::Parser).await;
+        assert_refused(
+            &gate,
+            &backend,
+            &raw_request(method, b"/echo", ""),
+            By::Parser,
+        )
+        .await;
     }
 }
 
@@ -215,7 +198,7 @@ async fn control_characters_and_spaces_in_the_request_line_are_refused() {
 
 #[tokio::test]
 async fn absolute_form_for_another_host_is_refused() {
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     let port = gate.https.port();
     for target in [
         "http://other.example/echo".to_owned(),
@@ -229,7 +212,7 @@ async fn absolute_form_for_another_host_is_refused() {
 
 #[tokio::test]
 async fn absolute_form_for_the_same_host_is_forwarded_normalized() {
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     assert_forwarded_as(&gate, &backend, &get("http://localhost/echo"), "/echo", "").await;
     let port = gate.https.port();
     let raw = format!(
@@ -251,7 +234,7 @@ async fn absolute_form_for_the_same_host_is_forwarded_normalized() {
 
 #[tokio::test]
 async fn duplicate_authorization_headers_are_refused() {
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     for headers in [
         "Authorization: Bearer a\r\nAuthorization: Bearer b\r\n",
         "Authorization: Bearer a\r\nauthorization: Bearer a\r\n",
@@ -259,7 +242,7 @@ async fn duplicate_authorization_headers_are_refused() {
         assert_refused(
             &gate,
             &backend,
-            &request("GET", b"/echo", headers),
+            &raw_request("GET", b"/echo", headers),
             By::Gatehouse,
         )
         .await;
@@ -268,7 +251,7 @@ async fn duplicate_authorization_headers_are_refused() {
 
 #[tokio::test]
 async fn duplicate_host_headers_are_refused() {
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     let raw = b"GET /echo HTTP/1.1\r\nHost: localhost\r\nHost: other.example\r\n\
                 Connection: close\r\n\r\n";
     assert_refused(&gate, &backend, raw, By::Gatehouse).await;
@@ -282,7 +265,7 @@ async fn content_length_with_transfer_encoding_cannot_smuggle_a_request() {
     // sees the request; README "SPEC notes" records this. What matters
     // holds: the bytes after the chunked body never become a request, and
     // the backend never sees both framings.
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     for (first, second) in [
         ("Content-Length: 4", "Transfer-Encoding: chunked"),
         ("Transfer-Encoding: chunked", "Content-Length: 4"),
@@ -317,13 +300,13 @@ async fn content_length_with_transfer_encoding_cannot_smuggle_a_request() {
 
 #[tokio::test]
 async fn conflicting_content_lengths_are_refused() {
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     // hyper refuses differing lengths while parsing the head.
     for headers in [
         "Content-Length: 5\r\nContent-Length: 6\r\n",
         "Content-Length: 5, 6\r\n",
     ] {
-        let mut raw = request("POST", b"/echo", headers);
+        let mut raw = raw_request("POST", b"/echo", headers);
         raw.extend_from_slice(b"hello!");
         assert_refused(&gate, &backend, &raw, By::Parser).await;
     }
@@ -331,7 +314,7 @@ async fn conflicting_content_lengths_are_refused() {
 
 #[tokio::test]
 async fn underscore_spellings_of_proxy_owned_headers_are_refused() {
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     for header in [
         "X_Auth_User: admin",
         "x_forwarded_for: 1.2.3.4",
@@ -340,11 +323,11 @@ async fn underscore_spellings_of_proxy_owned_headers_are_refused() {
         "X_Forwarded_Proto: http",
         "X_API_Key: k",
     ] {
-        let raw = request("GET", b"/echo", &format!("{header}\r\n"));
+        let raw = raw_request("GET", b"/echo", &format!("{header}\r\n"));
         assert_refused(&gate, &backend, &raw, By::Gatehouse).await;
     }
     // An underscore name that folds onto nothing gatehouse owns passes.
-    let raw = request("GET", b"/echo", "X_Custom_Thing: 1\r\n");
+    let raw = raw_request("GET", b"/echo", "X_Custom_Thing: 1\r\n");
     assert_forwarded_as(&gate, &backend, &raw, "/echo", "").await;
 }
 
@@ -365,7 +348,7 @@ const NORMALIZED: &[(&str, &str, &str)] = &[
 
 #[tokio::test]
 async fn normalized_path_is_the_one_forwarded_and_the_query_is_kept_byte_for_byte() {
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     for &(target, path, query) in NORMALIZED {
         assert_forwarded_as(&gate, &backend, &get(target), path, query).await;
     }
@@ -373,7 +356,7 @@ async fn normalized_path_is_the_one_forwarded_and_the_query_is_kept_byte_for_byt
 
 #[tokio::test]
 async fn http2_requests_are_forwarded_normalized() {
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     let client = gate.client();
     // reqwest (the url crate) resolves `..` and `.` itself: only targets it
     // sends untouched are meaningful here.
@@ -404,7 +387,7 @@ async fn http2_requests_are_forwarded_normalized() {
 
 #[tokio::test]
 async fn http2_requests_are_refused_like_http1_ones() {
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     let client = gate.client();
     let requests = [
         client.get(gate.url("/admin%2Fsecret")),
@@ -435,7 +418,7 @@ async fn http2_requests_are_refused_like_http1_ones() {
 #[tokio::test]
 async fn fastapi_backend_sees_only_normalized_requests() {
     let backend = start_fastapi().await;
-    let gate = Gate::start(&backend.url(""), OPEN).await;
+    let gate = Gatehouse::start(&backend.url(""), OPEN).await;
     for target in [
         "/public/../admin",
         "/public/%2e%2e/admin",
@@ -446,7 +429,7 @@ async fn fastapi_backend_sees_only_normalized_requests() {
     ] {
         assert_refused(&gate, &backend, &get(target), By::Gatehouse).await;
     }
-    let raw = request("GET", b"/echo", "X_Auth_User: admin\r\n");
+    let raw = raw_request("GET", b"/echo", "X_Auth_User: admin\r\n");
     assert_refused(&gate, &backend, &raw, By::Gatehouse).await;
     assert_refused(&gate, &backend, &get("/admin\\secret"), By::Gatehouse).await;
     for &(target, path, query) in NORMALIZED {
@@ -476,11 +459,11 @@ fn requests_total(metrics: &str, labels: &[(&str, &str)]) -> u64 {
 
 #[tokio::test]
 async fn refused_requests_are_counted_with_status_400() {
-    let (backend, gate) = open_gate().await;
+    let (backend, gate) = gate_with(OPEN).await;
     let refused = [
         get("/public/../admin"),
         get("/admin%2Fsecret"),
-        request("GET", b"/echo", "X_Auth_User: admin\r\n"),
+        raw_request("GET", b"/echo", "X_Auth_User: admin\r\n"),
     ];
     for raw in &refused {
         assert_refused(&gate, &backend, raw, By::Gatehouse).await;

@@ -10,30 +10,17 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use support::*;
 
-/// Every value of header `name` the backend saw in an `/echo` answer.
-fn seen<'a>(echo: &'a Value, name: &str) -> Vec<&'a str> {
-    echo["headers"]
-        .as_array()
-        .expect("headers array")
-        .iter()
-        .filter(|pair| pair[0].as_str() == Some(name))
-        .filter_map(|pair| pair[1].as_str())
-        .collect()
-}
-
-async fn echo_via(gate: &Gate, req: reqwest::RequestBuilder) -> Value {
+async fn echo_via(gate: &Gatehouse, req: reqwest::RequestBuilder) -> Value {
     let res = req.send().await.expect("request through gatehouse");
     assert_eq!(res.status(), 200, "{:?}", res.text().await);
     let _ = gate;
     res.json().await.expect("echo JSON")
 }
 
-const OPEN: &str = "default_route:\n  auth: none\n";
-
 #[tokio::test]
 async fn backend_sees_the_normalized_path_and_forwarding_headers() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), OPEN).await;
+    let gate = Gatehouse::start(&backend.url(""), OPEN).await;
     let client = gate.client();
     let echo = echo_via(
         &gate,
@@ -56,7 +43,7 @@ async fn backend_sees_the_normalized_path_and_forwarding_headers() {
 #[tokio::test]
 async fn response_carries_hsts_and_the_request_id_the_backend_saw() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), OPEN).await;
+    let gate = Gatehouse::start(&backend.url(""), OPEN).await;
     let res = gate
         .client()
         .get(gate.url("/echo"))
@@ -76,7 +63,7 @@ async fn response_carries_hsts_and_the_request_id_the_backend_saw() {
 #[tokio::test]
 async fn hop_by_hop_and_connection_named_headers_never_reach_the_backend() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), OPEN).await;
+    let gate = Gatehouse::start(&backend.url(""), OPEN).await;
     let raw = gate
         .raw(
             b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\
@@ -109,7 +96,7 @@ async fn hop_by_hop_and_connection_named_headers_never_reach_the_backend() {
 #[tokio::test]
 async fn untrusted_forwarding_headers_are_replaced_not_believed() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), OPEN).await;
+    let gate = Gatehouse::start(&backend.url(""), OPEN).await;
     let req = gate
         .client()
         .get(gate.url("/echo"))
@@ -139,12 +126,7 @@ async fn untrusted_forwarding_headers_are_replaced_not_believed() {
 
 #[tokio::test]
 async fn trusted_proxy_chain_is_appended_to() {
-    let backend = start_rust_backend().await;
-    let gate = Gate::start(
-        &backend.url(""),
-        "default_route:\n  auth: none\nserver:\n  trusted_proxies: [127.0.0.0/8]\n",
-    )
-    .await;
+    let (_backend, gate) = gate_with(&open_with_server("  trusted_proxies: [127.0.0.0/8]\n")).await;
     let req = gate
         .client()
         .get(gate.url("/echo"))
@@ -157,7 +139,7 @@ async fn trusted_proxy_chain_is_appended_to() {
 #[tokio::test]
 async fn sse_events_reach_the_client_as_the_backend_writes_them() {
     for backend in [start_rust_backend().await, start_fastapi().await] {
-        let gate = Gate::start(&backend.url(""), OPEN).await;
+        let gate = Gatehouse::start(&backend.url(""), OPEN).await;
         let started = Instant::now();
         let res = gate
             .client()
@@ -192,19 +174,11 @@ async fn sse_events_reach_the_client_as_the_backend_writes_them() {
 #[tokio::test]
 async fn websocket_upgrade_passes_through_both_backends() {
     for backend in [start_rust_backend().await, start_fastapi().await] {
-        let gate = Gate::start(&backend.url(""), OPEN).await;
-        let connector = tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(
-            gate.tls_client_config(&[b"http/1.1"]),
-        ));
-        let tcp = tokio::net::TcpStream::connect(gate.https).await.unwrap();
-        let (mut ws, response) = tokio_tungstenite::client_async_tls_with_config(
-            format!("wss://localhost:{}/ws", gate.https.port()),
-            tcp,
-            None,
-            Some(connector),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{}: websocket handshake: {e}", backend.name));
+        let gate = Gatehouse::start(&backend.url(""), OPEN).await;
+        let (mut ws, response) = gate
+            .websocket("/ws")
+            .await
+            .unwrap_or_else(|e| panic!("{}: websocket handshake: {e}", backend.name));
         assert_eq!(response.status(), 101);
         let greeting = ws.next().await.unwrap().unwrap();
         assert!(
@@ -222,12 +196,7 @@ async fn websocket_upgrade_passes_through_both_backends() {
 
 #[tokio::test]
 async fn body_over_the_limit_gets_413_whether_declared_or_streamed() {
-    let backend = start_rust_backend().await;
-    let gate = Gate::start(
-        &backend.url(""),
-        "default_route:\n  auth: none\nserver:\n  max_request_body: 64KiB\n",
-    )
-    .await;
+    let (_backend, gate) = gate_with(&open_with_server("  max_request_body: 64KiB\n")).await;
     let client = gate.client();
     // Declared with Content-Length: refused before anything is forwarded.
     let res = client
@@ -268,7 +237,7 @@ async fn closed_port_gets_502_json() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = closed.local_addr().unwrap();
     drop(closed);
-    let gate = Gate::start(&format!("http://{addr}"), OPEN).await;
+    let gate = Gatehouse::start(&format!("http://{addr}"), OPEN).await;
     let res = gate
         .client()
         .get(gate.url("/anything"))
@@ -288,7 +257,7 @@ async fn closed_port_gets_502_json() {
 #[tokio::test]
 async fn slow_backend_gets_504_json() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start_with(
+    let gate = Gatehouse::start_with(
         &format!(
             "upstreams:\n  app:\n    url: {}\n    response_timeout: 500ms\n",
             backend.url("")
@@ -319,7 +288,7 @@ async fn a_refusing_target_is_skipped_in_round_robin() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = closed.local_addr().unwrap();
     drop(closed);
-    let gate = Gate::start_with(
+    let gate = Gatehouse::start_with(
         &format!(
             "upstreams:\n  app:\n    urls: [http://{dead}, {}]\n",
             backend.url("")
@@ -337,7 +306,7 @@ async fn a_refusing_target_is_skipped_in_round_robin() {
 #[tokio::test]
 async fn http2_and_http1_clients_are_both_served() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), OPEN).await;
+    let gate = Gatehouse::start(&backend.url(""), OPEN).await;
     let h2 = gate.client().get(gate.url("/health")).send().await.unwrap();
     assert_eq!(h2.version(), reqwest::Version::HTTP_2);
     assert_eq!(h2.status(), 200);

@@ -11,14 +11,8 @@
 
 mod support;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{json, Value};
 use support::*;
-
-/// `iss` and `aud` of gatehouse's own tokens.
-const OWN: &str = "gatehouse";
 
 /// Routes of these tests: `/echo/limited/**` with a JWT and a route limit of
 /// 2 per minute, `/echo/open-limited/**` without auth and the route limit
@@ -40,44 +34,23 @@ fn routes() -> String {
     routes_with("{rate: 2/min, burst: 2}", "")
 }
 
+/// [`routes`] with the per-IP limit `per_ip` (`{rate, burst}`), no login
+/// limit, and `more` top-level YAML.
+fn per_ip_config(per_ip: &str, more: &str) -> String {
+    format!(
+        "rate_limits:\n  per_ip: {per_ip}\n  login: null\n{}{more}",
+        routes()
+    )
+}
+
 /// Client IPs are read from `X-Forwarded-For` sent by these tests (127.0.0.1).
 const TRUSTED_LOOPBACK: &str = "server:\n  trusted_proxies: [127.0.0.0/8]\n";
 
 // ---------------------------------------------------------------- helpers
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_secs()
-}
-
-/// A valid gatehouse access token (SPEC §4 claims) for `sub`.
-fn token(sub: &str) -> String {
-    let now = now();
-    let claims = json!({
-        "iss": OWN,
-        "aud": OWN,
-        "sub": sub,
-        "roles": ["user"],
-        "iat": now,
-        "nbf": now,
-        "exp": now + 900,
-        "jti": format!("jti-{sub}-{now}"),
-        "sid": format!("sid-{sub}"),
-        "typ": "access",
-    });
-    jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .expect("sign HS256 token")
-}
-
 /// `GET path`, with a bearer token and an `X-Forwarded-For` when given.
 async fn get(
-    gate: &Gate,
+    gate: &Gatehouse,
     client: &reqwest::Client,
     path: &str,
     bearer: Option<&str>,
@@ -94,7 +67,7 @@ async fn get(
 }
 
 /// The status of `GET path` (with `X-Forwarded-For: xff` when given).
-async fn status(gate: &Gate, client: &reqwest::Client, path: &str, xff: Option<&str>) -> u16 {
+async fn status(gate: &Gatehouse, client: &reqwest::Client, path: &str, xff: Option<&str>) -> u16 {
     get(gate, client, path, None, xff).await.status().as_u16()
 }
 
@@ -128,21 +101,12 @@ async fn assert_rate_limited(res: reqwest::Response, limit: u64, what: &str) {
 
 /// How many requests under `/echo` reached the backend.
 async fn echo_requests(backend: &Backend) -> usize {
-    recorded(backend.addr)
+    backend
+        .requests()
         .await
-        .as_array()
-        .expect("record is an array")
         .iter()
         .filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/echo")))
         .count()
-}
-
-/// The value of one metric series (`name{labels}`), 0 when absent.
-fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 // ---------------------------------------------------------------- per IP
@@ -150,12 +114,7 @@ fn sample(metrics: &str, series: &str) -> f64 {
 #[tokio::test]
 async fn per_ip_limit_lets_the_burst_through_then_answers_429_with_retry_after_and_ratelimit_headers(
 ) {
-    let backend = start_rust_backend().await;
-    let extra = format!(
-        "rate_limits:\n  per_ip: {{rate: 3/min, burst: 3}}\n  login: null\n{}",
-        routes()
-    );
-    let gate = Gate::start(&backend.url(""), &extra).await;
+    let (backend, gate) = gate_with(&per_ip_config("{rate: 3/min, burst: 3}", "")).await;
     let client = gate.client();
 
     for i in 1..=3 {
@@ -180,12 +139,7 @@ async fn per_ip_limit_lets_the_burst_through_then_answers_429_with_retry_after_a
 
 #[tokio::test]
 async fn per_ip_limit_counts_requests_gatehouse_answers_itself() {
-    let backend = start_rust_backend().await;
-    let extra = format!(
-        "rate_limits:\n  per_ip: {{rate: 3/min, burst: 3}}\n  login: null\n{}",
-        routes()
-    );
-    let gate = Gate::start(&backend.url(""), &extra).await;
+    let (backend, gate) = gate_with(&per_ip_config("{rate: 3/min, burst: 3}", "")).await;
     let client = gate.client();
 
     // A 401 (no token) and a 404 (default_route: deny) spend tokens too.
@@ -206,15 +160,12 @@ async fn every_login_attempt_counts_against_the_login_limit_wrong_passwords_too(
         "rate_limits:\n  per_ip: null\n  login: {{rate: 2/min, burst: 2}}\n{}",
         routes()
     );
-    let gate = Gate::start(&backend.url(""), &extra).await;
+    let gate = Gatehouse::start(&backend.url(""), &extra).await;
     // The users file sits next to the config (its default `users.yaml`); a
     // reload reads it and keeps the (unchanged) login limiter.
     let hash = gatehouse::auth::password::hash_password("right password").expect("argon2 hash");
-    std::fs::write(
-        gate.certs.dir.path().join("users.yaml"),
-        format!("users:\n  - username: alice\n    password_hash: '{hash}'\n    roles: [user]\n"),
-    )
-    .expect("write users file");
+    let users = format!("users:\n{}", user_entry("alice", &hash, "[user]", false));
+    write_users(gate.certs.dir.path(), &users);
     gate.gateway.reload().expect("reload reads the users file");
     let client = gate.client();
     let login = |password: &'static str| {
@@ -258,7 +209,7 @@ async fn every_login_attempt_counts_against_the_login_limit_wrong_passwords_too(
 #[tokio::test]
 async fn route_limit_responses_carry_ratelimit_headers_with_remaining_counting_down() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), &routes()).await;
+    let gate = Gatehouse::start(&backend.url(""), &routes()).await;
     let client = gate.client();
 
     for expected_remaining in [1, 0] {
@@ -295,9 +246,9 @@ async fn route_limit_responses_carry_ratelimit_headers_with_remaining_counting_d
 #[tokio::test]
 async fn two_users_from_one_ip_share_the_routes_per_ip_bucket() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), &routes()).await;
+    let gate = Gatehouse::start(&backend.url(""), &routes()).await;
     let client = gate.client();
-    let (alice, bob) = (token("alice"), token("bob"));
+    let (alice, bob) = (token_for("alice", &["user"]), token_for("bob", &["user"]));
 
     let res = get(&gate, &client, "/echo/limited/a", Some(&alice), None).await;
     assert_eq!(res.status(), 200);
@@ -324,9 +275,9 @@ async fn two_users_from_one_ip_share_the_routes_per_ip_bucket() {
 #[tokio::test]
 async fn one_principal_behind_several_ips_is_limited_by_its_own_bucket() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), &format!("{}{TRUSTED_LOOPBACK}", routes())).await;
+    let gate = Gatehouse::start(&backend.url(""), &format!("{}{TRUSTED_LOOPBACK}", routes())).await;
     let client = gate.client();
-    let (alice, bob) = (token("alice"), token("bob"));
+    let (alice, bob) = (token_for("alice", &["user"]), token_for("bob", &["user"]));
     let path = "/echo/limited/x";
 
     for ip in ["198.51.100.1", "198.51.100.2"] {
@@ -351,9 +302,9 @@ async fn ratelimit_remaining_reports_the_bucket_closest_to_refusal() {
     // smaller of the two (draft-ietf-httpapi-ratelimit-headers: with several
     // policies, the one closest to its limit).
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), &routes()).await;
+    let gate = Gatehouse::start(&backend.url(""), &routes()).await;
     let client = gate.client();
-    let (alice, bob) = (token("alice"), token("bob"));
+    let (alice, bob) = (token_for("alice", &["user"]), token_for("bob", &["user"]));
 
     let res = get(&gate, &client, "/echo/limited/a", Some(&alice), None).await;
     assert_eq!(int_header(&res, "ratelimit-remaining"), 1);
@@ -372,13 +323,8 @@ async fn ratelimit_remaining_reports_the_bucket_closest_to_refusal() {
 
 #[tokio::test]
 async fn spoofed_x_forwarded_for_from_an_untrusted_peer_does_not_escape_the_per_ip_limit() {
-    let backend = start_rust_backend().await;
     // No trusted proxies: the TCP peer (127.0.0.1) is the client.
-    let extra = format!(
-        "rate_limits:\n  per_ip: {{rate: 2/min, burst: 2}}\n  login: null\n{}",
-        routes()
-    );
-    let gate = Gate::start(&backend.url(""), &extra).await;
+    let (backend, gate) = gate_with(&per_ip_config("{rate: 2/min, burst: 2}", "")).await;
     let client = gate.client();
 
     for (i, xff) in ["198.51.100.1", "198.51.100.2"].into_iter().enumerate() {
@@ -398,75 +344,77 @@ async fn spoofed_x_forwarded_for_from_an_untrusted_peer_does_not_escape_the_per_
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_limit_keys_on_the_right_most_untrusted_client() {
-    let backend = start_rust_backend().await;
-    let extra = format!(
-        "rate_limits:\n  per_ip: {{rate: 1/h, burst: 1}}\n  login: null\n{}{TRUSTED_LOOPBACK}",
-        routes()
-    );
-    let gate = Gate::start(&backend.url(""), &extra).await;
+    let (backend, gate) =
+        gate_with(&per_ip_config("{rate: 1/h, burst: 1}", TRUSTED_LOOPBACK)).await;
     let client = gate.client();
     let path = "/echo/open/x";
 
-    assert_eq!(
-        status(&gate, &client, path, Some("198.51.100.1")).await,
-        200
-    );
-    assert_eq!(
-        status(&gate, &client, path, Some("198.51.100.1")).await,
-        429,
-        "198.51.100.1's bucket is empty"
-    );
-    assert_eq!(
-        status(&gate, &client, path, Some("198.51.100.2")).await,
-        200,
-        "another forwarded client has its own bucket"
-    );
-    // What the client itself wrote (left of the first untrusted hop) is not
-    // believed: the client is still 198.51.100.1.
-    assert_eq!(
-        status(&gate, &client, path, Some("203.0.113.7, 198.51.100.1")).await,
-        429,
-        "a made-up left-most address does not escape the limit"
-    );
-    // Trusted hops on the right are skipped: the client is 198.51.100.2.
-    assert_eq!(
-        status(&gate, &client, path, Some("198.51.100.2, 127.0.0.9")).await,
-        429,
-        "a trusted hop does not hide the client"
-    );
-    // And the proxy's own address is not anyone's bucket: a request
-    // without X-Forwarded-For comes from 127.0.0.1 itself.
-    assert_eq!(status(&gate, &client, path, None).await, 200);
+    // In order: each `X-Forwarded-For` (none: the proxy's own request), the
+    // status it gets, and why.
+    for (xff, want, why) in [
+        (Some("198.51.100.1"), 200, "198.51.100.1's first request"),
+        (Some("198.51.100.1"), 429, "198.51.100.1's bucket is empty"),
+        (
+            Some("198.51.100.2"),
+            200,
+            "another forwarded client has its own bucket",
+        ),
+        // What the client itself wrote (left of the first untrusted hop) is
+        // not believed: the client is still 198.51.100.1.
+        (
+            Some("203.0.113.7, 198.51.100.1"),
+            429,
+            "a made-up left-most address does not escape the limit",
+        ),
+        // Trusted hops on the right are skipped: the client is 198.51.100.2.
+        (
+            Some("198.51.100.2, 127.0.0.9"),
+            429,
+            "a trusted hop does not hide the client",
+        ),
+        // And the proxy's own address is not anyone's bucket: a request
+        // without X-Forwarded-For comes from 127.0.0.1 itself.
+        (
+            None,
+            200,
+            "without X-Forwarded-For the client is 127.0.0.1 itself",
+        ),
+    ] {
+        let got = status(&gate, &client, path, xff).await;
+        assert_eq!(got, want, "X-Forwarded-For {xff:?}: {why}");
+    }
     assert_eq!(echo_requests(&backend).await, 3);
 }
 
 #[tokio::test]
 async fn ipv6_clients_behind_a_trusted_proxy_share_one_bucket_per_64() {
-    let backend = start_rust_backend().await;
-    let extra = format!(
-        "rate_limits:\n  per_ip: {{rate: 1/h, burst: 1}}\n  login: null\n{}{TRUSTED_LOOPBACK}",
-        routes()
-    );
-    let gate = Gate::start(&backend.url(""), &extra).await;
+    let (backend, gate) =
+        gate_with(&per_ip_config("{rate: 1/h, burst: 1}", TRUSTED_LOOPBACK)).await;
     let client = gate.client();
     let path = "/echo/open/x";
 
-    assert_eq!(status(&gate, &client, path, Some("2001:db8::1")).await, 200);
-    assert_eq!(
-        status(&gate, &client, path, Some("2001:db8::2")).await,
-        429,
-        "2001:db8::2 is in the same /64 as 2001:db8::1"
-    );
-    assert_eq!(
-        status(&gate, &client, path, Some("[2001:db8::ffff:1]:4711")).await,
-        429,
-        "a port on the hop does not make another client"
-    );
-    assert_eq!(
-        status(&gate, &client, path, Some("2001:db8:0:1::1")).await,
-        200,
-        "2001:db8:0:1::/64 is another client"
-    );
+    // In order: each `X-Forwarded-For`, the status it gets, and why.
+    for (xff, want, why) in [
+        ("2001:db8::1", 200, "the first client of 2001:db8::/64"),
+        (
+            "2001:db8::2",
+            429,
+            "2001:db8::2 is in the same /64 as 2001:db8::1",
+        ),
+        (
+            "[2001:db8::ffff:1]:4711",
+            429,
+            "a port on the hop does not make another client",
+        ),
+        (
+            "2001:db8:0:1::1",
+            200,
+            "2001:db8:0:1::/64 is another client",
+        ),
+    ] {
+        let got = status(&gate, &client, path, Some(xff)).await;
+        assert_eq!(got, want, "X-Forwarded-For {xff}: {why}");
+    }
     assert_eq!(echo_requests(&backend).await, 2);
 }
 
@@ -476,7 +424,7 @@ async fn ipv6_clients_behind_a_trusted_proxy_share_one_bucket_per_64() {
 async fn reload_keeps_the_buckets_of_unchanged_limits_and_a_changed_rate_starts_fresh() {
     let backend = start_rust_backend().await;
     let upstreams = upstream(&backend.url(""));
-    let gate = Gate::start(&backend.url(""), &routes()).await;
+    let gate = Gatehouse::start(&backend.url(""), &routes()).await;
     let client = gate.client();
     let path = "/echo/open-limited/x";
 

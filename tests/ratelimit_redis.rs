@@ -28,26 +28,16 @@ fn config(redis: &Redis, limit: &str) -> String {
 }
 
 /// The status of `GET /echo/x` on `gate` for the client `ip`.
-async fn status(gate: &Gate, client: &reqwest::Client, ip: &str) -> u16 {
-    client
-        .get(gate.url("/echo/x"))
-        .header("X-Forwarded-For", ip)
-        .send()
-        .await
-        .expect("request reaches gatehouse")
-        .status()
-        .as_u16()
+async fn status(gate: &Gatehouse, client: &reqwest::Client, ip: &str) -> u16 {
+    status_of_sent(
+        client
+            .get(gate.url("/echo/x"))
+            .header("X-Forwarded-For", ip),
+    )
+    .await
 }
 
-/// The value of one metric series (`name{labels}` or `name`), 0 when absent.
-fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-async fn fallbacks(gate: &Gate) -> f64 {
+async fn fallbacks(gate: &Gatehouse) -> f64 {
     sample(
         &gate.metrics().await,
         "gatehouse_rate_limit_fallbacks_total",
@@ -57,7 +47,7 @@ async fn fallbacks(gate: &Gate) -> f64 {
 /// Waits (up to 15 s) until `gate` answers rate-limit checks from Redis
 /// again: a request (for a client of its own, `probe_ip`) that does not count
 /// a fallback.
-async fn wait_for_shared_limits(gate: &Gate, client: &reqwest::Client, probe_ip: &str) {
+async fn wait_for_shared_limits(gate: &Gatehouse, client: &reqwest::Client, probe_ip: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let before = fallbacks(gate).await;
@@ -80,8 +70,8 @@ async fn two_instances_sharing_one_redis_spend_one_bucket_per_client() {
     // 20 per hour rather than per minute: at 20/min a token comes back every
     // 3 s, which a slow machine could see during the test.
     let extra = config(&redis, "{rate: 20/h, burst: 20}");
-    let a = Gate::start(&backend.url(""), &extra).await;
-    let b = Gate::start(&backend.url(""), &extra).await;
+    let a = Gatehouse::start(&backend.url(""), &extra).await;
+    let b = Gatehouse::start(&backend.url(""), &extra).await;
     let (ca, cb) = (a.client(), b.client());
     let ip = "198.51.100.1";
 
@@ -128,8 +118,8 @@ async fn without_redis_each_instance_still_limits_locally_and_sharing_resumes_wh
     let mut redis = Redis::start();
     let backend = start_rust_backend().await;
     let extra = config(&redis, "{rate: 3/h, burst: 3}");
-    let a = Gate::start(&backend.url(""), &extra).await;
-    let b = Gate::start(&backend.url(""), &extra).await;
+    let a = Gatehouse::start(&backend.url(""), &extra).await;
+    let b = Gatehouse::start(&backend.url(""), &extra).await;
     let (ca, cb) = (a.client(), b.client());
 
     // Shared: 2 on A and 1 on B empty the bucket of 198.51.100.1.
@@ -199,7 +189,7 @@ async fn with_redis_a_reload_keeps_unchanged_buckets_and_a_changed_rate_starts_f
     let redis = Redis::start();
     let backend = start_rust_backend().await;
     let upstreams = upstream(&backend.url(""));
-    let gate = Gate::start(&backend.url(""), &config(&redis, "{rate: 2/h, burst: 2}")).await;
+    let gate = Gatehouse::start(&backend.url(""), &config(&redis, "{rate: 2/h, burst: 2}")).await;
     let client = gate.client();
     let ip = "198.51.100.1";
 

@@ -13,32 +13,22 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use support::*;
 
 const ALICE_PW: &str = "alice's redis password";
 const BOB_PW: &str = "bob's redis password";
-
-/// `/echo/**` needs a JWT, `/health` is open, nothing else is routed.
-const ROUTES: &str = "routes:\n  - name: echo\n    path: /echo/**\n    auth: jwt\n  \
-                      - name: health\n    path: /health\n    auth: none\n\
-                      default_route:\n  auth: deny\n";
-
-const LOCKOUT_3: &str =
-    "  login:\n    max_failures: 3\n    failure_window: 15m\n    lockout: 15m\n";
 
 /// How long a revocation may take to reach the other instance.
 const PROPAGATION: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------- helpers
 
+/// alice and bob, both with role `user`.
 fn users_yaml() -> String {
     // bcrypt cost 4: these tests are about the store, not hashing.
     let entry = |name: &str, pw: &str| {
-        format!(
-            "  - username: {name}\n    password_hash: '{}'\n    roles: [user]\n",
-            bcrypt::hash(pw, 4).expect("bcrypt hash")
-        )
+        let hash = bcrypt::hash(pw, 4).expect("bcrypt hash");
+        user_entry(name, &hash, "[user]", false)
     };
     format!(
         "users:\n{}{}",
@@ -54,40 +44,24 @@ fn redis_store(redis: &Redis) -> String {
     )
 }
 
-/// The test certificate in a temp folder that also holds the users file.
-fn certs_with_users() -> TestCerts {
-    let certs = TestCerts::new();
-    std::fs::write(certs.dir.path().join("users.yaml"), users_yaml()).expect("users file");
-    certs
-}
-
-/// Writes `gatehouse.yaml` next to `certs` with `auth_extra` under `auth:`
-/// and top-level `extra` (which must hold the `store:`).
-fn write_config(certs: &TestCerts, backend_url: &str, auth_extra: &str, extra: &str) -> PathBuf {
-    let path = certs.dir.path().join("gatehouse.yaml");
-    let yaml = config_yaml_with_auth(certs, &upstream(backend_url), &jwt_auth(auth_extra), extra);
-    std::fs::write(&path, yaml).expect("write config");
-    path
-}
-
 /// A gatehouse running in this process, with this file's requests.
 struct Gw {
-    gate: Gate,
+    gate: Gatehouse,
     client: reqwest::Client,
 }
 
 impl Gw {
     async fn start(certs: TestCerts, path: PathBuf) -> Gw {
-        let gate = Gate::start_config(certs, path).await;
+        let gate = Gatehouse::start_config(certs, path).await;
         let client = gate.client();
         Gw { gate, client }
     }
 
     /// A gateway with the Redis store in front of `backend`, once ready.
     async fn redis(backend: &Backend, redis: &Redis, auth_extra: &str) -> Gw {
-        let certs = certs_with_users();
-        let extra = format!("{}{ROUTES}", redis_store(redis));
-        let path = write_config(&certs, &backend.url(""), auth_extra, &extra);
+        let certs = certs_with_users(&users_yaml());
+        let extra = format!("{}{JWT_ECHO_ROUTES}", redis_store(redis));
+        let path = write_auth_config(&certs, &backend.url(""), auth_extra, &extra);
         let gw = Gw::start(certs, path).await;
         gw.wait_ready(Duration::from_secs(10)).await;
         gw
@@ -97,31 +71,16 @@ impl Gw {
         self.gate.url(path)
     }
 
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let res = self
-            .client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("POST through gatehouse");
-        answer(res).await
-    }
-
     async fn login_res(&self, user: &str, pw: &str) -> (u16, Value) {
-        self.post("/login", &json!({"username": user, "password": pw}))
-            .await
+        status_and_body(login_res(&self.gate, &self.client, user, pw).await).await
     }
 
     async fn login(&self, user: &str, pw: &str) -> Tokens {
-        let (status, body) = self.login_res(user, pw).await;
-        assert_eq!(status, 200, "login of {user}: {body}");
-        Tokens::from(&body)
+        login(&self.gate, &self.client, user, pw).await
     }
 
     async fn refresh(&self, refresh: &str) -> (u16, Value) {
-        self.post("/auth/refresh", &json!({"refresh_token": refresh}))
-            .await
+        status_and_body(refresh_res(&self.gate, &self.client, refresh).await).await
     }
 
     async fn logout(&self, access: &str) -> (u16, Value) {
@@ -132,27 +91,20 @@ impl Gw {
             .send()
             .await
             .expect("POST /auth/logout");
-        answer(res).await
+        status_and_body(res).await
     }
 
     async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        let res = self
-            .client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("GET through gatehouse");
-        answer(res).await
+        status_and_body(bearer_get(&self.client, self.url(path), token).await).await
     }
 
     /// Status of a proxied `GET /echo/x` (a JWT route) with `token`.
     async fn echo(&self, token: &str) -> u16 {
-        self.get("/echo/x", token).await.0
+        echo_status(&self.gate, &self.client, token).await
     }
 
     async fn me(&self, token: &str) -> u16 {
-        self.get("/auth/me", token).await.0
+        me_status(&self.gate, &self.client, token).await
     }
 
     async fn admin(&self, path: &str) -> (u16, String) {
@@ -181,37 +133,14 @@ impl Gw {
 
     /// The value of one Prometheus sample, or 0.
     async fn sample(&self, series: &str) -> f64 {
-        let text = self.admin("/metrics").await.1;
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or(0.0)
+        sample(&self.gate.metrics().await, series)
     }
 }
 
-struct Tokens {
-    access: String,
-    refresh: String,
-}
-
-impl Tokens {
-    fn from(body: &Value) -> Tokens {
-        Tokens {
-            access: body["access_token"]
-                .as_str()
-                .expect("access_token")
-                .to_owned(),
-            refresh: body["refresh_token"]
-                .as_str()
-                .expect("refresh_token")
-                .to_owned(),
-        }
-    }
-}
-
-async fn answer(res: reqwest::Response) -> (u16, Value) {
-    let status = res.status().as_u16();
-    let text = res.text().await.expect("response body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+/// Status and JSON body (`Null` when empty or not JSON).
+async fn status_and_body(res: reqwest::Response) -> (u16, Value) {
+    let (status, _, body) = answer(res).await;
+    (status, body)
 }
 
 /// Polls `check` every 20 ms until it is true; how long that took.
@@ -230,21 +159,10 @@ where
     }
 }
 
+/// The `sid` claim of an access token.
 fn sid_of(access: &str) -> String {
-    use base64::Engine as _;
-    let payload = access.split('.').nth(1).expect("JWT payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url");
-    let claims: Value = serde_json::from_slice(&bytes).expect("JSON claims");
+    let claims = jwt_part(access, 1);
     claims["sid"].as_str().expect("sid claim").to_owned()
-}
-
-fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 async fn redis_conn(redis: &Redis) -> redis::aio::MultiplexedConnection {
@@ -612,12 +530,12 @@ async fn logout_after_redis_lost_its_data_leaves_no_key_without_a_ttl() {
 #[tokio::test]
 async fn embedded_store_file_and_its_missing_folders_are_created() {
     let backend = start_rust_backend().await;
-    let certs = certs_with_users();
+    let certs = certs_with_users(&users_yaml());
     let dir = certs.dir.path().to_owned();
     let db = dir.join("not/yet/there/gatehouse.db");
     assert!(!dir.join("not").exists());
-    let extra = format!("store:\n  path: not/yet/there/gatehouse.db\n{ROUTES}");
-    let path = write_config(&certs, &backend.url(""), "", &extra);
+    let extra = format!("store:\n  path: not/yet/there/gatehouse.db\n{JWT_ECHO_ROUTES}");
+    let path = write_auth_config(&certs, &backend.url(""), "", &extra);
     let gw = Gw::start(certs, path).await;
     assert!(db.is_file(), "{} was not created", db.display());
 

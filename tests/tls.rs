@@ -5,114 +5,53 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::ServerName;
 use serde_json::Value;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const OPEN: &str = "default_route:\n  auth: none\n";
 const HSTS: &str = "max-age=31536000; includeSubDomains";
 
-/// The value of header `name` in a raw HTTP/1.1 response, if present.
-fn header_of<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
-    let head = raw.split_once("\r\n\r\n").map_or(raw, |(h, _)| h);
-    head.lines().skip(1).find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-/// The value of the sample `series` (name and labels, exactly as exported).
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
-        value.trim().parse().ok()
-    })
-}
-
-/// Polls the admin `/metrics` of `admin` until `series` has `value`, for up to 3 s.
-async fn wait_for_sample(admin: SocketAddr, series: &str, value: f64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let text = reqwest::get(format!("http://{admin}/metrics"))
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics body");
-        if sample(&text, series) == Some(value) || Instant::now() > deadline {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A TCP port nobody listens on.
-fn closed_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local addr")
-}
-
-/// A gatehouse whose `tls:` block gets extra keys. `Gate::start` appends its
+/// A gatehouse whose `tls:` block gets extra keys. `Gatehouse::start` appends its
 /// YAML after the whole config, where a second `tls:` key would be an error.
-async fn start_tls(backend_url: &str, tls_keys: &str, extra: &str) -> Gate {
+async fn start_tls(backend_url: &str, tls_keys: &str, extra: &str) -> Gatehouse {
     let certs = TestCerts::new();
     let yaml = config_yaml(&certs, &upstream(backend_url), extra).replacen(
         "tls:\n",
         &format!("tls:\n{tls_keys}"),
         1,
     );
-    Gate::start_yaml(certs, &yaml).await
-}
-
-/// A TLS handshake with `addr` using `config`.
-async fn handshake(
-    addr: SocketAddr,
-    config: rustls::ClientConfig,
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
+    Gatehouse::start_yaml(certs, &yaml).await
 }
 
 #[tokio::test]
 async fn plain_http_get_and_post_get_308_to_the_same_path_and_query_on_https() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), OPEN).await;
+    let gate = Gatehouse::start(&backend.url(""), OPEN).await;
     let port = gate.https.port();
 
-    let raw = raw_tcp(
-        gate.http,
-        b"GET /a/b?x=1&y=%20z HTTP/1.1\r\nHost: example.com:8080\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert_eq!(status_of(&raw), 308, "{raw}");
-    assert_eq!(
-        header_of(&raw, "location"),
-        Some(format!("https://example.com:{port}/a/b?x=1&y=%20z").as_str()),
-        "{raw}"
-    );
-    assert_eq!(header_of(&raw, "strict-transport-security"), None, "{raw}");
-
-    let raw = raw_tcp(
-        gate.http,
-        b"POST /chat?room=7 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-          Content-Length: 17\r\nConnection: close\r\n\r\n{\"message\":\"hi\"}",
-    )
-    .await;
-    assert_eq!(status_of(&raw), 308, "{raw}");
-    assert_eq!(
-        header_of(&raw, "location"),
-        Some(format!("https://localhost:{port}/chat?room=7").as_str()),
-        "{raw}"
-    );
-    assert_eq!(header_of(&raw, "strict-transport-security"), None, "{raw}");
+    for (request, location) in [
+        (
+            "GET /a/b?x=1&y=%20z HTTP/1.1\r\nHost: example.com:8080\r\nConnection: close\r\n\r\n",
+            format!("https://example.com:{port}/a/b?x=1&y=%20z"),
+        ),
+        (
+            "POST /chat?room=7 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+              Content-Length: 17\r\nConnection: close\r\n\r\n{\"message\":\"hi\"}",
+            format!("https://localhost:{port}/chat?room=7"),
+        ),
+    ] {
+        let raw = raw_tcp(gate.http, request.as_bytes()).await;
+        assert_eq!(status_of(&raw), 308, "{raw}");
+        assert_eq!(
+            raw_header(&raw, "location"),
+            Some(location.as_str()),
+            "{raw}"
+        );
+        assert_eq!(raw_header(&raw, "strict-transport-security"), None, "{raw}");
+    }
 
     // Nothing is proxied in clear text.
     assert_eq!(recorded(backend.addr).await, Value::Array(vec![]));
@@ -121,9 +60,9 @@ async fn plain_http_get_and_post_get_308_to_the_same_path_and_query_on_https() {
 #[tokio::test]
 async fn tls_1_2_client_is_served_with_the_default_min_version() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), OPEN).await;
+    let gate = Gatehouse::start(&backend.url(""), OPEN).await;
     let config = tls_client_config(&gate.certs, &[b"http/1.1"], Some(&rustls::version::TLS12));
-    let mut tls = handshake(gate.https, config)
+    let mut tls = try_tls_connect(gate.https, config)
         .await
         .expect("a TLS 1.2 handshake succeeds");
     assert_eq!(
@@ -143,36 +82,31 @@ async fn tls_1_2_client_is_refused_when_min_version_is_1_3_and_counted() {
     let gate = start_tls(&backend.url(""), "  min_version: \"1.3\"\n", OPEN).await;
     let errors = "gatehouse_tls_handshake_errors_total";
     let before = wait_for_sample(gate.admin, errors, 0.0).await;
-    assert_eq!(sample(&before, errors), Some(0.0), "{before}");
+    assert_eq!(find_sample(&before, errors), Some(0.0), "{before}");
 
     let tls12 = tls_client_config(&gate.certs, &[b"http/1.1"], Some(&rustls::version::TLS12));
-    let refused = handshake(gate.https, tls12).await;
+    let refused = try_tls_connect(gate.https, tls12).await;
     assert!(refused.is_err(), "a TLS 1.2-only client was accepted");
     let after = wait_for_sample(gate.admin, errors, 1.0).await;
-    assert_eq!(sample(&after, errors), Some(1.0), "{after}");
+    assert_eq!(find_sample(&after, errors), Some(1.0), "{after}");
 
     // TLS 1.3 clients are still served.
     let tls13 = tls_client_config(&gate.certs, &[b"http/1.1"], Some(&rustls::version::TLS13));
-    let tls = handshake(gate.https, tls13)
+    let tls = try_tls_connect(gate.https, tls13)
         .await
         .expect("TLS 1.3 handshake");
     assert_eq!(
         tls.get_ref().1.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_3)
     );
-    let res = gate
-        .client()
-        .get(gate.url("/health"))
-        .send()
-        .await
-        .expect("request through gatehouse");
+    let res = get_without_credentials(&gate, "/health").await;
     assert_eq!(res.status(), 200);
 }
 
 #[tokio::test]
 async fn alpn_negotiates_h2_or_http_1_1_as_the_client_offers() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), OPEN).await;
+    let gate = Gatehouse::start(&backend.url(""), OPEN).await;
 
     let mut h2 = gate.tls_connect(&[b"h2"]).await;
     assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
@@ -199,7 +133,7 @@ async fn alpn_negotiates_h2_or_http_1_1_as_the_client_offers() {
 #[tokio::test]
 async fn hsts_is_on_every_https_response_including_gatehouse_errors() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), OPEN).await;
+    let gate = Gatehouse::start(&backend.url(""), OPEN).await;
     let client = gate.client();
 
     // Forwarded, over HTTP/2.
@@ -224,16 +158,11 @@ async fn hsts_is_on_every_https_response_including_gatehouse_errors() {
         .raw(b"GET /a/%2e%2e/b HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await;
     assert_eq!(status_of(&raw), 400, "{raw}");
-    assert_eq!(header_of(&raw, "strict-transport-security"), Some(HSTS));
+    assert_eq!(raw_header(&raw, "strict-transport-security"), Some(HSTS));
 
     // Gatehouse's own 502: the upstream port is closed.
-    let dead = Gate::start(&format!("http://{}", closed_port()), OPEN).await;
-    let res = dead
-        .client()
-        .get(dead.url("/x"))
-        .send()
-        .await
-        .expect("request through gatehouse");
+    let dead = Gatehouse::start(&format!("http://{}", closed_port()), OPEN).await;
+    let res = get_without_credentials(&dead, "/x").await;
     assert_eq!(res.status(), 502);
     assert_eq!(res.headers()["strict-transport-security"], HSTS);
     let body: Value = res.json().await.expect("JSON error body");
@@ -244,12 +173,7 @@ async fn hsts_is_on_every_https_response_including_gatehouse_errors() {
 async fn empty_hsts_setting_sends_no_hsts_header() {
     let backend = start_rust_backend().await;
     let gate = start_tls(&backend.url(""), "  hsts: \"\"\n", OPEN).await;
-    let res = gate
-        .client()
-        .get(gate.url("/health"))
-        .send()
-        .await
-        .expect("request through gatehouse");
+    let res = get_without_credentials(&gate, "/health").await;
     assert_eq!(res.status(), 200);
     assert!(
         res.headers().get("strict-transport-security").is_none(),
@@ -258,24 +182,14 @@ async fn empty_hsts_setting_sends_no_hsts_header() {
     );
 
     let dead = start_tls(&format!("http://{}", closed_port()), "  hsts: \"\"\n", OPEN).await;
-    let res = dead
-        .client()
-        .get(dead.url("/x"))
-        .send()
-        .await
-        .expect("request through gatehouse");
+    let res = get_without_credentials(&dead, "/x").await;
     assert_eq!(res.status(), 502);
     assert!(res.headers().get("strict-transport-security").is_none());
 }
 
 #[tokio::test]
 async fn client_that_never_finishes_the_tls_handshake_is_cut_off_after_header_read_timeout() {
-    let backend = start_rust_backend().await;
-    let gate = Gate::start(
-        &backend.url(""),
-        "default_route:\n  auth: none\nserver:\n  header_read_timeout: 1s\n",
-    )
-    .await;
+    let (_backend, gate) = gate_with(&open_with_server("  header_read_timeout: 1s\n")).await;
     let errors = "gatehouse_tls_handshake_errors_total";
     let mut tcp = TcpStream::connect(gate.https).await.expect("connect");
     let started = Instant::now();
@@ -290,13 +204,13 @@ async fn client_that_never_finishes_the_tls_handshake_is_cut_off_after_header_re
     );
     assert!(took < Duration::from_millis(2500), "closed late: {took:?}");
     let text = wait_for_sample(gate.admin, errors, 1.0).await;
-    assert_eq!(sample(&text, errors), Some(1.0), "{text}");
+    assert_eq!(find_sample(&text, errors), Some(1.0), "{text}");
 }
 
 #[tokio::test]
 async fn certificate_expiry_metric_is_the_certificates_not_after() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), OPEN).await;
+    let gate = Gatehouse::start(&backend.url(""), OPEN).await;
     let der = gate.certs.der();
     let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("test certificate");
     let not_after = cert.validity().not_after.timestamp();
@@ -307,7 +221,7 @@ async fn certificate_expiry_metric_is_the_certificates_not_after() {
     assert!(not_after > now);
 
     let text = gate.metrics().await;
-    let exported = sample(&text, "gatehouse_tls_cert_expiry_timestamp_seconds")
+    let exported = find_sample(&text, "gatehouse_tls_cert_expiry_timestamp_seconds")
         .unwrap_or_else(|| panic!("no certificate expiry sample in:\n{text}"));
     assert_eq!(exported, not_after as f64);
     assert!(exported > now as f64);

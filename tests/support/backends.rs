@@ -1,7 +1,8 @@
 //! Real backends for integration tests to put behind gatehouse: the axum app
 //! of `examples/backend_app.rs` in a task, or the FastAPI chatbot of
 //! `examples/chatbot` in a child process from the virtualenv `scripts/test`
-//! creates. Both record what reached them, read back with [`recorded`].
+//! creates. Both record what reached them, read back with [`recorded`]
+//! (or [`Backend::requests`], [`only_request`], [`seen`] for one header).
 //!
 //! Expects the including crate to declare, next to this module,
 //! `#[path = ".../examples/backend_app.rs"] mod backend_app;`.
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// How long the FastAPI app gets to answer `/health`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -36,6 +37,14 @@ impl Backend {
     /// `http://<addr><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Every request this backend saw since its record was last cleared.
+    pub async fn requests(&self) -> Vec<Value> {
+        match recorded(self.addr).await {
+            Value::Array(requests) => requests,
+            other => panic!("recorded requests are an array: {other}"),
+        }
     }
 }
 
@@ -172,4 +181,37 @@ pub async fn clear_recorded(addr: SocketAddr) {
         .await
         .and_then(reqwest::Response::error_for_status)
         .expect("DELETE /__requests");
+}
+
+/// Every value of header `name` (lowercase) in a recorded request, or in an
+/// echo of the request (`/echo` answers with the same shape).
+pub fn seen<'a>(request: &'a Value, name: &str) -> Vec<&'a str> {
+    request["headers"]
+        .as_array()
+        .expect("recorded headers are an array")
+        .iter()
+        .filter(|pair| pair[0].as_str() == Some(name))
+        .filter_map(|pair| pair[1].as_str())
+        .collect()
+}
+
+/// Asserts the backend received nothing since its record was last cleared.
+pub async fn assert_never_seen(backend: &Backend, what: &str) {
+    let seen = recorded(backend.addr).await;
+    assert_eq!(seen, json!([]), "{}: the backend saw {what}", backend.name);
+}
+
+/// The one request the backend received since its record was last cleared;
+/// clears the record.
+pub async fn only_request(backend: &Backend, what: &str) -> Value {
+    let seen = recorded(backend.addr).await;
+    let list = seen.as_array().expect("recorded requests are an array");
+    assert_eq!(
+        list.len(),
+        1,
+        "{}: expected exactly one request for {what}, got {seen}",
+        backend.name
+    );
+    clear_recorded(backend.addr).await;
+    list[0].clone()
 }

@@ -1,15 +1,23 @@
 //! What integration tests share: a real gatehouse on `127.0.0.1:0` with real
-//! TLS (in-process through [`Gateway::run`], or the real binary for signals
-//! and exit codes), a client that trusts its test certificate, raw TLS and TCP
-//! sockets for requests no well-behaved client would send, and the real
-//! backends of `backends.rs`.
+//! TLS ([`Gatehouse`], in-process through [`Gateway::run`], or [`Process`],
+//! the real binary for signals and exit codes), a client that trusts its test
+//! certificate, raw TLS and TCP sockets for requests no well-behaved client
+//! would send, a real Redis, and, in the modules below, the real backends
+//! (`backends`), token minting (`tokens`), authentication configs (`auth`),
+//! requests and SPEC §5 assertions (`requests`), logging in through
+//! gatehouse's own endpoints (`login`) and reading its metrics (`metrics`).
 
 // Each test crate uses only some of these helpers.
 #![allow(dead_code)]
 
+pub mod auth;
 #[path = "../../examples/backend_app.rs"]
 pub mod backend_app;
 pub mod backends;
+pub mod login;
+pub mod metrics;
+pub mod requests;
+pub mod tokens;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -20,14 +28,35 @@ use std::time::Duration;
 
 use gatehouse::{Gateway, Listeners};
 use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 #[allow(unused_imports)]
-pub use backends::{clear_recorded, recorded, start_fastapi, start_rust_backend, Backend};
+pub use auth::*;
+#[allow(unused_imports)]
+pub use backends::{
+    assert_never_seen, clear_recorded, only_request, recorded, seen, start_fastapi,
+    start_rust_backend, Backend,
+};
+#[allow(unused_imports)]
+pub use login::*;
+#[allow(unused_imports)]
+pub use metrics::*;
+#[allow(unused_imports)]
+pub use requests::*;
+#[allow(unused_imports)]
+pub use tokens::*;
 
 /// A 32-byte HS256 secret for test configs.
 pub const JWT_SECRET: &str = "test-secret-0123456789abcdef0123456789";
+
+/// Top-level YAML that lets every request through without credentials.
+pub const OPEN: &str = "default_route:\n  auth: none\n";
+
+/// [`OPEN`] with `server_keys` (indented two spaces) under `server:`.
+pub fn open_with_server(server_keys: &str) -> String {
+    format!("{OPEN}server:\n{server_keys}")
+}
 
 /// A test certificate for `localhost` / `127.0.0.1` in a temp folder.
 pub struct TestCerts {
@@ -107,8 +136,9 @@ pub fn config_yaml_with_auth(
     )
 }
 
-/// A gatehouse running in this process.
-pub struct Gate {
+/// A gatehouse running in this process (the test harness; not to be confused
+/// with `gatehouse::pipeline::Gate`).
+pub struct Gatehouse {
     pub https: SocketAddr,
     pub http: SocketAddr,
     pub admin: SocketAddr,
@@ -135,44 +165,44 @@ impl Drop for Running {
     }
 }
 
-impl Gate {
+impl Gatehouse {
     /// Starts gatehouse in front of `backend_url` with `extra` YAML.
-    pub async fn start(backend_url: &str, extra: &str) -> Gate {
-        Gate::start_with(&upstream(backend_url), extra).await
+    pub async fn start(backend_url: &str, extra: &str) -> Gatehouse {
+        Gatehouse::start_with(&upstream(backend_url), extra).await
     }
 
     /// Starts gatehouse with the given `upstreams:` block and `extra` YAML.
-    pub async fn start_with(upstreams: &str, extra: &str) -> Gate {
+    pub async fn start_with(upstreams: &str, extra: &str) -> Gatehouse {
         let certs = TestCerts::new();
         let yaml = config_yaml(&certs, upstreams, extra);
-        Gate::start_yaml(certs, &yaml).await
+        Gatehouse::start_yaml(certs, &yaml).await
     }
 
     /// Writes `yaml`, a complete config using the test certificate `certs`
     /// (see [`config_yaml_with_auth`]), to `gatehouse.yaml` in its folder
     /// and starts gatehouse from it.
-    pub async fn start_yaml(certs: TestCerts, yaml: &str) -> Gate {
+    pub async fn start_yaml(certs: TestCerts, yaml: &str) -> Gatehouse {
         let config_path = certs.dir.path().join("gatehouse.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
-        Gate::start_config(certs, config_path).await
+        Gatehouse::start_config(certs, config_path).await
     }
 
     /// Starts gatehouse from the complete config file `config_path` (see
     /// [`config_yaml_with_auth`]), which uses the test certificate `certs`;
     /// listeners `http` and `admin` are required.
-    pub async fn start_config(certs: TestCerts, config_path: PathBuf) -> Gate {
-        match Gate::try_start_config(certs, config_path).await {
+    pub async fn start_config(certs: TestCerts, config_path: PathBuf) -> Gatehouse {
+        match Gatehouse::try_start_config(certs, config_path).await {
             Ok(gate) => gate,
             Err((_, e)) => panic!("gateway starts: {e}"),
         }
     }
 
-    /// [`Gate::start_config`], giving back `certs` with the error when the
+    /// [`Gatehouse::start_config`], giving back `certs` with the error when the
     /// gateway does not start (the config must load and its listeners bind).
     async fn try_start_config(
         certs: TestCerts,
         config_path: PathBuf,
-    ) -> Result<Gate, (TestCerts, String)> {
+    ) -> Result<Gatehouse, (TestCerts, String)> {
         gatehouse::install_crypto_providers();
         let config = gatehouse::config::load(&config_path).expect("test config is valid");
         let listeners = Listeners::bind(&config.listen)
@@ -184,7 +214,7 @@ impl Gate {
             Err(e) => return Err((certs, e.to_string())),
         };
         let task = tokio::spawn(gateway.clone().run(listeners));
-        Ok(Gate {
+        Ok(Gatehouse {
             https,
             http: http.expect("http listener"),
             admin: admin.expect("admin listener"),
@@ -201,7 +231,7 @@ impl Gate {
     /// Shuts down gracefully and waits (up to 10 s) until the gateway task
     /// ended; the certificate and its folder (config, store) live on.
     pub async fn stop(self) -> (TestCerts, PathBuf) {
-        let Gate {
+        let Gatehouse {
             mut running,
             certs,
             config_path,
@@ -220,11 +250,11 @@ impl Gate {
 
     /// Stops gracefully and starts the same config file again, waiting (up
     /// to 10 s) while the stopped instance still holds on to its store.
-    pub async fn restart(self) -> Gate {
+    pub async fn restart(self) -> Gatehouse {
         let (mut certs, config_path) = self.stop().await;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            match Gate::try_start_config(certs, config_path.clone()).await {
+            match Gatehouse::try_start_config(certs, config_path.clone()).await {
                 Ok(gate) => return gate,
                 Err((back, e)) if std::time::Instant::now() < deadline => {
                     eprintln!("gateway not started yet: {e}");
@@ -246,15 +276,9 @@ impl Gate {
         self.client_builder().build().expect("reqwest client")
     }
 
+    /// [`https_client_builder`] for this gatehouse.
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
-        reqwest::Client::builder()
-            .no_proxy()
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(self.certs.pem.as_bytes()).expect("cert"),
-            )
-            .resolve("localhost", self.https)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
+        https_client_builder(&self.certs, self.https)
     }
 
     /// A rustls client config trusting the test certificate, offering `alpn`.
@@ -272,22 +296,35 @@ impl Gate {
 
     /// A TLS connection to the HTTPS listener.
     pub async fn tls_connect(&self, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<TcpStream> {
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(self.tls_client_config(alpn)));
-        let tcp = TcpStream::connect(self.https).await.expect("connect https");
-        connector
-            .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        try_tls_connect(self.https, self.tls_client_config(alpn))
             .await
             .expect("TLS handshake")
     }
 
+    /// A WebSocket handshake (RFC 6455, over HTTP/1.1 and TLS) for `path`:
+    /// the socket and the `101` answer, or the handshake's error.
+    pub async fn websocket(
+        &self,
+        path: &str,
+    ) -> tokio_tungstenite::tungstenite::Result<(
+        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    )> {
+        let connector =
+            tokio_tungstenite::Connector::Rustls(Arc::new(self.tls_client_config(&[b"http/1.1"])));
+        let tcp = TcpStream::connect(self.https).await.expect("connect https");
+        tokio_tungstenite::client_async_tls_with_config(
+            format!("wss://localhost:{}{path}", self.https.port()),
+            tcp,
+            None,
+            Some(connector),
+        )
+        .await
+    }
+
     /// The admin listener's `/metrics` text.
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.admin))
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics body")
+        metrics::scrape(self.admin).await
     }
 
     /// Replaces the config file (reload it with `gateway.reload()`).
@@ -298,6 +335,44 @@ impl Gate {
         )
         .expect("write config");
     }
+}
+
+/// A client for the HTTPS listener at `https`, trusting `certs` and
+/// resolving `localhost` to it; no proxy, no redirects, a 30 s timeout.
+pub fn https_client_builder(certs: &TestCerts, https: SocketAddr) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(certs.pem.as_bytes()).expect("cert"))
+        .resolve("localhost", https)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+}
+
+/// A TLS handshake with `addr` as `localhost` using `config`; the error when
+/// the connection or the handshake fails.
+pub async fn try_tls_connect(
+    addr: SocketAddr,
+    config: rustls::ClientConfig,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+}
+
+/// A loopback TCP port nobody listens on (bound a moment ago, then freed).
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr")
+}
+
+/// A fresh Rust backend and a gatehouse in front of it with the base config
+/// ([`config_yaml`]: HS256 with [`JWT_SECRET`], issuer and audience
+/// `gatehouse`) and `extra` top-level YAML.
+pub async fn gate_with(extra: &str) -> (Backend, Gatehouse) {
+    let backend = start_rust_backend().await;
+    let gate = Gatehouse::start(&backend.url(""), extra).await;
+    (backend, gate)
 }
 
 /// A rustls client config trusting `certs`, offering `alpn`, limited to `version` if given.
@@ -353,10 +428,8 @@ pub fn body_of(raw: &str) -> &str {
     raw.split_once("\r\n\r\n").map_or("", |(_, b)| b)
 }
 
-pub async fn wait_until_closed<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    within: Duration,
-) -> bool {
+/// Whether the read side reaches EOF (or an error) within `within`.
+pub async fn wait_until_closed<S: AsyncRead + Unpin>(stream: &mut S, within: Duration) -> bool {
     let mut buf = [0u8; 1024];
     let deadline = tokio::time::Instant::now() + within;
     loop {
