@@ -7,7 +7,6 @@ mod support;
 use serde_json::{json, Value};
 use support::*;
 
-
 #[tokio::test]
 async fn auth_me_describes_a_bearer_token() {
     let (backend, gate) = gate_with_auth(api_key_auth, KEY_ROUTES).await;

@@ -1063,7 +1063,7 @@ async fn a_paused_upload_longer_than_response_timeout_costs_no_cpu_and_still_suc
         "upstreams:\n  app:\n    url: {}\n    response_timeout: 1s\n",
         backend.url("")
     );
-    let gate = Gate::start_with(
+    let gate = Gatehouse::start_with(
         &upstreams,
         "default_route:\n  auth: none\nserver:\n  body_read_timeout: 10s\n",
     )
@@ -1109,7 +1109,7 @@ async fn a_client_that_stops_reading_is_cut_after_idle_timeout() {
             });
         }
     });
-    let gate = Gate::start(
+    let gate = Gatehouse::start(
         &format!("http://{addr}"),
         "default_route:\n  auth: none\nserver:\n  idle_timeout: 1s\n",
     )
@@ -1138,7 +1138,7 @@ async fn a_client_that_stops_reading_is_cut_after_idle_timeout() {
 #[tokio::test]
 async fn h2_pings_do_not_keep_an_idle_connection_open() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(
+    let gate = Gatehouse::start(
         &backend.url(""),
         "default_route:\n  auth: none\nserver:\n  idle_timeout: 1s\n  header_read_timeout: 30s\n",
     )
@@ -1166,7 +1166,7 @@ async fn h2_pings_do_not_keep_an_idle_connection_open() {
 #[tokio::test]
 async fn a_request_without_any_host_is_a_400_and_skips_no_host_bound_route() {
     let backend = start_rust_backend().await;
-    let gate = Gate::start(&backend.url(""), HOSTED_ADMIN).await;
+    let gate = Gatehouse::start(&backend.url(""), HOSTED_ADMIN).await;
     for request in [
         "GET /echo/x HTTP/1.0\r\n\r\n",
         "GET http://admin.example.com/echo/x HTTP/1.1\r\nConnection: close\r\n\r\n",

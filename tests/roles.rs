@@ -6,7 +6,6 @@ mod support;
 
 use support::*;
 
-
 #[tokio::test]
 async fn principal_without_the_role_gets_403_and_with_it_200() {
     let (backend, gate) = gate_with_auth(api_key_auth, KEY_ROUTES).await;
