@@ -133,55 +133,35 @@ pub async fn authenticate(
     principal.ok_or(AuthError::Missing)
 }
 
-/// Percent-decodes `%XX` escapes (and `+` as space, as in forms); `None` on a bad escape.
-pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = b.get(i + 1..i + 3)?;
-                let hi = (hex[0] as char).to_digit(16)?;
-                let lo = (hex[1] as char).to_digit(16)?;
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    Some(out)
+/// One `name=value` pair of a query, decoded as a form field
+/// (`application/x-www-form-urlencoded`: `%XX` and `+`).
+fn decoded(pair: &str) -> (Cow<'_, str>, Cow<'_, str>) {
+    form_urlencoded::parse(pair.as_bytes())
+        .next()
+        .unwrap_or((Cow::Borrowed(""), Cow::Borrowed("")))
 }
 
-/// Whether a raw `name` of a query pair decodes to `want`.
-fn name_is(raw: &str, want: &str) -> bool {
-    raw == want || percent_decode(raw).is_some_and(|n| n == want.as_bytes())
+/// Whether a raw `pair` of a query is named `want` once decoded. Reading
+/// the key and stripping it use this one test, so whatever spelling
+/// carried a key (`api_key`, `api%5Fkey`) is never forwarded.
+fn name_is(pair: &str, want: &str) -> bool {
+    let raw = pair.split_once('=').map_or(pair, |(n, _)| n);
+    raw == want || decoded(pair).0 == want
 }
 
 /// Decoded values of every `name=value` pair of `query` named `name`.
 fn query_values<'a>(query: &'a str, name: &'a str) -> impl Iterator<Item = Vec<u8>> + 'a {
-    query.split('&').filter_map(move |pair| {
-        let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if name_is(n, name) {
-            Some(percent_decode(v).unwrap_or_else(|| v.as_bytes().to_vec()))
-        } else {
-            None
-        }
-    })
+    query
+        .split('&')
+        .filter(move |pair| name_is(pair, name))
+        .map(|pair| decoded(pair).1.into_owned().into_bytes())
 }
 
 /// `query` without its `name=…` pairs (`None` if nothing is left).
 pub fn strip_query_param(query: &str, name: &str) -> Option<String> {
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| !name_is(pair.split_once('=').map_or(*pair, |(n, _)| n), name))
+        .filter(|pair| !name_is(pair, name))
         .collect();
     (!kept.is_empty()).then(|| kept.join("&"))
 }
