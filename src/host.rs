@@ -22,7 +22,7 @@
 //! An origin (RFC 6454 §7) is `scheme "://" host [ ":" port ]` and nothing
 //! else: no path, no trailing slash; `null` is no origin.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 use http::HeaderValue;
 
@@ -213,41 +213,64 @@ fn check_name(name: &[u8]) -> Result<&str, InvalidHost> {
     if name.len() > MAX_NAME {
         return Err(InvalidHost::TooLong);
     }
-    if !name
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
-    {
-        return Err(InvalidHost::Character);
+    // One pass: the characters, empty labels, and where the last label
+    // starts (this runs on every request).
+    let mut label_start = 0;
+    for (i, &b) in name.iter().enumerate() {
+        match b {
+            b'.' => {
+                if i == label_start {
+                    return Err(InvalidHost::EmptyLabel);
+                }
+                label_start = i + 1;
+            }
+            b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') => {}
+            _ => return Err(InvalidHost::Character),
+        }
     }
-    let text = ascii(name)?;
-    if text.split('.').any(str::is_empty) {
+    if label_start == name.len() {
         return Err(InvalidHost::EmptyLabel);
     }
-    let last = text.rsplit('.').next().unwrap_or(text);
-    if is_numeric_label(last) && !is_dotted_decimal(text) {
+    // Only a name ending in a number needs the IPv4 check.
+    let last = &name[label_start..];
+    if (last[0].is_ascii_digit() || last.starts_with(b"0x") || last.starts_with(b"0X"))
+        && is_numeric_label(last)
+        && !is_dotted_decimal(name)
+    {
         return Err(InvalidHost::AmbiguousNumber);
     }
-    Ok(text)
+    ascii(name)
 }
 
 /// The WHATWG URL standard's "ends in a number": all digits, or `0x` and
 /// hex digits. Such a host is an IPv4 address to a browser.
-fn is_numeric_label(label: &str) -> bool {
-    let hex = label
-        .strip_prefix("0x")
-        .or_else(|| label.strip_prefix("0X"));
-    match hex {
-        Some(rest) => rest.bytes().all(|b| b.is_ascii_hexdigit()),
-        None => !label.is_empty() && label.bytes().all(|b| b.is_ascii_digit()),
+fn is_numeric_label(label: &[u8]) -> bool {
+    match label {
+        [b'0', b'x' | b'X', rest @ ..] => rest.iter().all(u8::is_ascii_hexdigit),
+        _ => !label.is_empty() && label.iter().all(u8::is_ascii_digit),
     }
 }
 
 /// Four decimal parts without leading zeros, each at most 255.
-fn is_dotted_decimal(text: &str) -> bool {
-    text.parse::<Ipv4Addr>().is_ok()
-        && text
-            .split('.')
-            .all(|part| part == "0" || !part.starts_with('0'))
+fn is_dotted_decimal(text: &[u8]) -> bool {
+    let mut parts = 0;
+    for part in text.split(|&b| b == b'.') {
+        parts += 1;
+        let valid = match part {
+            [] => false,
+            [b'0'] => true,
+            [b'0', ..] => false,
+            _ if part.len() > 3 => false,
+            _ => {
+                part.iter().all(u8::is_ascii_digit)
+                    && part.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0')) <= 255
+            }
+        };
+        if !valid || parts > 4 {
+            return false;
+        }
+    }
+    parts == 4
 }
 
 fn parse_port(port: &[u8]) -> Result<u16, InvalidHost> {
