@@ -129,7 +129,7 @@ default_route:
 pub const CORS_YAML: &str = r#"cors:
   allowed_origins:
     - https://chat.example.com
-    - HTTPS://Exact.Example.COM.:443
+    - HTTPS://Exact.Example.COM:443
     - http://localhost:3000
     - http://[::1]:8080
     - https://*.example.org
