@@ -158,17 +158,36 @@ pub fn check_head(
     headers: &HeaderMap,
     proxy_owned: &[HeaderName],
 ) -> Result<Option<Canonical>, Refusal> {
-    if headers.get_all(AUTHORIZATION).iter().nth(1).is_some() {
+    // One pass over the fields instead of a lookup per name (this runs on
+    // every request); the checks then run in a fixed order.
+    let mut authorizations = 0_usize;
+    let mut hosts = 0_usize;
+    let mut host_value = None;
+    let (mut content_length, mut transfer_encoding, mut underscore) = (false, false, false);
+    for (name, value) in headers {
+        if name == AUTHORIZATION {
+            authorizations += 1;
+        } else if name == HOST {
+            hosts += 1;
+            host_value = host_value.or(Some(value));
+        } else if name == CONTENT_LENGTH {
+            content_length = true;
+        } else if name == TRANSFER_ENCODING {
+            transfer_encoding = true;
+        } else if folds_onto_any(name, proxy_owned) {
+            underscore = true;
+        }
+    }
+    if authorizations > 1 {
         return Err(Refusal::DuplicateAuthorization);
     }
-    if headers.contains_key(CONTENT_LENGTH) && headers.contains_key(TRANSFER_ENCODING) {
+    if content_length && transfer_encoding {
         return Err(Refusal::ContentLengthWithTransferEncoding);
     }
-    check_content_lengths(headers)?;
-
-    let mut hosts = headers.get_all(HOST).iter();
-    let host_value = hosts.next();
-    if hosts.next().is_some() {
+    if content_length {
+        check_content_lengths(headers)?;
+    }
+    if hosts > 1 {
         return Err(Refusal::DuplicateHost);
     }
     let host = match host_value {
@@ -182,10 +201,8 @@ pub fn check_head(
         None => None,
     };
 
-    for name in headers.keys() {
-        if folds_onto_any(name, proxy_owned) {
-            return Err(Refusal::UnderscoreHeader);
-        }
+    if underscore {
+        return Err(Refusal::UnderscoreHeader);
     }
 
     Ok(match (host, authority) {

@@ -366,6 +366,9 @@ impl Gateway {
             // Each request sees the generation current when it arrives.
             let gate = inner.generation.load().gate.clone();
             let shared = inner.shared.clone();
+            // Not boxed: hyper moves the request's future into place by
+            // value, but an allocation of its size costs more than the copies
+            // (`benches/load/callgrind.sh`); keep the future small instead.
             pipeline::handle(gate, shared, peer, conn.clone(), req, pipeline::Upstreams)
         };
         conn::serve(tls, activity, limits, self.inner.shutdown.clone(), handler).await;

@@ -62,43 +62,74 @@ pub enum ForwardError {
 /// Sends `parts` + `body` to a target of `upstream` at `path`, and returns its
 /// response. On a refused connection, a request without a body is retried
 /// once on another live target.
-pub async fn forward(
-    upstream: &Upstream,
+///
+/// The request is prepared and handed to the client before the returned
+/// future is first polled (as the first poll would): an `async fn` would keep
+/// its arguments — the request head and body, a few hundred bytes — in its
+/// state for its whole life, and every request's future would carry them
+/// twice.
+pub fn forward<'u, 't, 'm>(
+    upstream: &'u Upstream,
     mut parts: Parts,
     path: PathAndQuery,
     mut body: Limited,
     client_upgrade: Option<ClientUpgrade>,
-    tunnels: &TaskTracker,
-    metrics: &Metrics,
-) -> Result<Forwarded, ForwardError> {
+    tunnels: &'t TaskTracker,
+    metrics: &'m Metrics,
+) -> impl std::future::Future<Output = Result<Forwarded, ForwardError>> + Send + use<'u, 't, 'm> {
     use hyper::body::Body as _;
     parts.version = Version::HTTP_11;
     let progress = body.follow();
     let started = Instant::now();
-    let mut target = upstream.pick();
+    let target = upstream.pick();
     // Only a request with no body can be replayed on another target.
     let retry = (upstream.targets.len() > 1 && body.is_end_stream())
         .then(|| (parts.method.clone(), parts.headers.clone(), path.clone()));
-
     parts.uri = target_uri(target, path);
-    let mut result = send(upstream, Request::from_parts(parts, body), progress).await;
-
-    if let (Err(SendError::Connect), Some((method, headers, path))) = (&result, retry) {
-        upstream.mark_down(target);
-        metrics
-            .upstream_errors
-            .with_label_values(&[&upstream.name, UpstreamErrorKind::Connect.as_str()])
-            .inc();
-        if let Some(other) = upstream.pick_other(target) {
-            target = other;
-            let mut req = Request::new(Limited::empty());
-            *req.method_mut() = method;
-            *req.headers_mut() = headers;
-            *req.uri_mut() = target_uri(target, path);
-            result = send(upstream, req, None).await;
+    let request = upstream.client.request(Request::from_parts(parts, body));
+    async move {
+        let mut target = target;
+        tokio::pin!(request);
+        let mut result = answer(request, progress, upstream.response_timeout).await;
+        if let (Err(SendError::Connect), Some((method, headers, path))) = (&result, retry) {
+            upstream.mark_down(target);
+            metrics
+                .upstream_errors
+                .with_label_values(&[&upstream.name, UpstreamErrorKind::Connect.as_str()])
+                .inc();
+            if let Some(other) = upstream.pick_other(target) {
+                target = other;
+                let mut req = Request::new(Limited::empty());
+                *req.method_mut() = method;
+                *req.headers_mut() = headers;
+                *req.uri_mut() = target_uri(target, path);
+                // Boxed: a rare path, kept out of every request's future.
+                let again = upstream.client.request(req);
+                result = Box::pin(answer(again, None, upstream.response_timeout)).await;
+            }
         }
+        respond(
+            upstream,
+            target,
+            started,
+            result,
+            client_upgrade,
+            tunnels,
+            metrics,
+        )
     }
+}
 
+/// Turns the upstream's answer (or failure) into the client's response.
+fn respond(
+    upstream: &Upstream,
+    target: &Target,
+    started: Instant,
+    result: Result<Response<hyper::body::Incoming>, SendError>,
+    client_upgrade: Option<ClientUpgrade>,
+    tunnels: &TaskTracker,
+    metrics: &Metrics,
+) -> Result<Forwarded, ForwardError> {
     let upstream_elapsed = started.elapsed();
     let response = match result {
         Ok(res) => res,
@@ -174,28 +205,31 @@ enum SendError {
     Body(BodyError),
 }
 
-/// Sends `req` and waits for the response headers: without a deadline
-/// while the request body goes up (unless the upstream stops taking it),
-/// then for `response_timeout` from the end of the body.
-async fn send(
-    upstream: &Upstream,
-    req: Request<Limited>,
+/// Waits for the response headers of a request handed to the client:
+/// without a deadline while the request body goes up (unless the upstream
+/// stops taking it), then for `limit` (`response_timeout`) from the end of
+/// the body.
+async fn answer<R>(
+    mut request: R,
     progress: Option<Arc<Progress>>,
-) -> Result<Response<hyper::body::Incoming>, SendError> {
-    let request = upstream.client.request(req);
-    tokio::pin!(request);
+    limit: Duration,
+) -> Result<Response<hyper::body::Incoming>, SendError>
+where
+    R: std::future::Future<
+            Output = Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>,
+        > + Unpin,
+{
     if let Some(progress) = progress {
-        let limit = upstream.response_timeout;
         let mut look_at = progress.last_taken() + limit;
         while !progress.is_done() {
             tokio::select! {
-                res = request.as_mut() => return res.map_err(|e| classify(&e)),
+                res = &mut request => return res.map_err(|e| classify(&e)),
                 () = progress.finished() => break,
                 () = tokio::time::sleep_until(look_at.into()) => {
                     let now = Instant::now();
-                    // The client's own gaps are body_read_timeout's to judge:
-                    // look again one response_timeout later (never at a
-                    // deadline already past, which would spin).
+                    // The client's own gaps are body_read_timeout's to
+                    // judge: look again one response_timeout later (never
+                    // at a deadline already past, which would spin).
                     if progress.waiting_on_client() {
                         look_at = now + limit;
                     } else if progress.last_taken() + limit <= now {
@@ -207,7 +241,7 @@ async fn send(
             }
         }
     }
-    match tokio::time::timeout(upstream.response_timeout, request).await {
+    match tokio::time::timeout(limit, request).await {
         Err(_) => Err(SendError::Timeout),
         Ok(Ok(res)) => Ok(res),
         Ok(Err(e)) => Err(classify(&e)),

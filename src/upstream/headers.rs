@@ -13,7 +13,10 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Declares a list of header names once, as a `const` array (to iterate)
 /// and as a `match` (to test a name without hashing it): the two can never
-/// disagree.
+/// disagree. A name's first byte and length are looked up first, so the
+/// usual header (`host`, `accept`, `authorization`) is ruled out without
+/// comparing it to each name of the list (this runs on every header of
+/// every request).
 macro_rules! header_list {
     ($(#[$doc:meta])* $list:ident, $test:ident: [$($name:literal),* $(,)?]) => {
         $(#[$doc])*
@@ -21,9 +24,40 @@ macro_rules! header_list {
 
         #[doc = concat!("Whether `name` is one of [`", stringify!($list), "`].")]
         pub fn $test(name: &HeaderName) -> bool {
-            matches!(name.as_str(), $($name)|*)
+            const SHAPES: Shapes = Shapes::of($list);
+            let name = name.as_str();
+            SHAPES.may_hold(name) && matches!(name, $($name)|*)
         }
     };
+}
+
+/// The (first byte, length) pairs of a list of names: one bit per length
+/// (up to 63) for each first byte.
+struct Shapes([u64; 128]);
+
+impl Shapes {
+    const fn of(names: &[&str]) -> Self {
+        let mut table = [0u64; 128];
+        let mut i = 0;
+        while i < names.len() {
+            let name = names[i].as_bytes();
+            assert!(!name.is_empty() && name.len() < 64 && name[0] < 128);
+            table[name[0] as usize] |= 1 << name.len();
+            i += 1;
+        }
+        Shapes(table)
+    }
+
+    /// False when no name of the list has `name`'s first byte and length.
+    fn may_hold(&self, name: &str) -> bool {
+        let bytes = name.as_bytes();
+        match bytes.first() {
+            Some(&first) if bytes.len() < 64 => {
+                self.0.get(usize::from(first)).copied().unwrap_or(0) >> bytes.len() & 1 == 1
+            }
+            _ => false,
+        }
+    }
 }
 
 header_list! {
@@ -205,25 +239,26 @@ pub fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> boo
 }
 
 /// Removes every header named in `Connection` (the hop-by-hop headers
-/// themselves are the caller's to remove). Names are looked up as `&str`:
-/// nothing is allocated for the usual `Connection: keep-alive`.
+/// themselves are the caller's to remove). The usual `Connection:
+/// keep-alive` names a hop-by-hop header only: nothing is allocated or
+/// looked up for it.
 fn strip_connection_named(headers: &mut HeaderMap) {
-    let Some(first) = headers.get(header::CONNECTION).cloned() else {
-        return;
-    };
-    // More than one Connection header is rare; only then is a list made.
-    let more: Vec<HeaderValue> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .skip(1)
-        .cloned()
-        .collect();
-    for value in std::iter::once(&first).chain(&more) {
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
         for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            // A token that is no header name names no header: nothing to remove.
-            headers.remove(token);
+            // `keep-alive`, `upgrade`… are removed with the hop-by-hop
+            // headers anyway; a token that is no header name names none.
+            if HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h)) {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                named.push(name);
+            }
         }
+    }
+    for name in named {
+        headers.remove(name);
     }
 }
 
@@ -458,6 +493,41 @@ mod tests {
         ] {
             assert!(!always_dropped(&HeaderName::from_static(kept)), "{kept}");
         }
+    }
+
+    #[test]
+    fn the_shape_filter_keeps_every_listed_name_and_only_those() {
+        // Every name of both lists passes the filter and the match.
+        for name in HOP_BY_HOP.iter().chain(STEERING) {
+            let header = HeaderName::from_static(name);
+            assert!(is_hop_by_hop(&header) || is_steering(&header), "{name}");
+        }
+        // Names of a listed shape but other letters, and names longer than
+        // any shape, are not listed.
+        for name in HOP_BY_HOP.iter().chain(STEERING) {
+            let mut twin = name.to_string();
+            twin.pop();
+            twin.push('q');
+            let twin = HeaderName::from_bytes(twin.as_bytes()).unwrap();
+            assert!(!always_dropped(&twin), "{twin}");
+        }
+        let long = HeaderName::from_bytes(&[b'x'; 100]).unwrap();
+        assert!(!always_dropped(&long));
+    }
+
+    #[test]
+    fn connection_tokens_of_any_case_name_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Keep-Alive, CLOSE, X-Hop , , Upgrade"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert("close", HeaderValue::from_static("a header named close"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty(), "{h:?}");
     }
 
     #[test]
