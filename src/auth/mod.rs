@@ -3,7 +3,9 @@
 //! - `jwt.rs` — bearer tokens: gatehouse's own (HS*/RS*/PS*/ES*/EdDSA) and
 //!   those of the external issuers under `auth.jwt.accept`;
 //! - `jwks.rs` — external issuers' keys (JWKS over HTTPS or from a file);
-//! - `api_key.rs` — API keys, compared by SHA-256 in constant time.
+//! - `api_key.rs` — API keys, compared by SHA-256 in constant time;
+//! - `sessions.rs` — browser sessions: the cookie and the stored session
+//!   it names (SPEC §9).
 //!
 //! Each yields a [`Principal`]; the pipeline's `authn`/`authz` stages decide
 //! what a route requires.
@@ -12,6 +14,7 @@ pub mod api_key;
 pub mod jwks;
 pub mod jwt;
 pub mod password;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 
@@ -25,6 +28,7 @@ use http::HeaderValue;
 pub enum Scheme {
     Jwt,
     ApiKey,
+    Session,
 }
 
 impl Scheme {
@@ -32,6 +36,7 @@ impl Scheme {
         match self {
             Scheme::Jwt => "jwt",
             Scheme::ApiKey => "api_key",
+            Scheme::Session => "session",
         }
     }
 }
@@ -50,7 +55,7 @@ pub struct Principal {
     pub user: Arc<str>,
     pub roles: Vec<String>,
     pub scheme: Scheme,
-    /// Expiry (Unix seconds) of a token; `None` for API keys.
+    /// Expiry (Unix seconds) of a token or session; `None` for API keys.
     pub exp: Option<u64>,
     /// The token's `jti`, for revocation.
     pub jti: Option<String>,

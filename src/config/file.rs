@@ -171,6 +171,8 @@ pub struct Auth {
     pub api_keys: ApiKeys,
     #[serde(default)]
     pub login: Login,
+    #[serde(default)]
+    pub sessions: Sessions,
 }
 
 fn default_users_file() -> Text {
@@ -251,6 +253,8 @@ pub struct Endpoints {
     pub refresh: Text,
     pub logout: Text,
     pub me: Text,
+    /// The browser sign-in page and form (SPEC §9), with sessions on.
+    pub session_login: Text,
 }
 
 impl Default for Endpoints {
@@ -260,6 +264,7 @@ impl Default for Endpoints {
             refresh: text("/auth/refresh"),
             logout: text("/auth/logout"),
             me: text("/auth/me"),
+            session_login: text("/auth/login"),
         }
     }
 }
@@ -292,6 +297,51 @@ pub struct ApiKey {
     pub sha256: Text,
     #[serde(default)]
     pub roles: Vec<Text>,
+}
+
+/// `auth.sessions` (SPEC §9).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sessions {
+    pub enabled: Flag,
+    pub cookie: Text,
+    pub same_site: Text,
+    pub idle_timeout: Dur,
+    pub absolute_timeout: Dur,
+    pub persistent: Flag,
+    pub login_page: Text,
+    pub after_logout: Text,
+    pub allowed_redirect_hosts: Vec<Text>,
+    pub csrf: Csrf,
+    /// The name the built-in sign-in page shows (not in SPEC §9: a note in
+    /// the README).
+    pub app_name: Text,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            enabled: Flag(false),
+            cookie: text("__Host-gatehouse"),
+            same_site: text("lax"),
+            idle_timeout: dur("12h"),
+            absolute_timeout: dur("7d"),
+            persistent: Flag(true),
+            login_page: text("builtin"),
+            after_logout: text("/auth/login"),
+            allowed_redirect_hosts: Vec::new(),
+            csrf: Csrf::default(),
+            app_name: text("gatehouse"),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Csrf {
+    /// Origins allowed to send cookie-borne unsafe requests, besides this
+    /// origin and CORS origins with credentials.
+    pub trusted_origins: Vec<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -458,8 +508,10 @@ pub struct Route {
     pub methods: Option<Vec<Text>>,
     /// Host matched, case-insensitive (default any).
     pub host: Option<Text>,
-    /// `none`, `jwt`, `api_key`, or a list (any one suffices). Default `jwt`.
+    /// `none`, `jwt`, `api_key`, `session`, or a list (any one suffices). Default `jwt`.
     pub auth: Option<AuthField>,
+    /// With `session`: `auto` (default), `json` or `redirect` (SPEC §9).
+    pub unauthenticated: Option<Text>,
     /// The principal needs at least one of these roles.
     #[serde(default)]
     pub roles: Vec<Text>,
@@ -471,8 +523,10 @@ pub struct Route {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DefaultRoute {
-    /// `jwt` (default), `api_key`, `none`, a list, or `deny` (404).
+    /// `jwt` (default), `api_key`, `session`, `none`, a list, or `deny` (404).
     pub auth: AuthField,
+    /// With `session`: `auto` (default), `json` or `redirect` (SPEC §9).
+    pub unauthenticated: Option<Text>,
     pub roles: Vec<Text>,
     pub rate_limit: Option<RateSpec>,
     pub upstream: Option<Text>,
@@ -482,6 +536,7 @@ impl Default for DefaultRoute {
     fn default() -> Self {
         DefaultRoute {
             auth: AuthField::One(text("jwt")),
+            unauthenticated: None,
             roles: Vec::new(),
             rate_limit: None,
             upstream: None,

@@ -212,6 +212,71 @@ pub struct Endpoints {
     pub logout: String,
     /// `me`: who the credentials belong to (default `/auth/me`).
     pub me: String,
+    /// `session_login`: the browser sign-in page and form (default
+    /// `/auth/login`; an endpoint only with sessions on).
+    pub session_login: String,
+}
+
+/// `auth.sessions.same_site`: the cookie's `SameSite` (`none` is refused:
+/// every cross-site request would carry the session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Lax,
+    Strict,
+}
+
+impl SameSite {
+    /// The attribute's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Lax => "Lax",
+            SameSite::Strict => "Strict",
+        }
+    }
+}
+
+/// `auth.sessions.login_page`: where a browser signs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginPage {
+    /// `builtin`: gatehouse's own page at `endpoints.session_login`.
+    Builtin,
+    /// A path the app serves itself; it gets `?rd=` and posts the form to
+    /// `endpoints.session_login`.
+    App(String),
+}
+
+/// `auth.sessions:`, browser sign-in with a cookie (SPEC §9).
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    /// `enabled` (default false): the cookie, the sign-in page and the
+    /// `session` route method.
+    pub enabled: bool,
+    /// `cookie`: the cookie's name (default `__Host-gatehouse`; must start
+    /// with `__Host-`, which binds it to this host, `Secure` and `Path=/`).
+    pub cookie: String,
+    /// `same_site` (default `lax`).
+    pub same_site: SameSite,
+    /// `idle_timeout`: a session unused this long ends (default 12h; the
+    /// record is touched at most once a minute).
+    pub idle_timeout: Duration,
+    /// `absolute_timeout`: a session ends this long after sign-in, used or
+    /// not (default 7d).
+    pub absolute_timeout: Duration,
+    /// `persistent` (default true): the cookie has `Max-Age` =
+    /// `absolute_timeout`; false: it ends with the browser.
+    pub persistent: bool,
+    /// `login_page` (default `builtin`).
+    pub login_page: LoginPage,
+    /// `after_logout`: where a browser goes after signing out (default
+    /// `/auth/login`); a path.
+    pub after_logout: String,
+    /// `allowed_redirect_hosts`: hosts (`name` or `name:port`, lowercase) an
+    /// absolute `https` `rd` may go to (default none: paths only).
+    pub allowed_redirect_hosts: Vec<String>,
+    /// `csrf.trusted_origins` (default none).
+    pub trusted_origins: Vec<Origin>,
+    /// `app_name`: the name on the built-in sign-in page (default `gatehouse`).
+    pub app_name: String,
 }
 
 /// One entry of `auth.api_keys.keys`.
@@ -264,6 +329,8 @@ pub struct Auth {
     pub api_keys: ApiKeys,
     /// `login`.
     pub login: Login,
+    /// `sessions`.
+    pub sessions: Sessions,
 }
 
 /// `identity_headers:`, set on forwarded requests; client-sent copies are
@@ -396,6 +463,22 @@ pub enum AuthMethod {
     Jwt,
     /// `api_key`: a key in the API-key header or query parameter.
     ApiKey,
+    /// `session`: the browser session cookie (SPEC §9).
+    Session,
+}
+
+/// What a route with `session` answers a request without credentials
+/// (`unauthenticated:`, SPEC §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unauthenticated {
+    /// A browser navigation (GET/HEAD) is redirected to the sign-in page,
+    /// everything else gets the 401 JSON with `login_url`.
+    #[default]
+    Auto,
+    /// Always the 401 JSON.
+    Json,
+    /// GET and HEAD are always redirected.
+    Redirect,
 }
 
 /// A route's path pattern, already checked to be in normalized form.
@@ -443,6 +526,8 @@ pub struct Route {
     pub host: Option<String>,
     /// `auth` (default `jwt`).
     pub auth: RouteAuth,
+    /// `unauthenticated` (default `auto`; only with `session`).
+    pub unauthenticated: Unauthenticated,
     /// `roles`: the principal needs at least one (default none: any
     /// authenticated principal).
     pub roles: Vec<String>,

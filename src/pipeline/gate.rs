@@ -124,6 +124,7 @@ impl Gate {
                 } else {
                     RouteAuth::Any(spec.auth.to_vec())
                 },
+                unauthenticated: Default::default(),
                 roles: Vec::new(),
                 rate_limit: None,
                 upstream: 0,

@@ -219,6 +219,7 @@ mod tests {
             methods: None,
             host: None,
             auth: RouteAuth::None,
+            unauthenticated: Default::default(),
             roles: vec![],
             rate_limit: None,
             upstream: 0,

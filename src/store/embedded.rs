@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Failures, Family, Revoked, Rotation, StoreError};
+use super::{Failures, Family, Revoked, Rotation, Session, StoreError};
 use crate::config;
 
 /// sid → JSON [`Family`].
@@ -19,6 +19,8 @@ const REFRESH_EXPIRES: TableDefinition<&str, u64> = TableDefinition::new("refres
 const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked");
 /// username → JSON [`Failures`].
 const FAILURES: TableDefinition<&str, &[u8]> = TableDefinition::new("login_failures");
+/// hex SHA-256 of a session cookie → JSON [`Session`].
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 
 pub struct Embedded {
     db: Arc<Database>,
@@ -59,6 +61,7 @@ impl Embedded {
                     }
                 }
                 txn.open_table(FAILURES).map_err(broken)?;
+                txn.open_table(SESSIONS).map_err(broken)?;
             }
             txn.commit().map_err(broken)?;
             Ok(db)
@@ -207,6 +210,89 @@ impl Embedded {
         .await
     }
 
+    pub async fn new_session(
+        &self,
+        hash: &str,
+        session: &Session,
+        family: Family,
+    ) -> Result<(), StoreError> {
+        let (hash, sid) = (hash.to_owned(), session.sid.clone());
+        let json = serde_json::to_vec(session).map_err(broken)?;
+        let family = serde_json::to_vec(&family).map_err(broken)?;
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(broken)?;
+            {
+                txn.open_table(FAMILIES)
+                    .map_err(broken)?
+                    .insert(sid.as_str(), family.as_slice())
+                    .map_err(broken)?;
+                txn.open_table(SESSIONS)
+                    .map_err(broken)?
+                    .insert(hash.as_str(), json.as_slice())
+                    .map_err(broken)?;
+            }
+            txn.commit().map_err(broken)
+        })
+        .await
+    }
+
+    /// The session under `hash`, and whether its family is revoked (or gone).
+    pub async fn session(&self, hash: &str) -> Result<Option<(Session, bool)>, StoreError> {
+        let hash = hash.to_owned();
+        self.run(move |db| {
+            let txn = db.begin_read().map_err(broken)?;
+            let sessions = txn.open_table(SESSIONS).map_err(broken)?;
+            let Some(json) = sessions.get(hash.as_str()).map_err(broken)? else {
+                return Ok(None);
+            };
+            let session: Session = serde_json::from_slice(json.value()).map_err(broken)?;
+            let families = txn.open_table(FAMILIES).map_err(broken)?;
+            let revoked = match families.get(session.sid.as_str()).map_err(broken)? {
+                Some(json) => {
+                    serde_json::from_slice::<Family>(json.value())
+                        .map_err(broken)?
+                        .revoked
+                }
+                None => true,
+            };
+            Ok(Some((session, revoked)))
+        })
+        .await
+    }
+
+    pub async fn put_session(&self, hash: &str, session: &Session) -> Result<(), StoreError> {
+        let hash = hash.to_owned();
+        let json = serde_json::to_vec(session).map_err(broken)?;
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(broken)?;
+            {
+                let mut sessions = txn.open_table(SESSIONS).map_err(broken)?;
+                // Only a session still there is written back: one ended
+                // meanwhile stays ended.
+                if sessions.get(hash.as_str()).map_err(broken)?.is_some() {
+                    sessions
+                        .insert(hash.as_str(), json.as_slice())
+                        .map_err(broken)?;
+                }
+            }
+            txn.commit().map_err(broken)
+        })
+        .await
+    }
+
+    pub async fn end_session(&self, hash: &str) -> Result<(), StoreError> {
+        let hash = hash.to_owned();
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(broken)?;
+            txn.open_table(SESSIONS)
+                .map_err(broken)?
+                .remove(hash.as_str())
+                .map_err(broken)?;
+            txn.commit().map_err(broken)
+        })
+        .await
+    }
+
     pub async fn failures(&self, user: &str) -> Result<Option<Failures>, StoreError> {
         let user = user.to_owned();
         self.run(move |db| {
@@ -289,6 +375,12 @@ impl Embedded {
                 for hash in expired {
                     refresh.remove(hash.as_str()).map_err(broken)?;
                 }
+                txn.open_table(SESSIONS)
+                    .map_err(broken)?
+                    .retain(|_, json| {
+                        serde_json::from_slice::<Session>(json).is_ok_and(|s| s.expires_at() >= now)
+                    })
+                    .map_err(broken)?;
                 // A failure record older than a day has no window or lock left.
                 txn.open_table(FAILURES)
                     .map_err(broken)?

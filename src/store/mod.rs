@@ -54,6 +54,48 @@ pub struct Family {
     pub revoked: bool,
 }
 
+/// A browser session as stored (SPEC §9), under the SHA-256 of its cookie:
+/// the cookie itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The principal.
+    pub sub: String,
+    /// Roles at sign-in (a password session reads the users file's instead).
+    pub roles: Vec<String>,
+    pub email: Option<String>,
+    /// How the user signed in: `password`, or an identity provider's name.
+    pub method: String,
+    /// The session's refresh family: revoking it ends the session.
+    pub sid: String,
+    /// Unix seconds of the sign-in.
+    pub created: u64,
+    /// Unix seconds of the last request that refreshed the record.
+    pub last_seen: u64,
+    /// Unix seconds after which the session is over, used or not.
+    pub absolute_expiry: u64,
+    /// Seconds of no use after which the session is over.
+    pub idle_timeout: u64,
+}
+
+impl Session {
+    /// Unix seconds after which the session is over, as things stand.
+    pub fn expires_at(&self) -> u64 {
+        self.absolute_expiry
+            .min(self.last_seen.saturating_add(self.idle_timeout))
+    }
+
+    /// The family record that makes the session revocable like a refresh family.
+    fn family(&self) -> Family {
+        Family {
+            user: self.sub.clone(),
+            // A session's family has no refresh token.
+            current: String::new(),
+            expires: self.absolute_expiry,
+            revoked: false,
+        }
+    }
+}
+
 /// Login failures of one username.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Failures {
@@ -280,6 +322,44 @@ impl Store {
             self.revoked.insert_sid(sid, sid_until);
         }
         Ok(())
+    }
+
+    /// Stores a new session under `hash` (the SHA-256 of its cookie), with
+    /// its family.
+    pub async fn new_session(&self, hash: &str, session: &Session) -> Result<(), StoreError> {
+        let family = session.family();
+        match &self.backend {
+            Backend::Embedded(db) => db.new_session(hash, session, family).await,
+            Backend::Redis(r) => r.new_session(hash, session, family).await,
+        }
+    }
+
+    /// The live session stored under `hash`: not expired at `now`, and its
+    /// family not revoked.
+    pub async fn session(&self, hash: &str, now: u64) -> Result<Option<Session>, StoreError> {
+        let found = match &self.backend {
+            Backend::Embedded(db) => db.session(hash).await?,
+            Backend::Redis(r) => r.session(hash).await?,
+        };
+        Ok(found
+            .filter(|(session, revoked)| !revoked && session.expires_at() >= now)
+            .map(|(session, _)| session))
+    }
+
+    /// Writes `session` back (its `last_seen` moved on).
+    pub async fn touch_session(&self, hash: &str, session: &Session) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.put_session(hash, session).await,
+            Backend::Redis(r) => r.put_session(hash, session).await,
+        }
+    }
+
+    /// Forgets the session stored under `hash`.
+    pub async fn end_session(&self, hash: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.end_session(hash).await,
+            Backend::Redis(r) => r.end_session(hash).await,
+        }
     }
 
     /// Whether `user` is locked out at `now`.

@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
-use super::{Failures, Family, Revoked, Rotation, StoreError};
+use super::{Failures, Family, Revoked, Rotation, Session, StoreError};
 use crate::config;
 
 /// How often each replica re-reads the whole revocation set.
@@ -269,6 +269,98 @@ impl RedisStore {
         }
         let mut conn = self.conn.clone();
         pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        Ok(())
+    }
+
+    /// A session is a JSON string under `sess:<hash>` that expires with the
+    /// session, plus its family's hash (`fam:<sid>`), as a refresh family.
+    pub async fn new_session(
+        &self,
+        hash: &str,
+        session: &Session,
+        family: Family,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(session).map_err(|e| StoreError::Broken(e.to_string()))?;
+        let fam = self.key("fam:", &session.sid);
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .hset_multiple(
+                &fam,
+                &[
+                    ("user", family.user.as_str()),
+                    ("current", family.current.as_str()),
+                    ("expires", &family.expires.to_string()),
+                    ("revoked", "0"),
+                ],
+            )
+            .ignore()
+            .cmd("EXPIREAT")
+            .arg(&fam)
+            .arg(family.expires)
+            .ignore()
+            .cmd("SET")
+            .arg(self.key("sess:", hash))
+            .arg(json)
+            .arg("EXAT")
+            .arg(session.expires_at())
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        Ok(())
+    }
+
+    /// The session under `hash`, and whether its family is revoked (or gone).
+    pub async fn session(&self, hash: &str) -> Result<Option<(Session, bool)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let json: Option<String> = redis::cmd("GET")
+            .arg(self.key("sess:", hash))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        let Some(json) = json else {
+            return Ok(None);
+        };
+        let session: Session =
+            serde_json::from_str(&json).map_err(|e| StoreError::Broken(e.to_string()))?;
+        let revoked: Option<String> = redis::cmd("HGET")
+            .arg(self.key("fam:", &session.sid))
+            .arg("revoked")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        Ok(Some((session, revoked.as_deref() != Some("0"))))
+    }
+
+    /// Writes a session back, only if it is still there (`XX`): one ended
+    /// meanwhile stays ended.
+    pub async fn put_session(&self, hash: &str, session: &Session) -> Result<(), StoreError> {
+        let json = serde_json::to_string(session).map_err(|e| StoreError::Broken(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(self.key("sess:", hash))
+            .arg(json)
+            .arg("XX")
+            .arg("EXAT")
+            .arg(session.expires_at())
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        Ok(())
+    }
+
+    pub async fn end_session(&self, hash: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("DEL")
+            .arg(self.key("sess:", hash))
+            .query_async::<()>(&mut conn)
             .await
             .map_err(|e| self.fail_with(e))?;
         self.note(true, "");

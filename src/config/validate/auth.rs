@@ -33,6 +33,7 @@ pub(super) fn auth(cx: &Ctx, raw: &file::Auth) -> Result<Auth, ConfigError> {
         endpoints: endpoints(cx, &raw.endpoints)?,
         api_keys: api_keys(cx, &raw.api_keys)?,
         login: login(cx, &raw.login)?,
+        sessions: super::sessions::sessions(cx, &raw.sessions)?,
     })
 }
 
@@ -174,6 +175,7 @@ fn endpoints(cx: &Ctx, e: &file::Endpoints) -> Result<Endpoints, ConfigError> {
         refresh: endpoint(cx, "auth.endpoints.refresh", &e.refresh)?,
         logout: endpoint(cx, "auth.endpoints.logout", &e.logout)?,
         me: endpoint(cx, "auth.endpoints.me", &e.me)?,
+        session_login: endpoint(cx, "auth.endpoints.session_login", &e.session_login)?,
     })
 }
 

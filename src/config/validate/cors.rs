@@ -50,7 +50,7 @@ pub(super) fn cors(cx: &Ctx, raw: &file::Cors) -> Result<Cors, ConfigError> {
     })
 }
 
-fn origin(cx: &Ctx, key: &str, raw: &str) -> Result<Origin, ConfigError> {
+pub(super) fn origin(cx: &Ctx, key: &str, raw: &str) -> Result<Origin, ConfigError> {
     let o = raw.trim().to_ascii_lowercase();
     if o == "*" {
         return Ok(Origin::Any);

@@ -17,6 +17,7 @@ mod listen;
 mod rate_limits;
 mod routes;
 mod server;
+mod sessions;
 mod store;
 mod tls;
 mod upstreams;
@@ -74,8 +75,9 @@ pub(super) fn validate(path: &Path, raw: FileConfig) -> Result<Config, ConfigErr
     let rate_limits = rate_limits::rate_limits(&cx, &raw.rate_limits)?;
     let cors = cors::cors(&cx, &raw.cors)?;
     let store = store::store(&cx, &raw.store)?;
-    let routes = routes::routes(&cx, &raw.routes, &upstreams)?;
-    let default_route = routes::default_route(&cx, &raw.default_route, &upstreams)?;
+    let sessions = auth.sessions.enabled;
+    let routes = routes::routes(&cx, &raw.routes, &upstreams, sessions)?;
+    let default_route = routes::default_route(&cx, &raw.default_route, &upstreams, sessions)?;
 
     Ok(Config {
         path: path.to_owned(),

@@ -5,8 +5,10 @@
 //! starts with `/`; no `//`, `?`, `#`, `%`, `\` or dot-segments; `*` only as
 //! a whole segment, `**` only as a final `/**`) or `regex` (that compiles);
 //! its name is not `default` (reserved for `default_route`); `auth` is a
-//! non-empty list of `none`, `jwt`, `api_key` (and `deny` for the default
-//! route), with `none` and `deny` alone; `methods` are methods; `host` is a
+//! non-empty list of `none`, `jwt`, `api_key`, `session` (and `deny` for the
+//! default route), with `none` and `deny` alone, and `session` only with
+//! `auth.sessions.enabled`; `unauthenticated` is `auto`, `json` or
+//! `redirect`, on a route with `session` only; `methods` are methods; `host` is a
 //! host name without port; a `rate_limit` burst is as in `rate_limits`;
 //! `upstream` names an upstream; `roles` need an auth method other than
 //! `none`.
@@ -16,7 +18,9 @@ use std::sync::Arc;
 use super::rate_limits::limit;
 use super::{methods, roles, Ctx};
 use crate::config::file::{self, AuthField};
-use crate::config::model::{AuthMethod, Pattern, Route, RouteAuth, Segment, Upstream};
+use crate::config::model::{
+    AuthMethod, Pattern, Route, RouteAuth, Segment, Unauthenticated, Upstream,
+};
 use crate::config::values::Text;
 use crate::config::ConfigError;
 
@@ -24,6 +28,7 @@ pub(super) fn routes(
     cx: &Ctx,
     raw: &[file::Route],
     upstreams: &[Upstream],
+    sessions: bool,
 ) -> Result<Vec<Route>, ConfigError> {
     let mut routes = Vec::with_capacity(raw.len());
     for (i, r) in raw.iter().enumerate() {
@@ -54,7 +59,13 @@ pub(super) fn routes(
                 "`default` is reserved for default_route",
             ));
         }
-        let auth = route_auth(cx, &format!("{key}.auth"), r.auth.as_ref(), false)?;
+        let auth = route_auth(cx, &format!("{key}.auth"), r.auth.as_ref(), false, sessions)?;
+        let unauthenticated = unauthenticated(
+            cx,
+            &format!("{key}.unauthenticated"),
+            r.unauthenticated.as_ref(),
+            &auth,
+        )?;
         let route = Route {
             name: Arc::from(name),
             pattern,
@@ -75,6 +86,7 @@ pub(super) fn routes(
                 .transpose()?,
             upstream: upstream_index(cx, &format!("{key}.upstream"), &r.upstream, upstreams)?,
             auth,
+            unauthenticated,
         };
         if matches!(route.auth, RouteAuth::None) && !route.roles.is_empty() {
             return Err(cx.err(
@@ -91,13 +103,21 @@ pub(super) fn default_route(
     cx: &Ctx,
     d: &file::DefaultRoute,
     upstreams: &[Upstream],
+    sessions: bool,
 ) -> Result<Route, ConfigError> {
+    let auth = route_auth(cx, "default_route.auth", Some(&d.auth), true, sessions)?;
     Ok(Route {
         name: Arc::from("default"),
         pattern: Pattern::Any,
         methods: None,
         host: None,
-        auth: route_auth(cx, "default_route.auth", Some(&d.auth), true)?,
+        unauthenticated: unauthenticated(
+            cx,
+            "default_route.unauthenticated",
+            d.unauthenticated.as_ref(),
+            &auth,
+        )?,
+        auth,
         roles: roles(&d.roles),
         rate_limit: d
             .rate_limit
@@ -138,11 +158,34 @@ fn route_host(cx: &Ctx, key: &str, raw: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// `unauthenticated:`, which only a route with `session` has a use for.
+fn unauthenticated(
+    cx: &Ctx,
+    key: &str,
+    raw: Option<&Text>,
+    auth: &RouteAuth,
+) -> Result<Unauthenticated, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Unauthenticated::Auto);
+    };
+    let has_session = matches!(auth, RouteAuth::Any(m) if m.contains(&AuthMethod::Session));
+    if !has_session {
+        return Err(cx.err(key, "only a route whose auth includes session has this"));
+    }
+    match raw.as_str().trim() {
+        "auto" => Ok(Unauthenticated::Auto),
+        "json" => Ok(Unauthenticated::Json),
+        "redirect" => Ok(Unauthenticated::Redirect),
+        other => Err(cx.err(key, format!("{other:?}: expected auto, json or redirect"))),
+    }
+}
+
 fn route_auth(
     cx: &Ctx,
     key: &str,
     field: Option<&AuthField>,
     is_default: bool,
+    sessions: bool,
 ) -> Result<RouteAuth, ConfigError> {
     let names: Vec<&Text> = match field {
         None => return Ok(RouteAuth::Any(vec![AuthMethod::Jwt])),
@@ -165,11 +208,15 @@ fn route_auth(
             "deny" if is_default => return Ok(RouteAuth::Deny),
             "jwt" => methods.push(AuthMethod::Jwt),
             "api_key" => methods.push(AuthMethod::ApiKey),
+            "session" if sessions => methods.push(AuthMethod::Session),
+            "session" => {
+                return Err(cx.err(key, "session needs auth.sessions.enabled: true (SPEC §9)"))
+            }
             other => {
                 let expected = if is_default {
-                    "none, jwt, api_key or deny"
+                    "none, jwt, api_key, session or deny"
                 } else {
-                    "none, jwt or api_key"
+                    "none, jwt, api_key or session"
                 };
                 return Err(cx.err(
                     key,

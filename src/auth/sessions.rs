@@ -1,0 +1,373 @@
+//! Browser sessions (SPEC §9): the `__Host-` cookie, and the session it
+//! names in the store.
+//!
+//! The cookie is 256 random bits (43 base64url characters); the store keeps
+//! only its SHA-256, with who signed in and when. Every sign-in makes a new
+//! one — a cookie the browser brought is never adopted (no fixation). A
+//! session is its own refresh family (`sid`), so logout, revocation and the
+//! family machinery end it the same way they end a token's family.
+//!
+//! A password session follows the users file: a user removed or disabled
+//! there is refused on the next request, and the file's roles are the ones
+//! that count.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use http::header::{HeaderMap, HeaderValue, COOKIE};
+use sha2::{Digest, Sha256};
+
+use super::users::UsersFile;
+use super::{Principal, Scheme};
+use crate::config;
+use crate::store::{Session, Store, StoreError};
+
+/// `Session::method` of a sign-in with the users file.
+pub const PASSWORD: &str = "password";
+
+/// How often at most a session's `last_seen` is written back.
+const TOUCH_EVERY: u64 = 60;
+
+/// A new cookie value and the hash it is stored under.
+pub fn new_cookie() -> (String, String) {
+    let bytes: [u8; 32] = rand::random();
+    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = cookie_hash(&value);
+    (value, hash)
+}
+
+/// Hex SHA-256 of a cookie value: the only form in which it is stored.
+pub fn cookie_hash(value: &str) -> String {
+    Sha256::digest(value.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether `value` has the shape of a cookie gatehouse made (43 base64url
+/// characters): anything else is not looked up.
+fn well_formed(value: &str) -> bool {
+    value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Who signs in, for [`start`].
+pub struct SignIn<'a> {
+    pub user: &'a str,
+    pub roles: &'a [String],
+    pub email: Option<&'a str>,
+    /// [`PASSWORD`] or the identity provider's name.
+    pub method: &'a str,
+}
+
+/// Starts a session: stores it and returns the cookie value for
+/// `Set-Cookie` and the session.
+pub async fn start(
+    store: &Store,
+    cfg: &config::Sessions,
+    who: SignIn<'_>,
+    now: u64,
+) -> Result<(String, Session), StoreError> {
+    let (value, hash) = new_cookie();
+    let session = Session {
+        sub: who.user.to_owned(),
+        roles: who.roles.to_vec(),
+        email: who.email.map(str::to_owned),
+        method: who.method.to_owned(),
+        sid: format!("{:032x}", rand::random::<u128>()),
+        created: now,
+        last_seen: now,
+        absolute_expiry: now + cfg.absolute_timeout.as_secs(),
+        idle_timeout: cfg.idle_timeout.as_secs(),
+    };
+    store.new_session(&hash, &session).await?;
+    Ok((value, session))
+}
+
+/// What a request's session cookie came to.
+#[derive(Debug)]
+pub enum Resumed {
+    /// A live session, and the principal it signs in.
+    Live {
+        principal: Arc<Principal>,
+        session: Session,
+    },
+    /// The cookie names no live session (unknown, expired, revoked, or its
+    /// user gone): no credential, and the answer clears it.
+    Gone,
+}
+
+/// The session `cookie` names, checked as the module doc says; `last_seen`
+/// is written back at most once a minute.
+pub async fn resume(
+    store: &Store,
+    users: &UsersFile,
+    cookie: &str,
+    now: u64,
+) -> Result<Resumed, StoreError> {
+    if !well_formed(cookie) {
+        return Ok(Resumed::Gone);
+    }
+    let hash = cookie_hash(cookie);
+    let Some(mut session) = store.session(&hash, now).await? else {
+        return Ok(Resumed::Gone);
+    };
+    let roles = if session.method == PASSWORD {
+        match users.get(&session.sub) {
+            Some(user) if !user.disabled => user.roles,
+            // Removed or disabled in the users file: the session is over.
+            _ => {
+                store.end_session(&hash).await?;
+                store.revoke(None, Some(&session.sid), now).await?;
+                return Ok(Resumed::Gone);
+            }
+        }
+    } else {
+        session.roles.clone()
+    };
+    if now.saturating_sub(session.last_seen) >= TOUCH_EVERY {
+        session.last_seen = now;
+        // Best effort: a failed write costs the session at most a minute
+        // of its idle time, never the request.
+        if let Err(e) = store.touch_session(&hash, &session).await {
+            tracing::debug!(error = %e, "could not refresh a session's last use");
+        }
+    }
+    let principal = Principal::new(
+        &session.sub,
+        roles,
+        Scheme::Session,
+        Some(session.expires_at()),
+        None,
+        Some(session.sid.clone()),
+    );
+    match principal {
+        Ok(p) => Ok(Resumed::Live {
+            principal: Arc::new(p),
+            session,
+        }),
+        Err(_) => Ok(Resumed::Gone),
+    }
+}
+
+/// Ends the session `cookie` names: the record is deleted and its family
+/// revoked (every replica stops accepting it at once).
+pub async fn end(store: &Store, cookie: &str, now: u64) -> Result<(), StoreError> {
+    if !well_formed(cookie) {
+        return Ok(());
+    }
+    let hash = cookie_hash(cookie);
+    if let Some(session) = store.session(&hash, now).await? {
+        store.revoke(None, Some(&session.sid), now).await?;
+    }
+    store.end_session(&hash).await
+}
+
+/// The session cookie in a request's `Cookie` headers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found<'a> {
+    None,
+    One(&'a str),
+    /// Sent more than once: which one would be the browser's is unknown,
+    /// so none is used.
+    Several,
+}
+
+/// Finds the cookie `name` in every `Cookie` header (RFC 6265 §5.4: pairs
+/// separated by `;`).
+pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Found<'a> {
+    let mut found = Found::None;
+    for value in headers.get_all(COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';') {
+            let Some((n, v)) = pair.split_once('=') else {
+                continue;
+            };
+            if n.trim() == name {
+                found = match found {
+                    Found::None => Found::One(v.trim().trim_matches('"')),
+                    _ => return Found::Several,
+                };
+            }
+        }
+    }
+    found
+}
+
+/// Removes the cookie `name` from every `Cookie` header (the app's own
+/// cookies pass unchanged); a header left empty goes.
+pub fn strip(headers: &mut HeaderMap, name: &str) {
+    let named = |pair: &str| pair.split_once('=').is_some_and(|(n, _)| n.trim() == name);
+    let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
+    if !values
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.split(';').any(named)))
+    {
+        return;
+    }
+    headers.remove(COOKIE);
+    for value in values {
+        let kept = match value.to_str() {
+            Ok(text) => {
+                let rest: Vec<&str> = text
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty() && !named(p))
+                    .collect();
+                if rest.is_empty() {
+                    continue;
+                }
+                HeaderValue::from_str(&rest.join("; ")).ok()
+            }
+            // Not text: no cookie of ours could be read from it either.
+            Err(_) => Some(value),
+        };
+        if let Some(kept) = kept {
+            headers.append(COOKIE, kept);
+        }
+    }
+}
+
+/// `Set-Cookie` for a new session.
+pub fn set_cookie(cfg: &config::Sessions, value: &str) -> HeaderValue {
+    let max_age = if cfg.persistent {
+        format!("; Max-Age={}", cfg.absolute_timeout.as_secs())
+    } else {
+        String::new()
+    };
+    let text = format!(
+        "{}={value}; Path=/; Secure; HttpOnly; SameSite={}{max_age}",
+        cfg.cookie,
+        cfg.same_site.as_str()
+    );
+    // The name is a validated token, the value base64url.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `Set-Cookie` that clears the session cookie.
+pub fn clear_cookie(cfg: &config::Sessions) -> HeaderValue {
+    let text = format!(
+        "{}=; Path=/; Secure; HttpOnly; SameSite={}; Max-Age=0",
+        cfg.cookie,
+        cfg.same_site.as_str()
+    );
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(cookies: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for c in cookies {
+            h.append(COOKIE, HeaderValue::from_str(c).unwrap());
+        }
+        h
+    }
+
+    const NAME: &str = "__Host-gatehouse";
+
+    #[test]
+    fn a_cookie_is_256_random_bits_stored_as_its_hash() {
+        let (value, hash) = new_cookie();
+        assert_eq!(value.len(), 43);
+        assert!(well_formed(&value));
+        assert_eq!(hash, cookie_hash(&value));
+        assert_eq!(hash.len(), 64);
+        assert_ne!(new_cookie().0, value);
+        for bad in [
+            "",
+            "short",
+            &"a".repeat(44),
+            &format!("{}=", &value[..42]),
+            &format!("{}.", &value[..42]),
+        ] {
+            assert!(!well_formed(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_cookie_is_found_in_any_cookie_header_once() {
+        assert_eq!(find(&headers(&[]), NAME), Found::None);
+        assert_eq!(find(&headers(&["a=1; b=2"]), NAME), Found::None);
+        assert_eq!(
+            find(&headers(&["a=1; __Host-gatehouse=abc; b=2"]), NAME),
+            Found::One("abc")
+        );
+        assert_eq!(
+            find(&headers(&["a=1", "__Host-gatehouse=\"abc\""]), NAME),
+            Found::One("abc")
+        );
+        assert_eq!(
+            find(&headers(&["__Host-gatehouse=a; __Host-gatehouse=b"]), NAME),
+            Found::Several
+        );
+        assert_eq!(
+            find(
+                &headers(&["__Host-gatehouse=a", "__Host-gatehouse=b"]),
+                NAME
+            ),
+            Found::Several
+        );
+        // Names are case-sensitive, and a prefix is not the name.
+        assert_eq!(
+            find(&headers(&["__host-gatehouse=a; __Host-gatehouse2=b"]), NAME),
+            Found::None
+        );
+    }
+
+    #[test]
+    fn only_our_cookie_is_stripped_before_forwarding() {
+        let mut h = headers(&[
+            "app=1; __Host-gatehouse=secret; theme=dark",
+            "__Host-gatehouse=x",
+        ]);
+        strip(&mut h, NAME);
+        let left: Vec<&str> = h
+            .get_all(COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(left, ["app=1; theme=dark"]);
+        let mut h = headers(&["app=1"]);
+        strip(&mut h, NAME);
+        assert_eq!(h[COOKIE], "app=1");
+        let mut h = headers(&["__Host-gatehouse=only"]);
+        strip(&mut h, NAME);
+        assert!(!h.contains_key(COOKIE));
+    }
+
+    #[test]
+    fn set_cookie_has_every_attribute_the_spec_names() {
+        let mut cfg = config::Sessions {
+            enabled: true,
+            cookie: NAME.into(),
+            same_site: config::SameSite::Lax,
+            idle_timeout: std::time::Duration::from_secs(3600),
+            absolute_timeout: std::time::Duration::from_secs(7 * 86400),
+            persistent: true,
+            login_page: config::LoginPage::Builtin,
+            after_logout: "/auth/login".into(),
+            allowed_redirect_hosts: Vec::new(),
+            trusted_origins: Vec::new(),
+            app_name: "gatehouse".into(),
+        };
+        assert_eq!(
+            set_cookie(&cfg, "v"),
+            "__Host-gatehouse=v; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=604800"
+        );
+        cfg.persistent = false;
+        cfg.same_site = config::SameSite::Strict;
+        assert_eq!(
+            set_cookie(&cfg, "v"),
+            "__Host-gatehouse=v; Path=/; Secure; HttpOnly; SameSite=Strict"
+        );
+        assert_eq!(
+            clear_cookie(&cfg),
+            "__Host-gatehouse=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"
+        );
+    }
+}
