@@ -8,6 +8,7 @@
 //! - [`tokens`] — `POST /login`, `/auth/refresh`, `/auth/logout`;
 //! - [`me`] — `GET /auth/me`.
 
+pub mod login_page;
 pub mod me;
 pub mod tokens;
 

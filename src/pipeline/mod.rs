@@ -26,6 +26,7 @@ pub mod authn;
 pub mod authz;
 pub mod client_ip;
 pub mod cors;
+pub mod csrf;
 pub mod gate;
 pub mod log;
 pub mod normalize;
