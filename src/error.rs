@@ -31,6 +31,9 @@ pub enum Problem {
     InvalidCredentials,
     #[error("forbidden")]
     Forbidden,
+    /// A cross-site request riding a session cookie (SPEC §9).
+    #[error("csrf rejected")]
+    CsrfRejected,
     #[error("not found")]
     NotFound,
     /// `allow` lists the methods the resource answers (RFC 9110 §15.5.6).
@@ -64,7 +67,7 @@ impl Problem {
             MissingCredentials | InvalidToken | InvalidApiKey | InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
             }
-            Forbidden => StatusCode::FORBIDDEN,
+            Forbidden | CsrfRejected => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -88,6 +91,7 @@ impl Problem {
             InvalidApiKey => "invalid_api_key",
             InvalidCredentials => "invalid_credentials",
             Forbidden => "forbidden",
+            CsrfRejected => "csrf_rejected",
             NotFound => "not_found",
             MethodNotAllowed { .. } => "method_not_allowed",
             PayloadTooLarge => "payload_too_large",
@@ -111,6 +115,7 @@ impl Problem {
             InvalidApiKey => "Invalid API key",
             InvalidCredentials => "Invalid credentials",
             Forbidden => "Insufficient permissions",
+            CsrfRejected => "Cross-site request refused",
             NotFound => "Not found",
             MethodNotAllowed { .. } => "Method not allowed",
             PayloadTooLarge => "Request body too large",
@@ -126,7 +131,16 @@ impl Problem {
 
     /// The response gatehouse sends for this error.
     pub fn to_response(&self) -> Response<Body> {
-        let body = serde_json::json!({ "error": self.code(), "detail": self.detail() });
+        self.to_response_with_login(None)
+    }
+
+    /// The response, with `"login_url"` in the body when given (a route a
+    /// browser can sign in to, SPEC §9).
+    pub fn to_response_with_login(&self, login_url: Option<&str>) -> Response<Body> {
+        let mut body = serde_json::json!({ "error": self.code(), "detail": self.detail() });
+        if let Some(url) = login_url {
+            body["login_url"] = url.into();
+        }
         let mut res = Response::new(Body::full(body.to_string()));
         *res.status_mut() = self.status();
         let h = res.headers_mut();

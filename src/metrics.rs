@@ -25,6 +25,8 @@ pub const TLS_CERT_EXPIRY: &str = "gatehouse_tls_cert_expiry_timestamp_seconds";
 pub const BUILD_INFO: &str = "gatehouse_build_info";
 pub const RATE_LIMITER_KEYS: &str = "gatehouse_rate_limiter_keys";
 pub const RATE_LIMIT_FALLBACKS_TOTAL: &str = "gatehouse_rate_limit_fallbacks_total";
+pub const CSRF_REJECTED_TOTAL: &str = "gatehouse_csrf_rejected_total";
+pub const SESSIONS_REVOKED_TOTAL: &str = "gatehouse_sessions_revoked_total";
 
 /// Upstream error kinds (`kind` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,9 @@ pub struct Metrics {
     pub tls_cert_expiry: Gauge,
     pub rate_limiter_keys: IntGaugeVec,
     pub rate_limit_fallbacks: IntCounter,
+    pub csrf_rejected: IntCounterVec,
+    /// Sessions ended, by `reason`: `logout`, `user_removed`.
+    pub sessions_revoked: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -175,6 +180,18 @@ impl Metrics {
         )?;
         r.register(Box::new(rate_limit_fallbacks.clone()))?;
         let metrics = Metrics {
+            csrf_rejected: counter(
+                r,
+                CSRF_REJECTED_TOTAL,
+                "Cross-site requests refused on a session (SPEC §9), by route.",
+                &["route"],
+            )?,
+            sessions_revoked: counter(
+                r,
+                SESSIONS_REVOKED_TOTAL,
+                "Browser sessions ended before their time, by reason.",
+                &["reason"],
+            )?,
             requests: counter(
                 r,
                 REQUESTS_TOTAL,

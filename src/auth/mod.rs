@@ -121,6 +121,13 @@ pub enum AuthError {
     /// a token cannot be checked, so it is not accepted.
     #[error("revocations too stale to check a token")]
     RevocationsStale,
+    /// The session cookie names no live session (unknown, expired, revoked,
+    /// its user gone, or sent twice): no credential, and the cookie is cleared.
+    #[error("session ended")]
+    SessionEnded,
+    /// The store could not be asked about a session.
+    #[error("store unavailable")]
+    StoreUnavailable,
 }
 
 /// Why a credential was refused; the `result` metric label.

@@ -17,7 +17,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::password::Hasher;
-use super::users::UsersFile;
+use super::users::{User, UsersFile};
 use super::Principal;
 use crate::body::BodyError;
 use crate::config;
@@ -172,7 +172,23 @@ pub struct LoginRequest {
 }
 
 pub fn parse_login(kind: BodyKind, body: &[u8]) -> Result<LoginRequest, TokenError> {
+    login_fields(&fields(kind, body)?)
+}
+
+/// The browser sign-in form (or JSON) of SPEC §9: `username`, `password`
+/// and the optional `rd` to return to.
+pub fn parse_session_login(
+    kind: BodyKind,
+    body: &[u8],
+) -> Result<(LoginRequest, Option<String>), TokenError> {
     let map = fields(kind, body)?;
+    let rd = string_field(&map, "rd");
+    Ok((login_fields(&map)?, rd))
+}
+
+fn login_fields(
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> Result<LoginRequest, TokenError> {
     if let Some(grant) = string_field(&map, "grant_type") {
         if grant != "password" {
             return Err(bad("grant_type must be password"));
@@ -289,6 +305,20 @@ pub async fn login(
     req: LoginRequest,
     now: u64,
 ) -> Result<serde_json::Value, TokenError> {
+    let user = check_password(cx, &req, now).await?;
+    cx.issuer
+        .new_session(cx.store, &req.username, &user.roles, now)
+        .await
+}
+
+/// Checks a username and password against the users file, under the
+/// lockout, in the same time whatever fails; counts the outcome in
+/// `gatehouse_logins_total` (a success once the caller has used it).
+pub async fn check_password(
+    cx: &TokenCx<'_>,
+    req: &LoginRequest,
+    now: u64,
+) -> Result<User, TokenError> {
     let count = |result: &str| cx.metrics.logins.with_label_values(&[result]).inc();
     let locked = cx.store.is_locked(&req.username, now).await?;
     let user = cx.users.get(&req.username);
@@ -300,7 +330,7 @@ pub async fn login(
         None
     };
     let checked = user.as_ref().map(|u| &u.hash).or(stand_in.as_ref());
-    let matches = cx.hasher.verify(checked, req.password).await && user.is_some();
+    let matches = cx.hasher.verify(checked, req.password.clone()).await && user.is_some();
     if locked {
         count("locked");
         return Err(TokenError::InvalidCredentials);
@@ -316,12 +346,8 @@ pub async fn login(
         }
     };
     cx.store.login_succeeded(&req.username).await?;
-    let body = cx
-        .issuer
-        .new_session(cx.store, &req.username, &user.roles, now)
-        .await?;
     count("success");
-    Ok(body)
+    Ok(user)
 }
 
 /// `POST /auth/refresh`.

@@ -6,10 +6,13 @@
 //! Adding an endpoint is one entry in [`TABLE`] and one handler module:
 //!
 //! - [`tokens`] — `POST /login`, `/auth/refresh`, `/auth/logout`;
-//! - [`me`] — `GET /auth/me`.
+//! - [`me`] — `GET /auth/me`;
+//! - [`session`] — the browser sign-in page and form (`/auth/login`) and
+//!   signing a browser out (SPEC §9); [`login_page`] draws the page.
 
 pub mod login_page;
 pub mod me;
+pub mod session;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use std::time::Duration;
 use http::{Method, Request, Response};
 
 use crate::auth::tokens::{TokenCx, TokenError};
-use crate::auth::Principal;
+use crate::auth::{Principal, Scheme};
 use crate::body::Body;
 use crate::config::{self, AuthMethod};
 
@@ -29,6 +32,8 @@ pub enum Endpoint {
     Refresh,
     Logout,
     Me,
+    /// The browser sign-in page (GET) and form (POST); only with sessions on.
+    SessionLogin,
 }
 
 /// What the pipeline applies to an endpoint before its handler runs.
@@ -45,10 +50,16 @@ pub struct Spec {
     pub auth: &'static [AuthMethod],
     /// Whether `rate_limits.login` applies to it (every attempt counts).
     pub login_limit: bool,
+    /// The methods its limit counts.
+    pub limited: &'static [Method],
+    /// With sessions on: a `POST` passes the CSRF check, and the session
+    /// cookie is one more credential it takes.
+    pub csrf: bool,
+    pub session_too: bool,
 }
 
 /// Every endpoint, in the order they are matched.
-pub const TABLE: [Spec; 4] = [
+pub const TABLE: [Spec; 5] = [
     Spec {
         endpoint: Endpoint::Login,
         name: "login",
@@ -56,6 +67,9 @@ pub const TABLE: [Spec; 4] = [
         allow: "POST",
         auth: &[],
         login_limit: true,
+        limited: &[Method::POST],
+        csrf: false,
+        session_too: false,
     },
     Spec {
         endpoint: Endpoint::Refresh,
@@ -64,6 +78,9 @@ pub const TABLE: [Spec; 4] = [
         allow: "POST",
         auth: &[],
         login_limit: false,
+        limited: &[],
+        csrf: false,
+        session_too: false,
     },
     Spec {
         endpoint: Endpoint::Logout,
@@ -72,6 +89,9 @@ pub const TABLE: [Spec; 4] = [
         allow: "POST",
         auth: &[AuthMethod::Jwt],
         login_limit: false,
+        limited: &[],
+        csrf: true,
+        session_too: true,
     },
     Spec {
         endpoint: Endpoint::Me,
@@ -80,6 +100,20 @@ pub const TABLE: [Spec; 4] = [
         allow: "GET, HEAD",
         auth: &[AuthMethod::Jwt, AuthMethod::ApiKey],
         login_limit: false,
+        limited: &[],
+        csrf: false,
+        session_too: true,
+    },
+    Spec {
+        endpoint: Endpoint::SessionLogin,
+        name: "auth_login",
+        methods: &[Method::GET, Method::HEAD, Method::POST],
+        allow: "GET, HEAD, POST",
+        auth: &[],
+        login_limit: true,
+        limited: &[Method::POST],
+        csrf: true,
+        session_too: false,
     },
 ];
 
@@ -96,16 +130,21 @@ impl Endpoint {
             Endpoint::Refresh => &paths.refresh,
             Endpoint::Logout => &paths.logout,
             Endpoint::Me => &paths.me,
+            Endpoint::SessionLogin => &paths.session_login,
         }
     }
 }
 
 /// What the endpoints answer with: one config generation's parts and the
-/// process's store (what the token logic needs), and how long a body of
-/// theirs may take (`server.body_read_timeout`).
+/// process's store (what the token logic needs), how long a body of
+/// theirs may take (`server.body_read_timeout`), and the browser sessions'
+/// settings.
 pub struct Cx<'a> {
     pub tokens: TokenCx<'a>,
     pub body_read_timeout: Duration,
+    pub sessions: &'a config::Sessions,
+    /// `auth.endpoints.session_login`, where the sign-in form posts.
+    pub session_login: &'a str,
 }
 
 /// Answers `req` for `endpoint`; `principal` is what the pipeline
@@ -122,8 +161,12 @@ where
 {
     match (endpoint, principal) {
         (Endpoint::Me, Some(p)) => Ok(me::answer(&p)),
+        (Endpoint::Logout, Some(p)) if p.scheme == Scheme::Session => {
+            session::sign_out(cx, req, now).await
+        }
         (Endpoint::Logout, Some(p)) => tokens::logout(cx, req, &p, now).await,
         (Endpoint::Login | Endpoint::Refresh, _) => tokens::issue(endpoint, cx, req, now).await,
+        (Endpoint::SessionLogin, _) => session::answer(cx, req, now).await,
         // The pipeline authenticates these before calling: not reached.
         (Endpoint::Me | Endpoint::Logout, None) => Err(TokenError::InvalidToken),
     }

@@ -81,7 +81,7 @@ where
     Ok(res)
 }
 
-fn content_type<B>(req: &Request<B>) -> Option<&str> {
+pub(super) fn content_type<B>(req: &Request<B>) -> Option<&str> {
     req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -97,7 +97,7 @@ fn is_bad_request(e: &TokenError) -> bool {
 
 /// The whole body, at most [`logic::MAX_BODY`] bytes, within
 /// `body_read_timeout`.
-async fn read_body<B>(cx: &Cx<'_>, req: Request<B>) -> Result<Bytes, TokenError>
+pub(super) async fn read_body<B>(cx: &Cx<'_>, req: Request<B>) -> Result<Bytes, TokenError>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
 {

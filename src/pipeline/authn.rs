@@ -13,10 +13,12 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::api_key::ApiKeys;
 use crate::auth::jwt::Verifier;
+use crate::auth::sessions::{self, Found, Resumed};
+use crate::auth::users::UsersFile;
 use crate::auth::{AuthError, Principal, Rejection, Scheme};
 use crate::config::{AuthMethod, Config};
 use crate::metrics::Metrics;
-use crate::store::{Revocation, Revoked};
+use crate::store::{Revocation, Revoked, Store};
 
 /// What the `authn` stage checks credentials against.
 pub struct Checkers<'a> {
@@ -24,6 +26,14 @@ pub struct Checkers<'a> {
     pub api_keys: &'a ApiKeys,
     pub revoked: &'a Revoked,
     pub metrics: &'a Metrics,
+    /// Browser sessions, when `auth.sessions` is on.
+    pub sessions: Option<SessionCheck<'a>>,
+}
+
+/// Where a session cookie is looked up.
+pub struct SessionCheck<'a> {
+    pub store: &'a Store,
+    pub users: &'a UsersFile,
 }
 
 /// Credentials a request carries for the methods a route allows.
@@ -35,15 +45,20 @@ pub struct Credentials<'a> {
     pub api_key: Option<Cow<'a, [u8]>>,
     /// Several API keys were sent: ambiguous, refused.
     pub api_key_ambiguous: bool,
+    /// The session cookie; only looked at when the request carries neither
+    /// `Authorization` nor an API key (they take precedence, SPEC §9).
+    pub session: Option<Found<'a>>,
 }
 
-/// Extracts the credentials `methods` allow from the request head.
+/// Extracts the credentials `methods` allow from the request head;
+/// `session_cookie` is the session cookie's name when sessions are on.
 pub fn credentials<'a>(
     headers: &'a HeaderMap,
     query: Option<&'a str>,
     methods: &[AuthMethod],
     api_key_header: &HeaderName,
     api_key_param: Option<&str>,
+    session_cookie: Option<&str>,
 ) -> Credentials<'a> {
     let mut creds = Credentials::default();
     if methods.contains(&AuthMethod::Jwt) {
@@ -62,6 +77,14 @@ pub fn credentials<'a>(
         }
         creds.api_key_ambiguous = found.len() > 1;
         creds.api_key = found.into_iter().next();
+    }
+    if let Some(name) = session_cookie.filter(|_| methods.contains(&AuthMethod::Session)) {
+        let other = headers.contains_key(header::AUTHORIZATION)
+            || headers.contains_key(api_key_header)
+            || creds.api_key.is_some();
+        if !other {
+            creds.session = Some(sessions::find(headers, name));
+        }
     }
     creds
 }
@@ -89,8 +112,12 @@ pub async fn authenticate(
             .inc();
     };
     if creds.bearer.is_none() && creds.api_key.is_none() {
+        if let (Some(found), Some(check)) = (&creds.session, &with.sessions) {
+            return session(check, revoked, found, now, count).await;
+        }
         let scheme = match methods.first() {
             Some(AuthMethod::ApiKey) => Scheme::ApiKey,
+            Some(AuthMethod::Session) => Scheme::Session,
             _ => Scheme::Jwt,
         };
         count(scheme, "missing");
@@ -131,6 +158,50 @@ pub async fn authenticate(
     }
     // "ok" is counted once authorization passed too (see `authz`).
     principal.ok_or(AuthError::Missing)
+}
+
+/// Authenticates with the session cookie `found`: a cookie that names no
+/// live session is no credential (and the answer clears it).
+async fn session(
+    check: &SessionCheck<'_>,
+    revoked: &Revoked,
+    found: &Found<'_>,
+    now: u64,
+    count: impl Fn(Scheme, &str),
+) -> Result<Arc<Principal>, AuthError> {
+    let cookie = match found {
+        Found::One(cookie) => *cookie,
+        Found::Several => {
+            count(Scheme::Session, "missing");
+            return Err(AuthError::SessionEnded);
+        }
+        Found::None => {
+            count(Scheme::Session, "missing");
+            return Err(AuthError::Missing);
+        }
+    };
+    // Boxed: a rare path next to bearer tokens, kept out of every request's future.
+    let resumed = Box::pin(sessions::resume(check.store, check.users, cookie, now))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "the store failed to answer for a session");
+            AuthError::StoreUnavailable
+        })?;
+    match resumed {
+        Resumed::Live { principal, .. } => {
+            match revoked.check(None, principal.sid.as_deref(), now) {
+                Revocation::Revoked => {
+                    count(Scheme::Session, Rejection::Revoked.as_str());
+                    Err(AuthError::SessionEnded)
+                }
+                Revocation::Valid | Revocation::Unknown => Ok(principal),
+            }
+        }
+        Resumed::Gone => {
+            count(Scheme::Session, "missing");
+            Err(AuthError::SessionEnded)
+        }
+    }
 }
 
 /// One `name=value` pair of a query, decoded as a form field
@@ -200,12 +271,50 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
         h.insert(KEY, HeaderValue::from_static("k"));
-        let jwt_only = credentials(&h, None, &[AuthMethod::Jwt], &KEY, None);
+        let jwt_only = credentials(&h, None, &[AuthMethod::Jwt], &KEY, None, None);
         assert_eq!(jwt_only.bearer, Some("t"));
         assert!(jwt_only.api_key.is_none());
-        let key_only = credentials(&h, None, &[AuthMethod::ApiKey], &KEY, None);
+        let key_only = credentials(&h, None, &[AuthMethod::ApiKey], &KEY, None, None);
         assert!(key_only.bearer.is_none());
         assert_eq!(key_only.api_key.as_deref(), Some(&b"k"[..]));
+    }
+
+    #[test]
+    fn a_token_or_key_present_means_the_cookie_is_not_looked_at() {
+        const COOKIE: &str = "__Host-gatehouse";
+        let all = [AuthMethod::Jwt, AuthMethod::ApiKey, AuthMethod::Session];
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("__Host-gatehouse=c"),
+        );
+        let c = credentials(&h, None, &all, &KEY, None, Some(COOKIE));
+        assert_eq!(c.session, Some(Found::One("c")));
+        // Not a route method, or sessions off: not looked at.
+        let c = credentials(&h, None, &[AuthMethod::Jwt], &KEY, None, Some(COOKIE));
+        assert_eq!(c.session, None);
+        let c = credentials(&h, None, &all, &KEY, None, None);
+        assert_eq!(c.session, None);
+        for (name, value) in [
+            (header::AUTHORIZATION, "Bearer t"),
+            // Even a scheme gatehouse does not read: the client chose it.
+            (header::AUTHORIZATION, "Basic Zm9vOmJhcg=="),
+            (KEY, "k"),
+        ] {
+            let mut with = h.clone();
+            with.insert(name, HeaderValue::from_static(value));
+            let c = credentials(&with, None, &all, &KEY, None, Some(COOKIE));
+            assert_eq!(c.session, None, "{value}");
+        }
+        let c = credentials(
+            &h,
+            Some("api_key=k"),
+            &all,
+            &KEY,
+            Some("api_key"),
+            Some(COOKIE),
+        );
+        assert_eq!(c.session, None);
     }
 
     #[test]
@@ -217,6 +326,7 @@ mod tests {
             &[AuthMethod::ApiKey],
             &KEY,
             Some("api_key"),
+            None,
         );
         assert_eq!(c.api_key.as_deref(), Some(&b"k+y"[..]));
         assert!(!c.api_key_ambiguous);
@@ -226,6 +336,7 @@ mod tests {
             &[AuthMethod::ApiKey],
             &KEY,
             Some("api_key"),
+            None,
         );
         assert!(c.api_key_ambiguous);
     }

@@ -13,6 +13,7 @@ use http::header::{self, HeaderName};
 use tokio_util::task::TaskTracker;
 
 use super::cors::Cors;
+use super::csrf::Trusted;
 use super::rate_limit::{self, Limiter, RouteLimit};
 use super::route::RouteTable;
 use crate::auth::api_key::ApiKeys;
@@ -21,7 +22,7 @@ use crate::auth::password::Hasher;
 use crate::auth::tokens::Issuer;
 use crate::auth::users::UsersFile;
 use crate::clock::Clock;
-use crate::config::{Config, Pattern, Route, RouteAuth};
+use crate::config::{AuthMethod, Config, Pattern, Route, RouteAuth};
 use crate::endpoints::{self, Endpoint};
 use crate::metrics::Metrics;
 use crate::upstream::headers as fwd;
@@ -58,6 +59,8 @@ pub struct Gate {
     pub api_keys: ApiKeys,
     pub users: Arc<UsersFile>,
     pub cors: Cors,
+    /// Origins a session-borne unsafe request may come from besides this one.
+    pub csrf: Trusted,
     pub per_ip: Option<Arc<Limiter>>,
     /// Headers only gatehouse sets; an `_` spelling of one is refused (SPEC §3.2).
     pub proxy_owned: Vec<HeaderName>,
@@ -113,16 +116,26 @@ impl Gate {
         });
         let mut routes = Vec::with_capacity(endpoints::TABLE.len() + config.routes.len());
         let mut destinations = Vec::with_capacity(routes.capacity());
+        let sessions = config.auth.sessions.enabled;
         for spec in &endpoints::TABLE {
+            // With sessions off, the sign-in page's path is no endpoint: it
+            // is routed like any other (SPEC §9).
+            if spec.endpoint == Endpoint::SessionLogin && !sessions {
+                continue;
+            }
+            let mut auth = spec.auth.to_vec();
+            if sessions && spec.session_too {
+                auth.push(AuthMethod::Session);
+            }
             routes.push(Route {
                 name: Arc::from(spec.name),
                 pattern: Pattern::Exact(spec.endpoint.path(&config.auth.endpoints).to_owned()),
                 methods: None,
                 host: None,
-                auth: if spec.auth.is_empty() {
+                auth: if auth.is_empty() {
                     RouteAuth::None
                 } else {
-                    RouteAuth::Any(spec.auth.to_vec())
+                    RouteAuth::Any(auth)
                 },
                 unauthenticated: Default::default(),
                 roles: Vec::new(),
@@ -159,6 +172,7 @@ impl Gate {
         };
         Ok(Gate {
             cors: Cors::new(&config.cors),
+            csrf: Trusted::new(&config.auth.sessions.trusted_origins, &config.cors),
             per_ip: config
                 .rate_limits
                 .per_ip

@@ -33,6 +33,7 @@ pub mod normalize;
 pub mod rate_limit;
 pub mod rescue;
 pub mod route;
+pub mod session;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -48,9 +49,9 @@ use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
 
 use crate::activity::Activity;
-use crate::auth::Principal;
+use crate::auth::{Principal, Scheme};
 use crate::body::{Body, BodyError, Limited};
-use crate::config::RouteAuth;
+use crate::config::{AuthMethod, RouteAuth};
 use crate::endpoints;
 use crate::host::Canonical;
 use crate::metrics::Metrics;
@@ -167,7 +168,7 @@ where
     let run = run(&gate, &shared, &mut record, &mut rate, peer, req, forward);
     let mut response = match run.await {
         Ok(res) => res,
-        Err(failure) => rescue::rescue(&failure).to_response(),
+        Err(failure) => rescue::respond(&failure),
     };
 
     let status = response.status();
@@ -261,13 +262,24 @@ where
     let host_name = host.as_ref().map(Canonical::name);
     let (route, destination) = gate.route(req.method(), host_name, &target.path);
     record.route = route.name.clone();
+    let sessions = &gate.config.auth.sessions;
     if let Target::Endpoint(endpoint) = destination.target {
         let spec = endpoint.spec();
         if !spec.methods.contains(req.method()) {
             return Err(Failure::Method { allow: spec.allow });
         }
+        // A sign-in or sign-out form posted from another site (SPEC §9).
+        if sessions.enabled && spec.csrf && *req.method() == Method::POST {
+            csrf(gate, shared, &route.name, &req, host.as_ref())?;
+        }
     }
-    if let Some(limit) = &destination.limit {
+    // An endpoint's limit may count some methods only (the sign-in page is
+    // not a login attempt; its form is).
+    let counted = match destination.target {
+        Target::Endpoint(endpoint) => endpoint.spec().limited.contains(req.method()),
+        Target::Upstream(_) => true,
+    };
+    if let Some(limit) = destination.limit.as_ref().filter(|_| counted) {
         limited(shared, limit, &client, rate).await?;
     }
 
@@ -276,17 +288,35 @@ where
         RouteAuth::Deny => return Err(Failure::Denied),
         RouteAuth::None => None,
         RouteAuth::Any(methods) => {
+            let cookie = sessions.enabled.then_some(sessions.cookie.as_str());
             let checkers = authn::Checkers {
                 verifier: &gate.verifier,
                 api_keys: &gate.api_keys,
                 revoked: shared.store.revoked(),
                 metrics: &shared.metrics,
+                sessions: cookie.map(|_| authn::SessionCheck {
+                    store: &shared.store,
+                    users: &gate.users,
+                }),
             };
             let keys = &gate.config.auth.api_keys;
             let query = target.query.as_deref();
             let param = query.and(keys.query_param.as_deref());
-            let creds = authn::credentials(req.headers(), query, methods, &keys.header, param);
-            let p = authn::authenticate(&checkers, &route.name, methods, &creds, now).await?;
+            let creds =
+                authn::credentials(req.headers(), query, methods, &keys.header, param, cookie);
+            let p = match authn::authenticate(&checkers, &route.name, methods, &creds, now).await {
+                Ok(p) => p,
+                Err(cause) if sessions.enabled && methods.contains(&AuthMethod::Session) => {
+                    return Err(sign_in(gate, route, cause, &req, &target));
+                }
+                Err(cause) => return Err(cause.into()),
+            };
+            if p.scheme == Scheme::Session {
+                let websocket = fwd::is_websocket_upgrade(req.headers());
+                if session::needs_csrf(req.method(), websocket) {
+                    csrf(gate, shared, &route.name, &req, host.as_ref())?;
+                }
+            }
             authz::authorize(&p, &route.roles, &route.name, &shared.metrics)?;
             Some(p)
         }
@@ -312,6 +342,8 @@ where
                     metrics: &shared.metrics,
                 },
                 body_read_timeout: gate.config.server.body_read_timeout,
+                sessions,
+                session_login: &gate.config.auth.endpoints.session_login,
             };
             // Boxed, like every rare path: the request's future stays small
             // (hyper moves it into place for every request).
@@ -328,6 +360,62 @@ where
             Ok(forwarded.response)
         }
     }
+}
+
+/// The answer to a request on a route with `session` that authentication
+/// refused: sent to sign in, or the plain refusal.
+fn sign_in<B>(
+    gate: &Gate,
+    route: &crate::config::Route,
+    cause: crate::auth::AuthError,
+    req: &Request<B>,
+    target: &normalize::Target,
+) -> Failure {
+    let keys = &gate.config.auth.api_keys;
+    // The path and query to come back to, without an API key.
+    let query = match (target.query.as_deref(), &keys.query_param) {
+        (Some(q), Some(param)) => authn::strip_query_param(q, param),
+        (q, _) => q.map(str::to_owned),
+    };
+    let back = match query {
+        Some(q) => format!("{}?{q}", target.path),
+        None => target.path.clone(),
+    };
+    let config = &gate.config.auth;
+    match session::sign_in(
+        cause,
+        route.unauthenticated,
+        req.method(),
+        req.headers(),
+        &back,
+        &config.sessions,
+        &config.endpoints.session_login,
+    ) {
+        Some(answer) => Failure::SignIn(Box::new(answer)),
+        None => cause.into(),
+    }
+}
+
+/// SPEC §9's CSRF check for a request riding a session (or posting a
+/// sign-in or sign-out form), counted per route when refused.
+fn csrf<B>(
+    gate: &Gate,
+    shared: &Shared,
+    route: &str,
+    req: &Request<B>,
+    host: Option<&Canonical>,
+) -> Result<(), Failure> {
+    let Some(host) = host else {
+        return Err(normalize::Refusal::HostRequired.into());
+    };
+    csrf::check(req.headers(), host, &gate.csrf).map_err(|why| {
+        shared
+            .metrics
+            .csrf_rejected
+            .with_label_values(&[route])
+            .inc();
+        why.into()
+    })
 }
 
 /// Enforces a route's limit for `key`, counting a refusal where the limit
@@ -396,6 +484,11 @@ where
         .as_deref()
         .map(|p| authn::identity_headers(config, p));
     let (mut parts, body) = req.into_parts();
+    // gatehouse's own cookie never reaches the app; the app's cookies pass.
+    let sessions = &config.auth.sessions;
+    if sessions.enabled {
+        crate::auth::sessions::strip(&mut parts.headers, &sessions.cookie);
+    }
     fwd::rewrite_request(
         &mut parts.headers,
         &Outgoing {

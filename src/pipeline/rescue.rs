@@ -4,8 +4,11 @@
 //! gatehouse did not expect of itself is `500 internal`. (linkerd2-proxy's
 //! `ServerRescue` has the same shape.)
 
+use http::Response;
+
 use crate::auth::tokens::TokenError;
 use crate::auth::AuthError;
+use crate::body::Body;
 use crate::body::BodyError;
 use crate::error::Problem;
 use crate::metrics::UpstreamErrorKind;
@@ -13,8 +16,10 @@ use crate::store::StoreError;
 use crate::upstream::ForwardError;
 
 use super::cors::PreflightRefused;
+use super::csrf::CsrfRejected;
 use super::normalize::Refusal;
 use super::rate_limit::RateLimited;
+use super::session::SignIn;
 
 /// A stage refused a request or failed to answer it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +44,21 @@ pub enum Failure {
     Forward(#[from] ForwardError),
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error(transparent)]
+    Csrf(#[from] CsrfRejected),
+    /// A route a browser can sign in to, without a credential that holds:
+    /// a redirect to the sign-in page, or the 401 with `login_url`.
+    #[error("sign-in needed: {}", .0.cause)]
+    SignIn(Box<SignIn>),
+}
+
+/// The response for `failure`: the rescue's [`Problem`], or the answer that
+/// sends a browser to sign in.
+pub fn respond(failure: &Failure) -> Response<Body> {
+    match failure {
+        Failure::SignIn(sign_in) => sign_in.response(rescue(&sign_in.cause.into())),
+        other => rescue(other).to_response(),
+    }
 }
 
 /// What the client is told about `failure`.
@@ -52,7 +72,8 @@ pub fn rescue(failure: &Failure) -> Problem {
             retry_after: *retry_after,
         },
         Failure::Auth(e) => match e {
-            AuthError::Missing => Problem::MissingCredentials,
+            AuthError::Missing | AuthError::SessionEnded => Problem::MissingCredentials,
+            AuthError::StoreUnavailable => Problem::StoreUnavailable,
             AuthError::InvalidToken => Problem::InvalidToken,
             AuthError::InvalidApiKey => Problem::InvalidApiKey,
             AuthError::Forbidden => Problem::Forbidden,
@@ -73,6 +94,11 @@ pub fn rescue(failure: &Failure) -> Problem {
             TokenError::Store(e) => store(e),
             TokenError::Signing => Problem::Internal,
         },
+        Failure::Csrf(why) => {
+            tracing::debug!(reason = %why, "cross-site request refused");
+            Problem::CsrfRejected
+        }
+        Failure::SignIn(sign_in) => rescue(&sign_in.cause.into()),
     }
 }
 

@@ -397,12 +397,12 @@ mod tests {
             (
                 route("path: /a, auth: deny"),
                 "routes[0].auth",
-                "unknown auth method \"deny\" (expected none, jwt or api_key)",
+                "unknown auth method \"deny\" (expected none, jwt, api_key or session)",
             ),
             (
                 route("path: /a, auth: [jwt, basic]"),
                 "routes[0].auth",
-                "unknown auth method \"basic\" (expected none, jwt or api_key)",
+                "unknown auth method \"basic\" (expected none, jwt, api_key or session)",
             ),
             // Methods are methods.
             (
@@ -480,9 +480,9 @@ mod tests {
             ),
             // ...out of those the default route knows.
             (
-                "default_route:\n  auth: session\n",
+                "default_route:\n  auth: basic\n",
                 "default_route.auth",
-                "unknown auth method \"session\" (expected none, jwt, api_key or deny)",
+                "unknown auth method \"basic\" (expected none, jwt, api_key, session or deny)",
             ),
             // A rate_limit's burst is between 1 and 4294967295.
             (

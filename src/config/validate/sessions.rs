@@ -250,7 +250,11 @@ mod tests {
                 "auth.sessions.app_name",
                 "1 to 100",
             ),
-            (sessions("    unknown: 1\n"), "auth.sessions.unknown", "unknown field"),
+            (
+                sessions("    unknown: 1\n"),
+                "auth.sessions.unknown",
+                "unknown field",
+            ),
         ]);
     }
 

@@ -1,0 +1,214 @@
+//! Browser sign-in and sign-out (SPEC §9): the sign-in page (`GET
+//! /auth/login`), its form or JSON (`POST /auth/login`), and `POST
+//! /auth/logout` with the session cookie. The pipeline has already run the
+//! CSRF check on every `POST` here, and counted the form in
+//! `rate_limits.login`; the password check is the one `/login` uses (the
+//! same lockout, the same time whatever fails).
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+
+use super::login_page::{self, Page};
+use super::tokens::{content_type, read_body};
+use super::Cx;
+use crate::auth::sessions::{self, SignIn};
+use crate::auth::tokens::{self as logic, BodyKind, TokenError};
+use crate::body::{json_response, Body};
+
+/// `GET`/`HEAD` draw the page; `POST` signs in.
+pub async fn answer<B>(cx: &Cx<'_>, req: Request<B>, now: u64) -> Result<Response<Body>, TokenError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    if *req.method() != Method::POST {
+        let rd = query_rd(req.uri().query());
+        return Ok(page(cx, &rd, false, StatusCode::OK));
+    }
+    let kind = logic::body_kind(content_type(&req))?;
+    let body = read_body(cx, req).await?;
+    let (login, rd) = logic::parse_session_login(kind, &body)?;
+    let rd = safe_return(
+        rd.as_deref().unwrap_or("/"),
+        &cx.sessions.allowed_redirect_hosts,
+    );
+    let user = match logic::check_password(&cx.tokens, &login, now).await {
+        Ok(user) => user,
+        // The form gets the page again, with one message for every failure.
+        Err(TokenError::InvalidCredentials) if kind == BodyKind::Form => {
+            return Ok(page(cx, &rd, true, StatusCode::UNAUTHORIZED));
+        }
+        Err(e) => return Err(e),
+    };
+    let who = SignIn {
+        user: &login.username,
+        roles: &user.roles,
+        email: None,
+        method: sessions::PASSWORD,
+    };
+    let (cookie, session) = sessions::start(cx.tokens.store, cx.sessions, who, now).await?;
+    let mut res = match kind {
+        BodyKind::Form => see_other(&rd),
+        BodyKind::Json => json_response(
+            StatusCode::OK,
+            &serde_json::json!({
+                "sub": session.sub,
+                "roles": user.roles,
+                "expires_at": rfc3339(session.expires_at()),
+            }),
+        ),
+    };
+    let h = res.headers_mut();
+    h.insert(
+        header::SET_COOKIE,
+        sessions::set_cookie(cx.sessions, &cookie),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// `POST /auth/logout` with the session cookie: the session is deleted and
+/// its family revoked; a form post or navigation goes on to `after_logout`,
+/// a script gets `204`.
+pub async fn sign_out<B>(
+    cx: &Cx<'_>,
+    req: Request<B>,
+    now: u64,
+) -> Result<Response<Body>, TokenError> {
+    if let sessions::Found::One(cookie) = sessions::find(req.headers(), &cx.sessions.cookie) {
+        sessions::end(cx.tokens.store, cookie, now).await?;
+        cx.tokens
+            .metrics
+            .sessions_revoked
+            .with_label_values(&["logout"])
+            .inc();
+    }
+    let mut res = if is_form_or_navigation(req.headers()) {
+        see_other(&cx.sessions.after_logout)
+    } else {
+        let mut res = Response::new(Body::empty());
+        *res.status_mut() = StatusCode::NO_CONTENT;
+        res
+    };
+    let h = res.headers_mut();
+    h.insert(header::SET_COOKIE, sessions::clear_cookie(cx.sessions));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// The sign-in page, with the generic error when `failed`.
+fn page(cx: &Cx<'_>, rd: &str, failed: bool, status: StatusCode) -> Response<Body> {
+    let html = login_page::render(&Page {
+        app_name: &cx.sessions.app_name,
+        action: cx.session_login,
+        rd,
+        error: failed,
+        // Identity providers (SPEC §10) are listed here once they exist.
+        providers: &[],
+    });
+    let origins: Vec<String> = cx
+        .sessions
+        .allowed_redirect_hosts
+        .iter()
+        .map(|h| format!("https://{h}"))
+        .collect();
+    let mut res = Response::new(Body::full(html));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        login_page::content_security_policy(&origins),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
+}
+
+/// `303 See Other` to a validated target.
+fn see_other(location: &str) -> Response<Body> {
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// The `rd` of the page's query (the first one), not yet validated.
+fn query_rd(query: Option<&str>) -> String {
+    query
+        .and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(name, _)| name == "rd")
+                .map(|(_, value)| value.into_owned())
+        })
+        .unwrap_or_else(|| "/".to_owned())
+}
+
+/// A browser posting a form or navigating (not a script's `fetch`).
+fn is_form_or_navigation(headers: &HeaderMap) -> bool {
+    let navigate = headers
+        .get("sec-fetch-mode")
+        .is_some_and(|m| m.as_bytes() == b"navigate");
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    navigate || (headers.get("sec-fetch-mode").is_none() && form)
+}
+
+/// Unix seconds as RFC 3339 UTC (`2026-11-29T18:00:00Z`).
+pub fn rfc3339(unix: u64) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// `rd` when it is a path on this host, else `/`.
+fn safe_return(rd: &str, _allowed_redirect_hosts: &[String]) -> String {
+    let b = rd.as_bytes();
+    let path = b.first() == Some(&b'/')
+        && !matches!(b.get(1), Some(b'/' | b'\\'))
+        && b.iter().all(|&c| c.is_ascii_graphic() && c != b'\\')
+        && !rd.contains("%2F%2F")
+        && rd.len() <= 2048;
+    if path {
+        rd.to_owned()
+    } else {
+        "/".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_796_000_000), "2026-11-30T00:53:20Z");
+    }
+
+    #[test]
+    fn the_page_rd_comes_from_the_query() {
+        assert_eq!(query_rd(Some("rd=%2Fchat%3Fa%3D1&x=2")), "/chat?a=1");
+        assert_eq!(query_rd(Some("x=1")), "/");
+        assert_eq!(query_rd(None), "/");
+    }
+}
