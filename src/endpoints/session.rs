@@ -23,6 +23,7 @@ where
 {
     if *req.method() != Method::POST {
         let rd = query_rd(req.uri().query());
+        let rd = safe_return(&rd, &cx.sessions.allowed_redirect_hosts);
         return Ok(page(cx, &rd, false, StatusCode::OK));
     }
     let kind = logic::body_kind(content_type(&req))?;

@@ -1,0 +1,708 @@
+//! Browser sessions through a real gatehouse (real TLS, the embedded store,
+//! the Rust backend) as SPEC §9 states them: the sign-in page and form, the
+//! `__Host-` cookie and its attributes, fixation resistance, precedence of a
+//! token or key over the cookie, gatehouse's cookie never forwarded, the
+//! CSRF rule on session-borne unsafe requests and on the sign-in/out forms,
+//! the redirect-or-401 rule, unknown cookies cleared, logout for real
+//! (across a restart), the users file applying to live sessions, and the
+//! metrics. The cookie is carried by hand, so every attribute is asserted.
+
+mod support;
+
+use std::sync::OnceLock;
+
+use reqwest::header::HeaderMap;
+use serde_json::{json, Value};
+use support::*;
+
+const ALICE_PW: &str = "alice's browser password";
+
+fn alice_hash() -> &'static str {
+    static H: OnceLock<String> = OnceLock::new();
+    H.get_or_init(|| gatehouse::auth::password::hash_password(ALICE_PW).expect("argon2 hash"))
+}
+
+fn users(alice_roles: &str, alice_disabled: bool) -> String {
+    format!(
+        "users:\n{}",
+        user_entry("alice", alice_hash(), alice_roles, alice_disabled)
+    )
+}
+
+/// Sessions on; `/app/**` takes a session or a token, `/admin/**` needs the
+/// `admin` role, `/api/**` answers JSON only, `/jwt/**` takes tokens only.
+const ROUTES: &str = r#"routes:
+  - name: app
+    path: /echo/app/**
+    auth: [session, jwt]
+  - name: admin
+    path: /echo/admin/**
+    auth: [session]
+    roles: [admin]
+  - name: api
+    path: /echo/api/**
+    auth: [session, jwt]
+    unauthenticated: json
+  - name: jwt_only
+    path: /echo/jwt/**
+    auth: jwt
+default_route:
+  auth: deny
+"#;
+
+const SESSIONS_ON: &str =
+    "  sessions:\n    enabled: true\n    app_name: Chat\n  login:\n    max_failures: 1000\n";
+
+async fn start(backend: &Backend) -> Gatehouse {
+    let certs = certs_with_users(&users("[user]", false));
+    let path = write_auth_config(
+        &certs,
+        &format!("http://{}", backend.addr),
+        SESSIONS_ON,
+        ROUTES,
+    );
+    Gatehouse::start_config(certs, path).await
+}
+
+/// A client that shows redirects instead of following them.
+fn client(gw: &Gatehouse) -> reqwest::Client {
+    gw.client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// The value of the `__Host-gatehouse` cookie a response sets.
+fn set_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("__Host-gatehouse="))
+        .map(|rest| rest.split(';').next().unwrap_or("").to_owned())
+}
+
+fn own_origin(gw: &Gatehouse) -> String {
+    format!("https://localhost:{}", gw.https.port())
+}
+
+/// Signs alice in with the form, as a browser on this origin would; the cookie.
+async fn sign_in(gw: &Gatehouse, c: &reqwest::Client) -> String {
+    let res = c
+        .post(gw.url("/auth/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", own_origin(gw))
+        .body(format!(
+            "username=alice&password={}&rd=%2Fapp%2Fchat",
+            form_urlencoded::byte_serialize(ALICE_PW.as_bytes()).collect::<String>()
+        ))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(res.status(), 303, "{:?}", res.headers());
+    assert_eq!(res.headers()["location"], "/app/chat");
+    set_cookie(res.headers()).expect("a session cookie")
+}
+
+fn with_cookie(req: reqwest::RequestBuilder, cookie: &str) -> reqwest::RequestBuilder {
+    req.header(
+        "cookie",
+        format!("theme=dark; __Host-gatehouse={cookie}; app=1"),
+    )
+}
+
+async fn json_of(res: reqwest::Response) -> (u16, HeaderMap, Value) {
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn the_sign_in_page_is_html_without_script_under_the_csp() {
+    let backend = start_rust_backend().await;
+    let gw = start(&backend).await;
+    let res = client(&gw)
+        .get(gw.url("/auth/login?rd=%2Fapp%2Fchat"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let h = res.headers().clone();
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    assert_eq!(
+        h["content-security-policy"],
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+    );
+    assert_eq!(h["cache-control"], "no-store");
+    let html = res.text().await.unwrap();
+    assert!(!html.to_ascii_lowercase().contains("<script"), "{html}");
+    assert!(html.contains("Chat</title>"), "{html}");
+    assert!(html.contains(r#"name="rd" value="/app/chat""#), "{html}");
+    assert!(html.contains(r#"action="/auth/login""#), "{html}");
+    // An unsafe `rd` is never put in the page.
+    let html = client(&gw)
+        .get(gw.url("/auth/login?rd=%2F%2Fevil.example%2F"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("evil.example"), "{html}");
+    assert_never_seen(&backend, "the sign-in page").await;
+}
+
+#[tokio::test]
+async fn a_form_sign_in_sets_the_host_cookie_and_the_session_reaches_the_app() {
+    let backend = start_rust_backend().await;
+    let gw = start(&backend).await;
+    let c = client(&gw);
+    let res = c
+        .post(gw.url("/auth/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "same-origin")
+        .body(format!(
+            "username=alice&password={}&rd=%2Fapp%2Fchat%3Fq%3D1",
+            form_urlencoded::byte_serialize(ALICE_PW.as_bytes()).collect::<String>()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/app/chat?q=1");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let raw = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let value = set_cookie(res.headers()).unwrap();
+    assert_eq!(value.len(), 43, "{raw}");
+    assert!(value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    assert_eq!(
+        raw,
+        format!("__Host-gatehouse={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=604800")
+    );
+
+    clear_recorded(backend.addr).await;
+    let res = with_cookie(c.get(gw.url("/echo/app/chat")), &value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let req = only_request(&backend, "a session request").await;
+    assert_eq!(seen_one(&req, "x-auth-user"), "alice");
+    assert_eq!(seen_one(&req, "x-auth-roles"), "user");
+    assert_eq!(seen_one(&req, "x-auth-method"), "session");
+    // gatehouse's cookie is gatehouse's: the app's own pass unchanged.
+    let cookies = seen(&req, "cookie").join("; ");
+    assert!(!cookies.contains("__Host-gatehouse"), "{cookies}");
+    assert!(!cookies.contains(&value), "{cookies}");
+    assert_eq!(cookies, "theme=dark; app=1");
+
+    // /auth/me says who and until when.
+    let (status, _, body) = json_of(
+        with_cookie(c.get(gw.url("/auth/me")), &value)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sub"], "alice");
+    assert_eq!(body["method"], "session");
+    let expires = body["expires_at"].as_str().unwrap();
+    assert!(expires.ends_with('Z') && expires.len() == 20, "{expires}");
+}
+
+fn seen_one<'a>(request: &'a Value, name: &str) -> &'a str {
+    let values = seen(request, name);
+    assert_eq!(values.len(), 1, "{name}: {values:?}");
+    values[0]
+}
+
+#[tokio::test]
+async fn a_json_sign_in_answers_who_and_until_when_and_failures_say_one_thing() {
+    let backend = start_rust_backend().await;
+    let gw = start(&backend).await;
+    let c = client(&gw);
+    let (status, headers, body) = json_of(
+        c.post(gw.url("/auth/login"))
+            .json(&json!({"username": "alice", "password": ALICE_PW}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sub"], "alice");
+    assert_eq!(body["roles"], json!(["user"]));
+    assert!(body["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert!(set_cookie(&headers).is_some());
+
+    for (user, pw) in [("alice", "wrong"), ("nobody", ALICE_PW)] {
+        let (status, headers, body) = json_of(
+            c.post(gw.url("/auth/login"))
+                .json(&json!({"username": user, "password": pw}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 401, "{user}");
+        assert_eq!(body["error"], "invalid_credentials");
+        assert!(set_cookie(&headers).is_none());
+        // The form gets the page again, with one generic message.
+        let res = c
+            .post(gw.url("/auth/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("username={user}&password={pw}&rd=%2Fapp"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+        assert!(set_cookie(res.headers()).is_none());
+        let html = res.text().await.unwrap();
+        assert!(html.contains("Wrong username or password."), "{html}");
+        assert!(!html.contains(user) || user == "alice", "{html}");
+    }
+    let metrics = gw.metrics().await;
+    assert!(
+        sample(
+            &metrics,
+            r#"gatehouse_logins_total{result="invalid_credentials"}"#
+        ) >= 4.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_cookie_brought_to_sign_in_is_never_adopted() {
+    let backend = start_rust_backend().await;
+    let gw = start(&backend).await;
+    let c = client(&gw);
+    let planted = "A".repeat(43);
+    let res = with_cookie(c.post(gw.url("/auth/login")), &planted)
+        .json(&json!({"username": "alice", "password": ALICE_PW}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let issued = set_cookie(res.headers()).unwrap();
+    assert_ne!(issued, planted);
+    // The planted value signs nobody in.
+    let res = with_cookie(c.get(gw.url("/echo/app/x")), &planted)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    // Two sign-ins, two sessions.
+    assert_ne!(sign_in(&gw, &c).await, sign_in(&gw, &c).await);
+}
+
+#[tokio::test]
+async fn navigations_are_sent_to_sign_in_and_everything_else_gets_401_with_login_url() {
+    let backend = start_rust_backend().await;
+    let gw = start(&backend).await;
+    let c = client(&gw);
+    let res = c
+        .get(gw.url("/echo/app/chat?x=1&y=%2F"))
+        .header("sec-fetch-mode", "navigate")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let h = res.headers();
+    assert_eq!(
+        h["location"],
+        "/auth/login?rd=%2Fecho%2Fapp%2Fchat%3Fx%3D1%26y%3D%252F"
+    );
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["vary"], "Accept, Sec-Fetch-Mode");
+    // A browser without Fetch Metadata asking for HTML.
+    let res = c
+        .get(gw.url("/echo/app/chat"))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+
+    for (what, req) in [
+        (
+            "fetch",
+            c.get(gw.url("/echo/app/chat"))
+                .header("sec-fetch-mode", "cors"),
+        ),
+        (
+            "script without metadata",
+            c.get(gw.url("/echo/app/chat")).header("accept", "*/*"),
+        ),
+        (
+            "EventSource",
+            c.get(gw.url("/echo/app/chat"))
+                .header("sec-fetch-mode", "cors")
+                .header("accept", "text/event-stream"),
+        ),
+        (
+            "a form post",
+            c.post(gw.url("/echo/app/chat"))
+                .header("sec-fetch-mode", "navigate"),
+        ),
+        (
+            "a json-only route",
+            c.get(gw.url("/echo/api/x"))
+                .header("sec-fetch-mode", "navigate"),
+        ),
+    ] {
+        let (status, headers, body) = json_of(req.send().await.unwrap()).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["error"], "missing_credentials", "{what}");
+        let back = if what.contains("json") {
+            "api%2Fx"
+        } else {
+            "app%2Fchat"
+        };
+        assert_eq!(
+            body["login_url"],
+            format!("/auth/login?rd=%2Fecho%2F{back}"),
+            "{what}"
+        );
+        assert_eq!(headers["cache-control"], "no-store", "{what}");
+        assert_eq!(headers["vary"], "Accept, Sec-Fetch-Mode", "{what}");
+    }
+    // A bad token is an API client's mistake: 401 invalid_token, never a redirect.
+    let (status, _, body) = json_of(
+        c.get(gw.url("/echo/app/chat"))
+            .header("sec-fetch-mode", "navigate")
+            .bearer_auth("not.a.token")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "invalid_token");
+    assert_eq!(body["login_url"], "/auth/login?rd=%2Fecho%2Fapp%2Fchat");
+    // A route without `session` answers as it always did.
+    let (status, _, body) = json_of(
+        c.get(gw.url("/echo/jwt/x"))
+            .header("sec-fetch-mode", "navigate")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(body.get("login_url").is_none(), "{body}");
+    assert_never_seen(&backend, "unauthenticated requests").await;
+}
+
+#[tokio::test]
+async fn an_unknown_or_doubled_cookie_is_no_credential_and_is_cleared() {
+    let backend = start_rust_backend().await;
+    let gw = start(&backend).await;
+    let c = client(&gw);
+    let good = sign_in(&gw, &c).await;
+    for (what, cookie_header) in [
+        ("unknown", format!("__Host-gatehouse={}", "b".repeat(43))),
+        ("malformed", "__Host-gatehouse=<script>".to_owned()),
+        (
+            "doubled",
+            format!("__Host-gatehouse={good}; __Host-gatehouse={good}"),
+        ),
+    ] {
+        let (status, headers, body) = json_of(
+            c.get(gw.url("/echo/app/x"))
+                .header("cookie", cookie_header)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 401, "{what}");
+        assert_eq!(body["error"], "missing_credentials", "{what}");
+        let cleared = headers["set-cookie"].to_str().unwrap();
+        assert!(
+            cleared.starts_with("__Host-gatehouse=;") && cleared.contains("Max-Age=0"),
+            "{what}: {cleared}"
+        );
+    }
+    assert_never_seen(&backend, "refused cookies").await;
+}
+
+#[tokio::test]
+async fn a_token_or_key_in_the_request_wins_over_the_cookie() {
+    let backend = start_rust_backend().await;
+    let gw = start(&backend).await;
+    let c = client(&gw);
+    let cookie = sign_in(&gw, &c).await;
+    // A refused token is not rescued by a good cookie.
+    let res = with_cookie(c.get(gw.url("/echo/app/x")), &cookie)
+        .bearer_auth("forged.token.here")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    // A good token speaks for its own user.
+    clear_recorded(backend.addr).await;
+    let bob = token_for("bob", &["user"]);
+    let res = with_cookie(c.get(gw.url("/echo/app/x")), &cookie)
+        .bearer_auth(bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = only_request(&backend, "token and cookie").await;
+    assert_eq!(seen_one(&seen, "x-auth-user"), "bob");
+    assert_eq!(seen_one(&seen, "x-auth-method"), "jwt");
+}
+
+#[tokio::test]
+async fn cross_site_requests_riding_the_session_are_refused_and_never_forwarded() {
+    let backend = start_rust_backend().await;
+    let gw = start(&backend).await;
+    let c = client(&gw);
+    let cookie = sign_in(&gw, &c).await;
+    let own = own_origin(&gw);
+    let cases: [(&str, &[(&str, &str)], u16); 9] = [
+        (
+            "cross-site fetch",
+            &[
+                ("sec-fetch-site", "cross-site"),
+                ("origin", "https://evil.example"),
+            ],
+            403,
+        ),
+        (
+            "same-site sibling",
+            &[
+                ("sec-fetch-site", "same-site"),
+                ("origin", "https://sub.localhost"),
+            ],
+            403,
+        ),
+        (
+            "cross-site without origin",
+            &[("sec-fetch-site", "cross-site")],
+            403,
+        ),
+        (
+            "old browser, other origin",
+            &[("origin", "https://evil.example")],
+            403,
+        ),
+        ("old browser, null origin", &[("origin", "null")], 403),
+        ("same-origin", &[("sec-fetch-site", "same-origin")], 200),
+        ("typed by the user", &[("sec-fetch-site", "none")], 200),
+        ("old browser, own origin", &[("origin", own.as_str())], 200),
+        ("not a browser", &[], 200),
+    ];
+    for (what, headers, want) in cases {
+        clear_recorded(backend.addr).await;
+        let mut req = with_cookie(c.post(gw.url("/echo/app/send")), &cookie).body("hi");
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        let (status, _, body) = json_of(req.send().await.unwrap()).await;
+        assert_eq!(status, want, "{what}: {body}");
+        if want == 403 {
+            assert_eq!(
+                body,
+                json!({"error": "csrf_rejected", "detail": "Cross-site request refused"}),
+                "{what}"
+            );
+            assert_never_seen(&backend, what).await;
+        }
+    }
+    // GET is not state-changing: no check.
+    let res = with_cookie(c.get(gw.url("/echo/app/x")), &cookie)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // A bearer token is no ambient credential: no check.
+    let res = c
+        .post(gw.url("/echo/app/send"))
+        .bearer_auth(token_for("bob", &["user"]))
+        .header("sec-fetch-site", "cross-site")
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // Sign-in and sign-out forms from another site are refused too.
+    for path in ["/auth/login", "/auth/logout"] {
+        let (status, _, body) = json_of(
+            with_cookie(c.post(gw.url(path)), &cookie)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("sec-fetch-site", "cross-site")
+                .header("origin", "https://evil.example")
+                .body(format!("username=alice&password={ALICE_PW}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert_eq!(body["error"], "csrf_rejected");
+    }
+    // The session survived the forged logout.
+    let res = with_cookie(c.get(gw.url("/echo/app/x")), &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        sample(&metrics, r#"gatehouse_csrf_rejected_total{route="app"}"#),
+        5.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"gatehouse_csrf_rejected_total{route="auth_login"}"#
+        ),
+        1.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_for_real_even_across_a_restart() {
+    let backend = start_rust_backend().await;
+    let gw = start(&backend).await;
+    let c = client(&gw);
+    // A script's logout: 204.
+    let cookie = sign_in(&gw, &c).await;
+    let res = with_cookie(c.post(gw.url("/auth/logout")), &cookie)
+        .header("sec-fetch-site", "same-origin")
+        .header("sec-fetch-mode", "cors")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let cleared = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    let res = with_cookie(c.get(gw.url("/echo/app/x")), &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    // A form's logout: 303 to after_logout.
+    let other = sign_in(&gw, &c).await;
+    let res = with_cookie(c.post(gw.url("/auth/logout")), &other)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "same-origin")
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/auth/login");
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"gatehouse_sessions_revoked_total{reason="logout"}"#
+        ),
+        2.0,
+        "{metrics}"
+    );
+
+    let kept = sign_in(&gw, &c).await;
+    let gw = gw.restart().await;
+    let c = client(&gw);
+    for (what, cookie, want) in [
+        ("logged out", &cookie, 401),
+        ("form-logged out", &other, 401),
+        ("still signed in", &kept, 200),
+    ] {
+        let res = with_cookie(c.get(gw.url("/echo/app/x")), cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), want, "{what} after a restart");
+    }
+}
+
+#[tokio::test]
+async fn the_users_file_applies_to_live_sessions() {
+    let backend = start_rust_backend().await;
+    let gw = start(&backend).await;
+    let c = client(&gw);
+    let cookie = sign_in(&gw, &c).await;
+    let res = with_cookie(c.get(gw.url("/echo/admin/x")), &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "alice is no admin yet");
+
+    write_users(gw.certs.dir.path(), &users("[user, admin]", false));
+    let mut status = 0;
+    for _ in 0..50 {
+        status = with_cookie(c.get(gw.url("/echo/admin/x")), &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, 200,
+        "a role given in the users file applies on the next request"
+    );
+
+    write_users(gw.certs.dir.path(), &users("[user, admin]", true));
+    for _ in 0..50 {
+        status = with_cookie(c.get(gw.url("/echo/app/x")), &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 401, "a disabled user's session ends");
+    // And stays ended when the user comes back.
+    write_users(gw.certs.dir.path(), &users("[user]", false));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let res = with_cookie(c.get(gw.url("/echo/app/x")), &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn with_sessions_off_the_sign_in_path_is_routed_like_any_other() {
+    let backend = start_rust_backend().await;
+    let gw = Gatehouse::start(&format!("http://{}", backend.addr), OPEN).await;
+    let c = client(&gw);
+    let res = c.get(gw.url("/auth/login")).send().await.unwrap();
+    assert!(res.headers().get("content-security-policy").is_none());
+    let seen = only_request(&backend, "GET /auth/login with sessions off").await;
+    assert_eq!(seen["path"], "/auth/login");
+    // And a cookie of that name is the app's business.
+    clear_recorded(backend.addr).await;
+    let res = c
+        .get(gw.url("/echo/x"))
+        .header("cookie", "__Host-gatehouse=app-owned")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = only_request(&backend, "a cookie with sessions off").await;
+    assert_eq!(seen_one(&seen, "cookie"), "__Host-gatehouse=app-owned");
+}
