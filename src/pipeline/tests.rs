@@ -65,6 +65,12 @@ const NOW: u64 = 1_900_000_000;
 
 impl Harness {
     async fn new(extra: &str) -> Harness {
+        Harness::with_auth("", extra).await
+    }
+
+    /// Like [`Harness::new`], with `auth_extra` more keys under `auth:`
+    /// (indented two spaces).
+    async fn with_auth(auth_extra: &str, extra: &str) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let hash = crate::auth::password::hash_password("correct horse").expect("hash");
         std::fs::write(
@@ -84,7 +90,7 @@ impl Harness {
             "listen:\n  https: 127.0.0.1:0\n\
              tls:\n  cert: c.pem\n  key: k.pem\n\
              upstreams:\n  app:\n    url: http://127.0.0.1:9\n\
-             auth:\n  jwt:\n    secret: pipeline-test-secret-0123456789abcdef\n  users_file: users.yaml\n\
+             auth:\n  jwt:\n    secret: pipeline-test-secret-0123456789abcdef\n  users_file: users.yaml\n{auth_extra}\
              store:\n  path: data/gatehouse.db\n{limits}{extra}"
         );
         let path = dir.path().join("gatehouse.yaml");
@@ -353,4 +359,89 @@ async fn a_denying_default_route_is_404_and_connect_is_405() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert!(headers.contains_key("allow"));
     assert!(h.upstream.seen().is_empty());
+}
+
+/// Sessions on with a 1 h idle and a 3 h absolute timeout; everything takes
+/// a session.
+const SESSIONS: &str = "  sessions:\n    enabled: true\n    idle_timeout: 1h\n    absolute_timeout: 3h\n";
+const SESSION_ROUTES: &str = "default_route:\n  auth: session\n";
+
+impl Harness {
+    /// Signs alice in with JSON at the fake clock's now; the cookie.
+    async fn sign_in(&self) -> String {
+        let req = Request::post("/auth/login")
+            .header("host", "gate.example")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(
+                br#"{"username":"alice","password":"correct horse"}"#,
+            )))
+            .expect("request");
+        let (status, headers, body) = self.send(req).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let set = headers[http::header::SET_COOKIE].to_str().expect("ascii");
+        let value = set
+            .strip_prefix("__Host-gatehouse=")
+            .and_then(|v| v.split(';').next())
+            .expect("the session cookie");
+        value.to_owned()
+    }
+
+    async fn with_session(&self, cookie: &str) -> (StatusCode, http::HeaderMap) {
+        let req = Request::get("/x")
+            .header("host", "gate.example")
+            .header("cookie", format!("__Host-gatehouse={cookie}"))
+            .body(Full::default())
+            .expect("request");
+        let (status, headers, _) = self.send(req).await;
+        (status, headers)
+    }
+}
+
+#[tokio::test]
+async fn a_session_ends_after_its_idle_time_and_at_its_absolute_end_however_used() {
+    let h = Harness::with_auth(SESSIONS, SESSION_ROUTES).await;
+    let cookie = h.sign_in().await;
+    assert_eq!(h.with_session(&cookie).await.0, StatusCode::OK);
+    // Used every 59 minutes: the idle time slides.
+    for _ in 0..2 {
+        h.clock.advance(59 * 60);
+        assert_eq!(h.with_session(&cookie).await.0, StatusCode::OK);
+    }
+    // An hour and a second without use: over, and the answer clears it.
+    h.clock.advance(3601);
+    let (status, headers) = h.with_session(&cookie).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let cleared = headers[http::header::SET_COOKIE].to_str().expect("ascii");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+
+    // However busy, a session ends at its absolute timeout.
+    let cookie = h.sign_in().await;
+    for _ in 0..3 {
+        h.clock.advance(55 * 60);
+        assert_eq!(h.with_session(&cookie).await.0, StatusCode::OK);
+    }
+    h.clock.advance(15 * 60 + 1);
+    assert_eq!(h.with_session(&cookie).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_session_is_touched_at_most_once_a_minute() {
+    let h = Harness::with_auth(SESSIONS, SESSION_ROUTES).await;
+    let cookie = h.sign_in().await;
+    let hash = crate::auth::sessions::cookie_hash(&cookie);
+    let last_seen = || async {
+        h.shared
+            .store
+            .session(&hash, h.clock.unix_now())
+            .await
+            .expect("store")
+            .expect("live")
+            .last_seen
+    };
+    h.clock.advance(30);
+    assert_eq!(h.with_session(&cookie).await.0, StatusCode::OK);
+    assert_eq!(last_seen().await, NOW, "30 s in: not written back");
+    h.clock.advance(31);
+    assert_eq!(h.with_session(&cookie).await.0, StatusCode::OK);
+    assert_eq!(last_seen().await, NOW + 61, "a minute in: written back");
 }
