@@ -706,3 +706,84 @@ async fn with_sessions_off_the_sign_in_path_is_routed_like_any_other() {
     let seen = only_request(&backend, "a cookie with sessions off").await;
     assert_eq!(seen_one(&seen, "cookie"), "__Host-gatehouse=app-owned");
 }
+
+/// Two gatehouses sharing one real Redis: a session started on one is
+/// known to the other, a logout on one ends it on the other within a
+/// second, and Redis holds only the cookie's hash.
+#[tokio::test]
+async fn replicas_on_one_redis_share_sessions_and_their_end() {
+    let backend = start_rust_backend().await;
+    let redis = Redis::start();
+    let store = format!(
+        "store:\n  backend: redis\n  url: {}\n  key_prefix: \"gh:\"\n  max_stale: 2s\n{ROUTES}",
+        redis.url()
+    );
+    let start_one = || async {
+        let certs = certs_with_users(&users("[user]", false));
+        let path = write_auth_config(
+            &certs,
+            &format!("http://{}", backend.addr),
+            SESSIONS_ON,
+            &store,
+        );
+        Gatehouse::start_config(certs, path).await
+    };
+    let (a, b) = (start_one().await, start_one().await);
+    let (ca, cb) = (client(&a), client(&b));
+    let cookie = sign_in(&a, &ca).await;
+    let res = with_cookie(cb.get(b.url("/echo/app/x")), &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "a session started on one replica works on the other"
+    );
+
+    let conn = redis::Client::open(redis.url()).unwrap();
+    let mut conn = conn.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("gh:sess:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let hash = gatehouse::auth::sessions::cookie_hash(&cookie);
+    assert_eq!(keys, [format!("gh:sess:{hash}")]);
+    let stored: String = redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!stored.contains(&cookie), "{stored}");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 7 * 86400, "{ttl}");
+
+    let res = with_cookie(ca.post(a.url("/auth/logout")), &cookie)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let started = std::time::Instant::now();
+    let mut status = 200;
+    while started.elapsed() < std::time::Duration::from_secs(1) {
+        status = with_cookie(cb.get(b.url("/echo/app/x")), &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 401 {
+            break;
+        }
+    }
+    assert_eq!(
+        status, 401,
+        "the other replica still accepted the session after 1 s"
+    );
+}

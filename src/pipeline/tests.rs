@@ -363,7 +363,8 @@ async fn a_denying_default_route_is_404_and_connect_is_405() {
 
 /// Sessions on with a 1 h idle and a 3 h absolute timeout; everything takes
 /// a session.
-const SESSIONS: &str = "  sessions:\n    enabled: true\n    idle_timeout: 1h\n    absolute_timeout: 3h\n";
+const SESSIONS: &str =
+    "  sessions:\n    enabled: true\n    idle_timeout: 1h\n    absolute_timeout: 3h\n";
 const SESSION_ROUTES: &str = "default_route:\n  auth: session\n";
 
 impl Harness {
