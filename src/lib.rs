@@ -7,13 +7,16 @@
 //! - [`server`] — listeners, TLS, connections, reload, shutdown, the
 //!   redirect and admin listeners, upkeep;
 //! - [`pipeline`] — the stages every request passes, in order: normalize,
-//!   client IP, CORS, rate limit, route (to a target), authenticate,
-//!   authorize, then the target, and the log; one rescue for their errors;
+//!   client IP, CORS, rate limit, route (to a target), authenticate (a
+//!   session's CSRF check, or sending a browser to sign in), authorize,
+//!   then the target, and the log; one rescue for their errors;
 //! - [`endpoints`] — gatehouse's own route targets: `/login`,
-//!   `/auth/refresh`, `/auth/logout`, `/auth/me`;
+//!   `/auth/refresh`, `/auth/logout`, `/auth/me`, and the browser sign-in
+//!   page and form `/auth/login`;
 //! - [`auth`] — verifying credentials (JWT, JWKS, API keys, passwords,
-//!   users) and the token logic;
-//! - [`store`] — refresh families, revocations, lockouts (embedded or Redis);
+//!   users, browser sessions) and the token logic;
+//! - [`store`] — refresh families, revocations, lockouts, browser sessions
+//!   (embedded or Redis);
 //! - [`upstream`] — backend pools, header rewriting, streaming, tunnels;
 //!
 //! and the ground floor they all stand on: [`config`] (the YAML model and

@@ -12,8 +12,10 @@
 //! 4. `route` — gatehouse's own endpoints, then `routes`, then
 //!    `default_route`: a [`Target`] (an upstream or an endpoint), the
 //!    target's method rule, and the route's limit per client IP;
-//! 5. `authn` then `authz` — the route's credentials, then its roles; then
-//!    the route's limit per principal;
+//! 5. `authn` then `authz` — the route's credentials (a route with
+//!    `session` sends a browser without one to sign in, `session`; a
+//!    session-borne unsafe request passes `csrf`), then its roles; then the
+//!    route's limit per principal;
 //! 6. the target — an endpoint (`crate::endpoints`) answers, or the request
 //!    goes upstream through a [`Forward`] with its headers rewritten;
 //! 7. `log` — HSTS, request id, CORS and `RateLimit-*` headers on the
