@@ -5,7 +5,10 @@
 //! - `jwks.rs` — external issuers' keys (JWKS over HTTPS or from a file);
 //! - `api_key.rs` — API keys, compared by SHA-256 in constant time;
 //! - `sessions.rs` — browser sessions: the cookie and the stored session
-//!   it names (SPEC §9).
+//!   it names (SPEC §9); `return_to.rs` — where a browser may be sent back
+//!   after signing in (`rd`);
+//! - `password.rs`, `users.rs`, `tokens.rs` — password hashes, the users
+//!   file, and the token logic of `/login`, `/auth/refresh`, `/auth/logout`.
 //!
 //! Each yields a [`Principal`]; the pipeline's `authn`/`authz` stages decide
 //! what a route requires.
@@ -14,6 +17,7 @@ pub mod api_key;
 pub mod jwks;
 pub mod jwt;
 pub mod password;
+pub mod return_to;
 pub mod sessions;
 pub mod tokens;
 pub mod users;

@@ -12,6 +12,7 @@ use http::{Method, Request, Response, StatusCode};
 use super::login_page::{self, Page};
 use super::tokens::{content_type, read_body};
 use super::Cx;
+use crate::auth::return_to::safe_return;
 use crate::auth::sessions::{self, SignIn};
 use crate::auth::tokens::{self as logic, BodyKind, TokenError};
 use crate::body::{json_response, Body};
@@ -179,21 +180,6 @@ pub fn rfc3339(unix: u64) -> String {
                 .ok()
         })
         .unwrap_or_default()
-}
-
-/// `rd` when it is a path on this host, else `/`.
-fn safe_return(rd: &str, _allowed_redirect_hosts: &[String]) -> String {
-    let b = rd.as_bytes();
-    let path = b.first() == Some(&b'/')
-        && !matches!(b.get(1), Some(b'/' | b'\\'))
-        && b.iter().all(|&c| c.is_ascii_graphic() && c != b'\\')
-        && !rd.contains("%2F%2F")
-        && rd.len() <= 2048;
-    if path {
-        rd.to_owned()
-    } else {
-        "/".to_owned()
-    }
 }
 
 #[cfg(test)]
