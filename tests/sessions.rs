@@ -200,6 +200,29 @@ async fn a_form_sign_in_sets_the_host_cookie_and_the_session_reaches_the_app() {
     assert!(!cookies.contains(&value), "{cookies}");
     assert_eq!(cookies, "theme=dark; app=1");
 
+    // An `rd` that would leave this origin lands on `/`.
+    for rd in [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "/%2F%2Fevil.example",
+    ] {
+        let res = c
+            .post(gw.url("/auth/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "same-origin")
+            .body(format!(
+                "username=alice&password={}&rd={}",
+                form_urlencoded::byte_serialize(ALICE_PW.as_bytes()).collect::<String>(),
+                form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "{rd}");
+        assert_eq!(res.headers()["location"], "/", "{rd}");
+    }
+
     // /auth/me says who and until when.
     let (status, _, body) = json_of(
         with_cookie(c.get(gw.url("/auth/me")), &value)
