@@ -21,13 +21,32 @@ use hyper::body::{Body as HttpBody, Incoming};
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
 pin_project_lite::pin_project! {
-    /// A response body: gatehouse's own bytes, or a backend's stream.
+    /// A response body: gatehouse's own bytes, or a backend's stream (one
+    /// that a browser session opened ends with the session).
     #[derive(Debug)]
     #[project = BodyProj]
     pub enum Body {
         Empty,
         Full { data: Option<Bytes> },
         Stream { #[pin] inner: Incoming },
+        Watched { #[pin] inner: Incoming, watch: Box<Watch> },
+    }
+}
+
+/// Asks whether what opened a stream has ended (a signed-out session),
+/// every `every`; once it has, the stream ends (SPEC §9).
+pub struct Watch {
+    ended: Ended,
+    every: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// "Has it ended?", asked of the session a stream or tunnel belongs to.
+pub type Ended = Arc<dyn Fn() -> bool + Send + Sync>;
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").field("every", &self.every).finish()
     }
 }
 
@@ -48,6 +67,22 @@ impl Body {
     pub fn stream(inner: Incoming) -> Self {
         Body::Stream { inner }
     }
+
+    /// This body, ending early once `ended` says so (asked every `every`);
+    /// only a backend's stream can go on long enough to need it.
+    pub fn watched(self, ended: Ended, every: Duration) -> Self {
+        match self {
+            Body::Stream { inner } => Body::Watched {
+                inner,
+                watch: Box::new(Watch {
+                    ended,
+                    every,
+                    timer: Box::pin(tokio::time::sleep(every)),
+                }),
+            },
+            other => other,
+        }
+    }
 }
 
 impl HttpBody for Body {
@@ -62,6 +97,18 @@ impl HttpBody for Body {
             BodyProj::Empty => Poll::Ready(None),
             BodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             BodyProj::Stream { inner } => inner.poll_frame(cx),
+            BodyProj::Watched { inner, watch } => {
+                while watch.timer.as_mut().poll(cx).is_ready() {
+                    if (watch.ended)() {
+                        // A clean end: an `EventSource` reconnects, and is
+                        // then told to sign in.
+                        return Poll::Ready(None);
+                    }
+                    let next = tokio::time::Instant::now() + watch.every;
+                    watch.timer.as_mut().reset(next);
+                }
+                inner.poll_frame(cx)
+            }
         }
     }
 
@@ -69,7 +116,7 @@ impl HttpBody for Body {
         match self {
             Body::Empty => true,
             Body::Full { data } => data.is_none(),
-            Body::Stream { inner } => inner.is_end_stream(),
+            Body::Stream { inner } | Body::Watched { inner, .. } => inner.is_end_stream(),
         }
     }
 
@@ -79,7 +126,7 @@ impl HttpBody for Body {
             Body::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            Body::Stream { inner } => inner.size_hint(),
+            Body::Stream { inner } | Body::Watched { inner, .. } => inner.size_hint(),
         }
     }
 }

@@ -46,6 +46,12 @@ const ROUTES: &str = r#"routes:
   - name: jwt_only
     path: /echo/jwt/**
     auth: jwt
+  - name: stream
+    path: /chat/stream
+    auth: [session]
+  - name: ws
+    path: /ws
+    auth: [session]
 default_route:
   auth: deny
 "#;
@@ -489,7 +495,9 @@ async fn cross_site_requests_riding_the_session_are_refused_and_never_forwarded(
     let c = client(&gw);
     let cookie = sign_in(&gw, &c).await;
     let own = own_origin(&gw);
-    let cases: [(&str, &[(&str, &str)], u16); 9] = [
+    /// What a browser says of a request: (what, headers, expected status).
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u16);
+    let cases: [Case; 9] = [
         (
             "cross-site fetch",
             &[
@@ -786,12 +794,30 @@ async fn replicas_on_one_redis_share_sessions_and_their_end() {
         .unwrap();
     assert!(ttl > 0 && ttl <= 7 * 86400, "{ttl}");
 
+    // A stream the session opened on the other replica.
+    use futures_util::StreamExt as _;
+    let res = with_cookie(cb.get(b.url("/chat/stream?n=200&interval_ms=200")), &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut events = res.bytes_stream();
+    assert!(events.next().await.is_some());
+
     let res = with_cookie(ca.post(a.url("/auth/logout")), &cookie)
         .header("sec-fetch-site", "same-origin")
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(Ok(_)) = events.next().await {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "a stream on the other replica outlived the logout by 5 s"
+    );
     let started = std::time::Instant::now();
     let mut status = 200;
     while started.elapsed() < std::time::Duration::from_secs(1) {
@@ -808,5 +834,112 @@ async fn replicas_on_one_redis_share_sessions_and_their_end() {
     assert_eq!(
         status, 401,
         "the other replica still accepted the session after 1 s"
+    );
+}
+
+/// A WebSocket handshake for `path` with `headers` (a browser's cookie and
+/// Origin).
+async fn websocket_with(
+    gw: &Gatehouse,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> tokio_tungstenite::tungstenite::Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut req = format!("wss://localhost:{}{path}", gw.https.port())
+        .into_client_request()
+        .expect("request");
+    for (n, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let connector = tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(
+        gw.tls_client_config(&[b"http/1.1"]),
+    ));
+    let tcp = tokio::net::TcpStream::connect(gw.https)
+        .await
+        .expect("connect");
+    tokio_tungstenite::client_async_tls_with_config(req, tcp, None, Some(connector))
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// SPEC §9: what a session opened — an SSE stream, a WebSocket — is closed
+/// within 5 s of that session's logout; a cross-site WebSocket riding the
+/// session is refused before it opens.
+#[tokio::test]
+async fn streams_a_session_opened_end_with_its_logout() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let backend = start_rust_backend().await;
+    let gw = start(&backend).await;
+    let c = client(&gw);
+    let cookie = sign_in(&gw, &c).await;
+    let cookie_header = format!("__Host-gatehouse={cookie}");
+
+    // A 40 s event stream and a WebSocket, both opened by the session.
+    let res = with_cookie(c.get(gw.url("/chat/stream?n=200&interval_ms=200")), &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut events = res.bytes_stream();
+    let first = events.next().await.expect("a first event").unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("alice"));
+    let mut ws = websocket_with(&gw, "/ws", &[("cookie", &cookie_header)])
+        .await
+        .expect("websocket");
+    let hello = ws.next().await.expect("hello").unwrap();
+    assert_eq!(hello, Message::Text("hello alice".into()));
+    ws.send(Message::Text("ping".into())).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Text("ping".into())
+    );
+
+    // A cross-site page cannot open one on the user's session.
+    let refused = websocket_with(
+        &gw,
+        "/ws",
+        &[
+            ("cookie", &cookie_header),
+            ("origin", "https://evil.example"),
+        ],
+    )
+    .await;
+    assert!(refused.is_err(), "a cross-site WebSocket opened");
+
+    let res = with_cookie(c.post(gw.url("/auth/logout")), &cookie)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let logged_out = std::time::Instant::now();
+    let within = std::time::Duration::from_secs(5);
+
+    let stream_ended = tokio::time::timeout(within, async {
+        while let Some(Ok(_)) = events.next().await {}
+    })
+    .await;
+    assert!(
+        stream_ended.is_ok(),
+        "the event stream outlived the logout by 5 s"
+    );
+    let ws_closed = tokio::time::timeout(within.saturating_sub(logged_out.elapsed()), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ws_closed.is_ok(),
+        "the WebSocket outlived the logout by 5 s"
     );
 }

@@ -189,15 +189,14 @@ pub fn parse_session_login(
 fn login_fields(
     map: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<LoginRequest, TokenError> {
-    if let Some(grant) = string_field(&map, "grant_type") {
+    if let Some(grant) = string_field(map, "grant_type") {
         if grant != "password" {
             return Err(bad("grant_type must be password"));
         }
     }
-    let (Some(username), Some(password)) = (
-        string_field(&map, "username"),
-        string_field(&map, "password"),
-    ) else {
+    let (Some(username), Some(password)) =
+        (string_field(map, "username"), string_field(map, "password"))
+    else {
         return Err(bad("username and password are required"));
     };
     if username.is_empty() || username.len() > MAX_USERNAME || password.len() > MAX_PASSWORD {

@@ -353,13 +353,21 @@ where
             Ok(Box::pin(answer).await?)
         }
         Target::Upstream(index) => {
-            let outbound = outbound(gate, record, &peer, req, host, &target, principal)?;
+            // What a session opens ends with it (SPEC §9).
+            let ended = principal.as_deref().and_then(|p| session_ended(shared, p));
+            let mut outbound = outbound(gate, record, &peer, req, host, &target, principal)?;
+            if let Some(upgrade) = &mut outbound.upgrade {
+                upgrade.ended = ended.clone().map(|e| (e, SESSION_WATCH));
+            }
             let up = &gate.upstreams[index];
             let forwarded = forward
                 .forward(up, outbound, &shared.tunnels, &shared.metrics)
                 .await?;
             record.upstream = Some(forwarded.upstream_elapsed);
-            Ok(forwarded.response)
+            Ok(match ended {
+                Some(ended) => forwarded.response.map(|b| b.watched(ended, SESSION_WATCH)),
+                None => forwarded.response,
+            })
         }
     }
 }
@@ -420,6 +428,22 @@ fn csrf<B>(
     })
 }
 
+/// How often a stream or tunnel a session opened asks whether the session
+/// has ended (SPEC §9: closed within 5 s of a logout or revocation, on every
+/// replica — revocations reach the others through the store at once).
+const SESSION_WATCH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// "Has this session ended?" for a session principal.
+fn session_ended(shared: &Shared, p: &Principal) -> Option<crate::body::Ended> {
+    let sid = p.sid.clone().filter(|_| p.scheme == Scheme::Session)?;
+    let store = shared.store.clone();
+    let clock = shared.clock.clone();
+    Some(Arc::new(move || {
+        store.revoked().check(None, Some(&sid), clock.unix_now())
+            == crate::store::Revocation::Revoked
+    }))
+}
+
 /// Enforces a route's limit for `key`, counting a refusal where the limit
 /// says (the login limit in `gatehouse_logins_total`).
 async fn limited(
@@ -473,6 +497,7 @@ where
         on: hyper::upgrade::on(&mut req),
         conn: peer.conn.clone(),
         idle_timeout: config.server.idle_timeout,
+        ended: None,
     });
     // Any other recipient of an OPTIONS gets one hop fewer (RFC 9110 §7.6.2).
     if req.method() == Method::OPTIONS {

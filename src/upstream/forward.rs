@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{Target, Upstream};
 use crate::activity::Activity;
-use crate::body::{Body, BodyError, Limited, Progress};
+use crate::body::{Body, BodyError, Ended, Limited, Progress};
 use crate::metrics::{Metrics, UpstreamErrorKind};
 
 /// A client's WebSocket upgrade, to be joined to the backend's after a `101`.
@@ -41,6 +41,9 @@ pub struct ClientUpgrade {
     pub conn: Arc<Activity>,
     /// `server.idle_timeout`: a tunnel quiet this long is closed.
     pub idle_timeout: Duration,
+    /// The browser session that opened it, if one did: the tunnel closes
+    /// once it has ended (asked every [`crate::body::Watch`] period).
+    pub ended: Option<(Ended, Duration)>,
 }
 
 /// The upstream's response, ready for the client.
@@ -278,6 +281,7 @@ async fn tunnel(
         on,
         conn,
         idle_timeout,
+        ended,
     } = client;
     let (client_io, upstream_io) = match tokio::try_join!(on, upstream) {
         Ok(both) => both,
@@ -304,6 +308,12 @@ async fn tunnel(
             () = tokio::time::sleep_until(conn.quiet_deadline(idle_timeout).into()) => {
                 if conn.is_quiet(idle_timeout) {
                     tracing::debug!("closing an idle upgraded connection");
+                    return;
+                }
+            }
+            () = tokio::time::sleep(ended.as_ref().map_or(Duration::MAX, |(_, every)| *every)), if ended.is_some() => {
+                if ended.as_ref().is_some_and(|(ended, _)| ended()) {
+                    tracing::debug!("closing an upgraded connection whose session ended");
                     return;
                 }
             }
