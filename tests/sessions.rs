@@ -852,8 +852,8 @@ async fn websocket_with(
         .expect("request");
     for (n, v) in headers {
         req.headers_mut().insert(
-            http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
-            http::HeaderValue::from_str(v).unwrap(),
+            http::HeaderName::from_bytes(n.as_bytes()).expect("a header name"),
+            http::HeaderValue::from_str(v).expect("a header value"),
         );
     }
     let connector = tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(
