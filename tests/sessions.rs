@@ -943,3 +943,68 @@ async fn streams_a_session_opened_end_with_its_logout() {
         "the WebSocket outlived the logout by 5 s"
     );
 }
+
+/// SPEC §5: with Redis down, a session-authenticated request is served from
+/// what this replica last read until `max_stale`, then fails closed with
+/// 503; signing in needs the store at once.
+#[tokio::test]
+async fn with_redis_down_a_session_lasts_until_max_stale_then_fails_closed() {
+    let backend = start_rust_backend().await;
+    let mut redis = Redis::start();
+    let store = format!(
+        "store:\n  backend: redis\n  url: {}\n  key_prefix: \"gh:\"\n  max_stale: 2s\n{ROUTES}",
+        redis.url()
+    );
+    let certs = certs_with_users(&users("[user]", false));
+    let path = write_auth_config(
+        &certs,
+        &format!("http://{}", backend.addr),
+        SESSIONS_ON,
+        &store,
+    );
+    let gw = Gatehouse::start_config(certs, path).await;
+    let c = client(&gw);
+    let cookie = sign_in(&gw, &c).await;
+    let get = || async {
+        let res = with_cookie(c.get(gw.url("/echo/app/x")), &cookie)
+            .send()
+            .await
+            .unwrap();
+        json_of(res).await
+    };
+    assert_eq!(get().await.0, 200);
+
+    redis.kill();
+    let killed = std::time::Instant::now();
+    assert_eq!(
+        get().await.0,
+        200,
+        "a session request right after Redis went away"
+    );
+    let (status, _, body) = json_of(
+        c.post(gw.url("/auth/login"))
+            .json(&json!({"username": "alice", "password": ALICE_PW}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 503, "signing in with Redis down: {body}");
+    let last = loop {
+        let answer = get().await;
+        if answer.0 == 503 {
+            break answer;
+        }
+        assert_eq!(answer.0, 200, "{}", answer.2);
+        assert!(
+            killed.elapsed() < std::time::Duration::from_secs(8),
+            "sessions still served 8 s after Redis went away (max_stale 2s)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(last.2["error"], "store_unavailable", "{}", last.2);
+    println!(
+        "session requests failed closed {:?} after the kill",
+        killed.elapsed()
+    );
+}

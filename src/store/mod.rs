@@ -219,7 +219,15 @@ pub struct Store {
     revoked: Arc<Revoked>,
     /// How long a revoked family's access tokens can still be alive.
     access_ttl: u64,
+    /// Sessions this process has read, by hash: while Redis is unreachable,
+    /// a session keeps working from here until the revocations are too
+    /// stale to trust (`max_stale`), as a JWT does (SPEC §5).
+    sessions_seen: Arc<DashMap<String, Session, crate::FastHash>>,
 }
+
+/// At most this many sessions are remembered for an outage (then the
+/// memory starts over: ~300 bytes each).
+const SESSIONS_SEEN_MAX: usize = 100_000;
 
 impl Store {
     /// Opens the configured store (creating the embedded file and its folder
@@ -238,6 +246,7 @@ impl Store {
                     backend: Backend::Embedded(Arc::new(db)),
                     revoked,
                     access_ttl: access_ttl.as_secs(),
+                    sessions_seen: Arc::default(),
                 })
             }
             config::StoreBackend::Redis { url, key_prefix } => {
@@ -247,6 +256,7 @@ impl Store {
                     backend: Backend::Redis(store),
                     revoked,
                     access_ttl: access_ttl.as_secs(),
+                    sessions_seen: Arc::default(),
                 })
             }
         }
@@ -336,14 +346,46 @@ impl Store {
 
     /// The live session stored under `hash`: not expired at `now`, and its
     /// family not revoked.
+    ///
+    /// With Redis unreachable, a session read before is still answered
+    /// from memory while the revocations are fresh enough to trust (the
+    /// caller checks the session's family against them); after that, or
+    /// for a session never seen, the store's error.
     pub async fn session(&self, hash: &str, now: u64) -> Result<Option<Session>, StoreError> {
         let found = match &self.backend {
-            Backend::Embedded(db) => db.session(hash).await?,
-            Backend::Redis(r) => r.session(hash).await?,
+            Backend::Embedded(db) => db.session(hash).await,
+            Backend::Redis(r) => r.session(hash).await,
         };
-        Ok(found
+        let found = match found {
+            Ok(found) => found,
+            Err(e @ StoreError::Unavailable(_)) => {
+                let seen = self.sessions_seen.get(hash).map(|s| s.clone());
+                return match seen {
+                    Some(session) if !self.revoked.is_stale(now) => {
+                        Ok(Some(session).filter(|s| s.expires_at() >= now))
+                    }
+                    _ => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        let live = found
             .filter(|(session, revoked)| !revoked && session.expires_at() >= now)
-            .map(|(session, _)| session))
+            .map(|(session, _)| session);
+        match &live {
+            Some(session) => self.remember(hash, session),
+            None => {
+                self.sessions_seen.remove(hash);
+            }
+        }
+        Ok(live)
+    }
+
+    fn remember(&self, hash: &str, session: &Session) {
+        if self.sessions_seen.len() >= SESSIONS_SEEN_MAX {
+            self.sessions_seen.clear();
+        }
+        self.sessions_seen.insert(hash.to_owned(), session.clone());
     }
 
     /// Writes `session` back (its `last_seen` moved on).
@@ -356,6 +398,7 @@ impl Store {
 
     /// Forgets the session stored under `hash`.
     pub async fn end_session(&self, hash: &str) -> Result<(), StoreError> {
+        self.sessions_seen.remove(hash);
         match &self.backend {
             Backend::Embedded(db) => db.end_session(hash).await,
             Backend::Redis(r) => r.end_session(hash).await,
@@ -415,6 +458,7 @@ impl Store {
     /// Drops expired entries, in memory and in the store.
     pub async fn purge(&self, now: u64) {
         self.revoked.purge(now);
+        self.sessions_seen.retain(|_, s| s.expires_at() >= now);
         let result = match &self.backend {
             Backend::Embedded(db) => db.purge(now).await,
             Backend::Redis(r) => r.purge(now).await,
@@ -452,6 +496,7 @@ impl Store {
             },
             revoked: Arc::downgrade(&self.revoked),
             access_ttl: self.access_ttl,
+            sessions_seen: Arc::downgrade(&self.sessions_seen),
         }
     }
 }
@@ -465,6 +510,7 @@ struct WeakStore {
     backend: WeakBackend,
     revoked: std::sync::Weak<Revoked>,
     access_ttl: u64,
+    sessions_seen: std::sync::Weak<DashMap<String, Session, crate::FastHash>>,
 }
 
 impl WeakStore {
@@ -476,6 +522,7 @@ impl WeakStore {
             },
             revoked: self.revoked.upgrade()?,
             access_ttl: self.access_ttl,
+            sessions_seen: self.sessions_seen.upgrade()?,
         })
     }
 }
