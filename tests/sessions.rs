@@ -673,39 +673,37 @@ async fn the_users_file_applies_to_live_sessions() {
         .unwrap();
     assert_eq!(res.status(), 403, "alice is no admin yet");
 
-    write_users(gw.certs.dir.path(), &users("[user, admin]", false));
-    let mut status = 0;
-    for _ in 0..50 {
-        status = with_cookie(c.get(gw.url("/echo/admin/x")), &cookie)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16();
-        if status == 200 {
-            break;
+    // The users file is re-read when it changes: wait for that, up to 5 s.
+    let status_once = |path: &'static str, want: u16| {
+        let (c, gw, cookie) = (&c, &gw, &cookie);
+        async move {
+            let mut status = 0;
+            for _ in 0..50 {
+                let res = with_cookie(c.get(gw.url(path)), cookie)
+                    .send()
+                    .await
+                    .unwrap();
+                status = res.status().as_u16();
+                if status == want {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            status
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    };
+    write_users(gw.certs.dir.path(), &users("[user, admin]", false));
     assert_eq!(
-        status, 200,
+        status_once("/echo/admin/x", 200).await,
+        200,
         "a role given in the users file applies on the next request"
     );
-
     write_users(gw.certs.dir.path(), &users("[user, admin]", true));
-    for _ in 0..50 {
-        status = with_cookie(c.get(gw.url("/echo/app/x")), &cookie)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16();
-        if status == 401 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, 401, "a disabled user's session ends");
+    assert_eq!(
+        status_once("/echo/app/x", 401).await,
+        401,
+        "a disabled user's session ends"
+    );
     // And stays ended when the user comes back.
     write_users(gw.certs.dir.path(), &users("[user]", false));
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -745,21 +743,10 @@ async fn with_sessions_off_the_sign_in_path_is_routed_like_any_other() {
 async fn replicas_on_one_redis_share_sessions_and_their_end() {
     let backend = start_rust_backend().await;
     let redis = Redis::start();
-    let store = format!(
-        "store:\n  backend: redis\n  url: {}\n  key_prefix: \"gh:\"\n  max_stale: 2s\n{ROUTES}",
-        redis.url()
+    let (a, b) = (
+        on_redis(&backend, &redis).await,
+        on_redis(&backend, &redis).await,
     );
-    let start_one = || async {
-        let certs = certs_with_users(&users("[user]", false));
-        let path = write_auth_config(
-            &certs,
-            &format!("http://{}", backend.addr),
-            SESSIONS_ON,
-            &store,
-        );
-        Gatehouse::start_config(certs, path).await
-    };
-    let (a, b) = (start_one().await, start_one().await);
     let (ca, cb) = (client(&a), client(&b));
     let cookie = sign_in(&a, &ca).await;
     let res = with_cookie(cb.get(b.url("/echo/app/x")), &cookie)
@@ -951,18 +938,7 @@ async fn streams_a_session_opened_end_with_its_logout() {
 async fn with_redis_down_a_session_lasts_until_max_stale_then_fails_closed() {
     let backend = start_rust_backend().await;
     let mut redis = Redis::start();
-    let store = format!(
-        "store:\n  backend: redis\n  url: {}\n  key_prefix: \"gh:\"\n  max_stale: 2s\n{ROUTES}",
-        redis.url()
-    );
-    let certs = certs_with_users(&users("[user]", false));
-    let path = write_auth_config(
-        &certs,
-        &format!("http://{}", backend.addr),
-        SESSIONS_ON,
-        &store,
-    );
-    let gw = Gatehouse::start_config(certs, path).await;
+    let gw = on_redis(&backend, &redis).await;
     let c = client(&gw);
     let cookie = sign_in(&gw, &c).await;
     let get = || async {
@@ -1007,4 +983,20 @@ async fn with_redis_down_a_session_lasts_until_max_stale_then_fails_closed() {
         "session requests failed closed {:?} after the kill",
         killed.elapsed()
     );
+}
+
+/// A gatehouse with sessions on and the Redis store `redis` (`max_stale: 2s`).
+async fn on_redis(backend: &Backend, redis: &Redis) -> Gatehouse {
+    let store = format!(
+        "store:\n  backend: redis\n  url: {}\n  key_prefix: \"gh:\"\n  max_stale: 2s\n{ROUTES}",
+        redis.url()
+    );
+    let certs = certs_with_users(&users("[user]", false));
+    let path = write_auth_config(
+        &certs,
+        &format!("http://{}", backend.addr),
+        SESSIONS_ON,
+        &store,
+    );
+    Gatehouse::start_config(certs, path).await
 }

@@ -165,37 +165,47 @@ impl RedisStore {
         }
     }
 
-    pub async fn new_family(&self, sid: &str, family: Family) -> Result<(), StoreError> {
+    /// Adds to `pipe` the commands that store `family` as `fam:<sid>`, a
+    /// hash that expires with it.
+    fn put_family(&self, pipe: &mut redis::Pipeline, sid: &str, family: &Family) {
         let fam = self.key("fam:", sid);
-        let rt = self.key("rt:", &family.current);
+        pipe.hset_multiple(
+            &fam,
+            &[
+                ("user", family.user.as_str()),
+                ("current", family.current.as_str()),
+                ("expires", &family.expires.to_string()),
+                ("revoked", "0"),
+            ],
+        )
+        .ignore()
+        .cmd("EXPIREAT")
+        .arg(&fam)
+        .arg(family.expires)
+        .ignore();
+    }
+
+    /// Runs `pipe` atomically, noting whether Redis answered.
+    async fn run(&self, pipe: &mut redis::Pipeline) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        redis::pipe()
-            .atomic()
-            .hset_multiple(
-                &fam,
-                &[
-                    ("user", family.user.as_str()),
-                    ("current", family.current.as_str()),
-                    ("expires", &family.expires.to_string()),
-                    ("revoked", "0"),
-                ],
-            )
-            .ignore()
-            .cmd("EXPIREAT")
-            .arg(&fam)
-            .arg(family.expires)
-            .ignore()
-            .cmd("SET")
-            .arg(&rt)
-            .arg(sid)
-            .arg("EXAT")
-            .arg(family.expires)
-            .ignore()
+        pipe.atomic()
             .query_async::<()>(&mut conn)
             .await
             .map_err(|e| self.fail_with(e))?;
         self.note(true, "");
         Ok(())
+    }
+
+    pub async fn new_family(&self, sid: &str, family: Family) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        self.put_family(&mut pipe, sid, &family);
+        pipe.cmd("SET")
+            .arg(self.key("rt:", &family.current))
+            .arg(sid)
+            .arg("EXAT")
+            .arg(family.expires)
+            .ignore();
+        self.run(&mut pipe).await
     }
 
     pub async fn rotate(
@@ -284,35 +294,15 @@ impl RedisStore {
         family: Family,
     ) -> Result<(), StoreError> {
         let json = serde_json::to_string(session).map_err(|e| StoreError::Broken(e.to_string()))?;
-        let fam = self.key("fam:", &session.sid);
-        let mut conn = self.conn.clone();
-        redis::pipe()
-            .atomic()
-            .hset_multiple(
-                &fam,
-                &[
-                    ("user", family.user.as_str()),
-                    ("current", family.current.as_str()),
-                    ("expires", &family.expires.to_string()),
-                    ("revoked", "0"),
-                ],
-            )
-            .ignore()
-            .cmd("EXPIREAT")
-            .arg(&fam)
-            .arg(family.expires)
-            .ignore()
-            .cmd("SET")
+        let mut pipe = redis::pipe();
+        self.put_family(&mut pipe, &session.sid, &family);
+        pipe.cmd("SET")
             .arg(self.key("sess:", hash))
             .arg(json)
             .arg("EXAT")
             .arg(session.expires_at())
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| self.fail_with(e))?;
-        self.note(true, "");
-        Ok(())
+            .ignore();
+        self.run(&mut pipe).await
     }
 
     /// The session under `hash`, and whether its family is revoked (or gone).
