@@ -172,8 +172,7 @@ fn describe(requests: &[Value]) -> Vec<[String; 6]> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn on_the_shipped_config_a_browser_signs_in_chats_over_sse_and_forged_forms_never_reach_the_app(
-) {
+async fn a_browser_signs_in_chats_over_sse_and_forged_forms_never_reach_the_app() {
     require_browser_tools();
     let started = Instant::now();
     let backend = start_fastapi().await;
@@ -193,12 +192,13 @@ async fn on_the_shipped_config_a_browser_signs_in_chats_over_sse_and_forged_form
     };
     let stdout = String::from_utf8_lossy(&script.stdout);
     let stderr = String::from_utf8_lossy(&script.stderr);
-    eprintln!("{stdout}{stderr}");
     assert!(
         script.status.success(),
         "the browser script failed ({}):\n{stdout}\n{stderr}",
         script.status
     );
+    // What it did, step by step (`cargo test --test browser -- --nocapture`).
+    eprintln!("{stdout}{stderr}");
     let result: Value = stdout
         .lines()
         .find_map(|l| l.strip_prefix("RESULT "))
