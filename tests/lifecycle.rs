@@ -885,34 +885,6 @@ async fn access_log_has_one_json_line_per_request_and_nothing_from_the_query() {
 
 // -------------------------------------------------------------- first run
 
-/// Replaces the address of every key in the `listen:` block with 127.0.0.1:0,
-/// keeping the rest of the line (comments included).
-fn listen_on_free_ports(yaml: &str) -> String {
-    let mut in_listen = false;
-    let mut replaced = 0;
-    let mut out: Vec<String> = Vec::new();
-    for line in yaml.lines() {
-        if !line.starts_with([' ', '#']) && !line.is_empty() {
-            in_listen = line.trim_end() == "listen:";
-        }
-        let trimmed = line.trim_start();
-        if in_listen && line.starts_with(' ') && !trimmed.starts_with('#') {
-            if let Some((key, value)) = line.split_once(": ") {
-                let addr = value.split_whitespace().next().unwrap_or("");
-                out.push(format!("{key}: {}", value.replacen(addr, "127.0.0.1:0", 1)));
-                replaced += 1;
-                continue;
-            }
-        }
-        out.push(line.to_owned());
-    }
-    assert_eq!(
-        replaced, 3,
-        "https, http and admin in the shipped listen block"
-    );
-    out.join("\n") + "\n"
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn first_run_of_the_shipped_config_creates_a_self_signed_certificate_and_warns() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));

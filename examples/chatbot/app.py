@@ -5,7 +5,13 @@ when absent) and never checks credentials itself. Besides the chat endpoints it
 reports exactly what reached it (``/echo``) and records every request it saw
 (``GET``/``DELETE /__requests``), so tests can assert the backend never saw a
 request that gatehouse should have refused. ``examples/backend_app.rs`` is the
-same API in Rust.
+same API in Rust (without the browser UI).
+
+Under ``/ui/`` it serves a small browser UI (``static/``: one HTML page, one
+script, one stylesheet, an icon; no framework, nothing from a CDN) meant to sit behind
+gatehouse's browser sessions: it shows who ``/auth/me`` says is signed in,
+posts each message as JSON to ``/ui/api/messages`` and streams the reply from
+``/ui/api/messages/{id}/reply`` over Server-Sent Events, token by token.
 
 Run it with ``uvicorn app:app --port 8000`` from this folder.
 """
@@ -14,12 +20,15 @@ import asyncio
 import hashlib
 import json
 import os
+import re
+import secrets
 import sys
 import threading
+from pathlib import Path
 
 from fastapi import FastAPI, Header, Request, Response, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
 
 IDENTITY_HEADER = "x-auth-user"
 ANONYMOUS = "anonymous"
@@ -135,6 +144,95 @@ async def slow(seconds: float = 3):
     await asyncio.sleep(seconds)
     return {"slept": seconds}
 
+
+# ---------------------------------------------------------------- browser UI
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+# The page loads only its own script and stylesheet and talks only to its own
+# origin (gatehouse's /auth/me and /auth/logout included).
+UI_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+# Messages posted and not yet replied to: id -> (user, message), oldest first.
+PENDING: dict[str, tuple[str, str]] = {}
+MAX_PENDING = 1000
+# The pause between two tokens of a streamed reply.
+TOKEN_INTERVAL_S = 0.04
+
+
+class UiMessageIn(BaseModel):
+    message: str = Field(min_length=1, max_length=2000)
+
+
+@app.get("/ui/")
+async def ui_page():
+    return FileResponse(STATIC / "index.html", media_type="text/html", headers=UI_HEADERS)
+
+
+@app.get("/ui/chat.js")
+async def ui_script():
+    return FileResponse(STATIC / "chat.js", media_type="text/javascript", headers=UI_HEADERS)
+
+
+@app.get("/ui/chat.css")
+async def ui_style():
+    return FileResponse(STATIC / "chat.css", media_type="text/css", headers=UI_HEADERS)
+
+
+@app.get("/ui/icon.svg")
+async def ui_icon():
+    return FileResponse(STATIC / "icon.svg", media_type="image/svg+xml", headers=UI_HEADERS)
+
+
+@app.post("/ui/api/messages", status_code=201)
+async def ui_post_message(body: UiMessageIn, x_auth_user: str = Header(ANONYMOUS)):
+    """Keeps the message for its reply stream; the id to open it with."""
+    while len(PENDING) >= MAX_PENDING:
+        PENDING.pop(next(iter(PENDING)))
+    message_id = secrets.token_urlsafe(16)
+    PENDING[message_id] = (x_auth_user, body.message)
+    return {"id": message_id, "user": x_auth_user}
+
+
+def reply_tokens(user: str, message: str) -> list[str]:
+    """The bot's reply to ``message`` from ``user``, as the tokens it streams."""
+    text = (
+        f"Hello {user}! You said: \"{message}\". I am the example chatbot "
+        "behind gatehouse, and this reply reaches you one word at a time."
+    )
+    return re.findall(r"\S+\s*", text)
+
+
+@app.get("/ui/api/messages/{message_id}/reply")
+async def ui_reply(message_id: str, x_auth_user: str = Header(ANONYMOUS)):
+    """The reply to a message the same user posted, as Server-Sent Events: one
+    ``token`` event ``{"t": "<word> "}`` per word, then ``done``. Each message
+    is answered once (an ``EventSource`` that reconnects gets 404 and stops)."""
+    pending = PENDING.get(message_id)
+    if pending is None or pending[0] != x_auth_user:
+        return JSONResponse({"error": "not_found"}, status_code=404)
+    del PENDING[message_id]
+    user, message = pending
+
+    async def events():
+        for i, token in enumerate(reply_tokens(user, message)):
+            if i > 0:
+                await asyncio.sleep(TOKEN_INTERVAL_S)
+            yield f"event: token\ndata: {json.dumps({'t': token}, separators=(',', ':'))}\n\n"
+        yield "event: done\ndata: {}\n\n"
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+# ---------------------------------------------------------------- test support
 
 @app.get("/__requests")
 async def list_requests():
