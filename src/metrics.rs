@@ -97,7 +97,8 @@ pub struct Metrics {
     pub rate_limiter_keys: IntGaugeVec,
     pub rate_limit_fallbacks: IntCounter,
     pub csrf_rejected: IntCounterVec,
-    /// Sessions ended, by `reason`: `logout`, `user_removed`.
+    /// Sessions ended before their time, by `reason`: `logout`,
+    /// `user_removed` (gone from the users file, or disabled there).
     pub sessions_revoked: IntCounterVec,
 }
 

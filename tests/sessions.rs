@@ -704,6 +704,15 @@ async fn the_users_file_applies_to_live_sessions() {
         401,
         "a disabled user's session ends"
     );
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"gatehouse_sessions_revoked_total{reason="user_removed"}"#
+        ),
+        1.0,
+        "{metrics}"
+    );
     // And stays ended when the user comes back.
     write_users(gw.certs.dir.path(), &users("[user]", false));
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;

@@ -94,9 +94,12 @@ pub enum Resumed {
         principal: Arc<Principal>,
         session: Session,
     },
-    /// The cookie names no live session (unknown, expired, revoked, or its
-    /// user gone): no credential, and the answer clears it.
+    /// The cookie names no live session (unknown, expired or revoked): no
+    /// credential, and the answer clears it.
     Gone,
+    /// It did, but its user is gone from the users file or disabled there:
+    /// the session has just been ended (and is gone, as above).
+    UserGone,
 }
 
 /// The session `cookie` names, checked as the module doc says; `last_seen`
@@ -121,7 +124,7 @@ pub async fn resume(
             _ => {
                 store.end_session(&hash).await?;
                 store.revoke(None, Some(&session.sid), now).await?;
-                return Ok(Resumed::Gone);
+                return Ok(Resumed::UserGone);
             }
         }
     } else {

@@ -113,7 +113,7 @@ pub async fn authenticate(
     };
     if creds.bearer.is_none() && creds.api_key.is_none() {
         if let (Some(found), Some(check)) = (&creds.session, &with.sessions) {
-            return session(check, revoked, found, now, count).await;
+            return session(check, revoked, metrics, found, now, count).await;
         }
         let scheme = match methods.first() {
             Some(AuthMethod::ApiKey) => Scheme::ApiKey,
@@ -165,6 +165,7 @@ pub async fn authenticate(
 async fn session(
     check: &SessionCheck<'_>,
     revoked: &Revoked,
+    metrics: &Metrics,
     found: &Found<'_>,
     now: u64,
     count: impl Fn(Scheme, &str),
@@ -199,6 +200,14 @@ async fn session(
         }
         Resumed::Gone => {
             count(Scheme::Session, "missing");
+            Err(AuthError::SessionEnded)
+        }
+        Resumed::UserGone => {
+            count(Scheme::Session, "missing");
+            metrics
+                .sessions_revoked
+                .with_label_values(&["user_removed"])
+                .inc();
             Err(AuthError::SessionEnded)
         }
     }
