@@ -113,7 +113,8 @@ pub async fn authenticate(
     };
     if creds.bearer.is_none() && creds.api_key.is_none() {
         if let (Some(found), Some(check)) = (&creds.session, &with.sessions) {
-            return session(check, revoked, metrics, found, now, count).await;
+            // Boxed: kept out of every bearer-token request's future.
+            return Box::pin(session(check, revoked, metrics, found, now, count)).await;
         }
         let scheme = match methods.first() {
             Some(AuthMethod::ApiKey) => Scheme::ApiKey,
@@ -181,8 +182,7 @@ async fn session(
             return Err(AuthError::Missing);
         }
     };
-    // Boxed: a rare path next to bearer tokens, kept out of every request's future.
-    let resumed = Box::pin(sessions::resume(check.store, check.users, cookie, now))
+    let resumed = sessions::resume(check.store, check.users, cookie, now)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "the store failed to answer for a session");

@@ -435,7 +435,10 @@ const SESSION_WATCH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// "Has this session ended?" for a session principal.
 fn session_ended(shared: &Shared, p: &Principal) -> Option<crate::body::Ended> {
-    let sid = p.sid.clone().filter(|_| p.scheme == Scheme::Session)?;
+    if p.scheme != Scheme::Session {
+        return None;
+    }
+    let sid = p.sid.clone()?;
     let store = shared.store.clone();
     let clock = shared.clock.clone();
     Some(Arc::new(move || {
