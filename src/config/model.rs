@@ -397,6 +397,36 @@ pub enum Origin {
     },
 }
 
+impl Origin {
+    /// Whether a request's `origin` is this configured one: scheme and host
+    /// case-insensitively, the effective port, and for `*.suffix` at least
+    /// one label before the suffix. `"*"` matches every origin (CSRF's
+    /// trusted list never holds it).
+    pub fn matches(&self, origin: &crate::host::Origin<'_>) -> bool {
+        match self {
+            Origin::Any => true,
+            Origin::Exact { scheme, host, port } => {
+                scheme.eq_ignore_ascii_case(origin.scheme)
+                    && *port == origin.effective_port()
+                    && origin.host.name_eq(host)
+            }
+            Origin::Subdomains {
+                scheme,
+                suffix,
+                port,
+            } => {
+                let name = origin.host.name().as_bytes();
+                let suffix = suffix.as_bytes();
+                scheme.eq_ignore_ascii_case(origin.scheme)
+                    && *port == origin.effective_port()
+                    && name.len() > suffix.len() + 1
+                    && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                    && name[name.len() - suffix.len() - 1] == b'.'
+            }
+        }
+    }
+}
+
 /// `cors:`.
 #[derive(Debug, Clone)]
 pub struct Cors {

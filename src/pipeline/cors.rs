@@ -73,27 +73,7 @@ impl Cors {
         let Ok(origin) = crate::host::parse_origin(origin.as_bytes()) else {
             return false;
         };
-        let port = origin.effective_port();
-        let host = origin.host.name();
-        self.origins.iter().any(|allowed| match allowed {
-            Origin::Any => true,
-            Origin::Exact {
-                scheme: s,
-                host: h,
-                port: p,
-            } => s.eq_ignore_ascii_case(origin.scheme) && *p == port && origin.host.name_eq(h),
-            Origin::Subdomains {
-                scheme: s,
-                suffix,
-                port: p,
-            } => {
-                s.eq_ignore_ascii_case(origin.scheme)
-                    && *p == port
-                    && host.len() > suffix.len() + 1
-                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
-            }
-        })
+        self.origins.iter().any(|allowed| allowed.matches(&origin))
     }
 
     /// The CORS stage: a preflight is answered here (204, or refused), never

@@ -106,7 +106,7 @@ impl Trusted {
 
     /// Whether `origin` is one of the trusted origins.
     fn contains(&self, origin: &host::Origin<'_>) -> bool {
-        self.origins.iter().any(|allowed| matches(allowed, origin))
+        self.origins.iter().any(|allowed| allowed.matches(origin))
     }
 }
 
@@ -171,33 +171,6 @@ fn same_name(host: &HostPort<'_>, canonical: &str) -> bool {
 
 fn ipv6(name: &str) -> Option<Ipv6Addr> {
     name.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
-}
-
-/// Whether `origin` matches the configured `allowed` one: the same rule as
-/// `cors.allowed_origins` ([`super::cors::Cors::allows`]), except that
-/// `"*"` matches nothing.
-fn matches(allowed: &Origin, origin: &host::Origin<'_>) -> bool {
-    match allowed {
-        Origin::Any => false,
-        Origin::Exact { scheme, host, port } => {
-            scheme.eq_ignore_ascii_case(origin.scheme)
-                && *port == origin.effective_port()
-                && origin.host.name_eq(host)
-        }
-        Origin::Subdomains {
-            scheme,
-            suffix,
-            port,
-        } => {
-            let name = origin.host.name().as_bytes();
-            let suffix = suffix.as_bytes();
-            scheme.eq_ignore_ascii_case(origin.scheme)
-                && *port == origin.effective_port()
-                && name.len() > suffix.len() + 1
-                && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-                && name[name.len() - suffix.len() - 1] == b'.'
-        }
-    }
 }
 
 #[cfg(test)]
