@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use base64::Engine as _;
 use clap::{Parser, Subcommand};
-use sha2::{Digest, Sha256};
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::prelude::*;
 
@@ -80,8 +79,7 @@ fn gen_api_key(name: &str) -> anyhow::Result<()> {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     anyhow::ensure!(valid, "--name must be 1-64 characters of [A-Za-z0-9._-]");
     let key = format!("gh_{}", random_base64url());
-    let digest = Sha256::digest(key.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = gatehouse::text::sha256_hex(&key);
     println!("{key}");
     println!("# paste under auth.api_keys.keys (the key above is shown only once):");
     println!("- id: {name}");

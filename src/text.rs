@@ -80,6 +80,19 @@ pub fn is_normalized_path(path: &str) -> bool {
     })
 }
 
+/// Lowercase hex SHA-256 of `text`: how refresh tokens, session cookies and
+/// API keys are stored and compared (never the secret itself).
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in Sha256::digest(text.as_bytes()) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +134,13 @@ mod tests {
         ] {
             assert!(!is_normalized_path(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn sha256_hex_is_the_lowercase_digest() {
+        assert_eq!(
+            sha256_hex("test"),
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
     }
 }

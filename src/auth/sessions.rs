@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use http::header::{HeaderMap, HeaderValue, COOKIE};
-use sha2::{Digest, Sha256};
 
 use super::users::UsersFile;
 use super::{Principal, Scheme};
@@ -38,10 +37,7 @@ pub fn new_cookie() -> (String, String) {
 
 /// Hex SHA-256 of a cookie value: the only form in which it is stored.
 pub fn cookie_hash(value: &str) -> String {
-    Sha256::digest(value.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::text::sha256_hex(value)
 }
 
 /// Whether `value` has the shape of a cookie gatehouse made (43 base64url

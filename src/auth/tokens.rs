@@ -14,7 +14,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::password::Hasher;
 use super::users::{User, UsersFile};
@@ -238,10 +237,7 @@ fn random_id() -> String {
 
 /// Hex SHA-256 of a refresh token: the only form in which it is stored.
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::text::sha256_hex(token)
 }
 
 impl Issuer {
