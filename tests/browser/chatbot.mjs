@@ -33,7 +33,7 @@ import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
+import { launch, newContext } from "./chromium.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -150,30 +150,9 @@ async function forge(context, pageUrl, path) {
 
 async function main() {
   const servers = [];
-  const browser = await chromium.launch({
-    executablePath: args.chromium,
-    headless: true,
-    // What this machine's closed network needs (no background fetches of
-    // Google's hosts), as in the CORS test.
-    args: [
-      "--disable-gpu",
-      "--disable-dev-shm-usage",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  const browser = await launch(args.chromium);
   log(`chromium ${browser.version()} via playwright-core`);
-  // The test certificate is self-signed: ignore that, as a user clicking
-  // through the warning would. Everything else about TLS and cookies is real.
-  const context = await browser.newContext({
-    ignoreHTTPSErrors: true,
-    viewport: { width: 880, height: 620 },
-    colorScheme: "light",
-  });
-  context.setDefaultTimeout(STEP_TIMEOUT_MS);
+  const context = await newContext(browser, { width: 880, height: 620 }, STEP_TIMEOUT_MS);
   const page = await context.newPage();
   const problems = [];
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));

@@ -31,7 +31,7 @@ import { mkdirSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
+import { launch, newContext } from "./chromium.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -123,29 +123,9 @@ function raw(method, path, headers, body) {
 
 async function main() {
   mkdirSync(args.screenshots, { recursive: true });
-  const browser = await chromium.launch({
-    executablePath: args.chromium,
-    headless: true,
-    // What a closed network needs (no background fetches of Google's hosts).
-    args: [
-      "--disable-gpu",
-      "--disable-dev-shm-usage",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  const browser = await launch(args.chromium);
   log(`chromium ${browser.version()} via playwright-core`);
-  // The certificate is self-signed: ignore that, as a user clicking through
-  // the warning would. Everything else about TLS and cookies is real.
-  const context = await browser.newContext({
-    ignoreHTTPSErrors: true,
-    viewport: { width: 900, height: 700 },
-    colorScheme: "light",
-  });
-  context.setDefaultTimeout(STEP_TIMEOUT_MS);
+  const context = await newContext(browser, { width: 900, height: 700 }, STEP_TIMEOUT_MS);
   const page = await context.newPage();
   const problems = [];
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
