@@ -24,7 +24,7 @@ use crate::auth::users::UsersFile;
 use crate::clock::Clock;
 use crate::config::{AuthMethod, Config, Pattern, Route, RouteAuth};
 use crate::endpoints::{self, Endpoint};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::headers as fwd;
 use crate::upstream::Upstream;
 
@@ -42,6 +42,8 @@ pub enum Target {
 pub struct Destination {
     pub target: Target,
     pub limit: Option<RouteLimit>,
+    /// The route's request metrics, at hand.
+    pub metrics: Arc<RouteMetrics>,
 }
 
 /// Everything one config generation needs to answer requests.
@@ -145,6 +147,7 @@ impl Gate {
             destinations.push(Destination {
                 target: Target::Endpoint(spec.endpoint),
                 limit: login_limit.clone().filter(|_| spec.login_limit),
+                metrics: Arc::new(RouteMetrics::new(Arc::from(spec.name))),
             });
         }
         let route_limit = |r: &Route| {
@@ -163,12 +166,14 @@ impl Gate {
             destinations.push(Destination {
                 target: Target::Upstream(r.upstream),
                 limit: route_limit(r),
+                metrics: Arc::new(RouteMetrics::new(r.name.clone())),
             });
         }
         let default = &config.default_route;
         let default_destination = Destination {
             target: Target::Upstream(default.upstream),
             limit: route_limit(default),
+            metrics: Arc::new(RouteMetrics::new(default.name.clone())),
         };
         Ok(Gate {
             cors: Cors::new(&config.cors),
@@ -203,6 +208,11 @@ impl Gate {
             Some(i) => (&self.routes.routes()[i], &self.destinations[i]),
             None => (self.routes.default_route(), &self.default_destination),
         }
+    }
+
+    /// Where a request goes before it is routed (and if it never is).
+    pub fn default_destination(&self) -> &Destination {
+        &self.default_destination
     }
 
     /// The default upstream (the first in the file).

@@ -151,7 +151,7 @@ where
         method: req.method().clone(),
         path: String::new(),
         status: http::StatusCode::OK,
-        route: gate.routes.default_route().name.clone(),
+        route: gate.default_destination().metrics.clone(),
         user: None,
         auth_method: None,
         upstream: None,
@@ -263,7 +263,7 @@ where
     // 4. Route to a target; its method rule and its limit per client IP.
     let host_name = host.as_ref().map(Canonical::name);
     let (route, destination) = gate.route(req.method(), host_name, &target.path);
-    record.route = route.name.clone();
+    record.route = destination.metrics.clone();
     let sessions = &gate.config.auth.sessions;
     if let Target::Endpoint(endpoint) = destination.target {
         let spec = endpoint.spec();
@@ -313,22 +313,22 @@ where
                 }
                 Err(cause) => return Err(cause.into()),
             };
+            // Known from here on: a refusal below (CSRF, roles) is logged
+            // with who was refused.
+            record.user = Some(p.user.clone());
+            record.auth_method = Some(p.scheme.as_str());
             if p.scheme == Scheme::Session {
                 let websocket = fwd::is_websocket_upgrade(req.headers());
                 if session::needs_csrf(req.method(), websocket) {
                     csrf(gate, shared, &route.name, &req, host.as_ref())?;
                 }
             }
-            authz::authorize(&p, &route.roles, &route.name, &shared.metrics)?;
+            authz::authorize(&p, &route.roles, &destination.metrics, &shared.metrics)?;
             Some(p)
         }
     };
-    if let Some(p) = &principal {
-        record.user = Some(p.user.clone());
-        record.auth_method = Some(p.scheme.as_str());
-        if let Some(limit) = &destination.limit {
-            limited(shared, limit, &Key::Principal(p.user.clone()), rate).await?;
-        }
+    if let (Some(p), Some(limit)) = (&principal, &destination.limit) {
+        limited(shared, limit, &Key::Principal(p.user.clone()), rate).await?;
     }
 
     // 6. The target answers.

@@ -10,16 +10,18 @@ pub mod forward;
 pub mod headers;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus::Histogram;
 
 use crate::body::Limited;
 use crate::config;
+use crate::metrics::Metrics;
 
 pub use forward::{forward, ClientUpgrade, ForwardError, Forwarded};
 
@@ -43,6 +45,9 @@ pub struct Upstream {
     pub client: Client<HttpConnector, Limited>,
     pub response_timeout: Duration,
     pub connect_timeout: Duration,
+    /// `gatehouse_upstream_duration_seconds{upstream}`, looked up on first
+    /// use instead of for every request.
+    duration: OnceLock<Histogram>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -81,7 +86,15 @@ impl Upstream {
             client,
             response_timeout: cfg.response_timeout,
             connect_timeout: cfg.connect_timeout,
+            duration: OnceLock::new(),
         }
+    }
+
+    /// Records how long this upstream took to answer with its headers.
+    pub fn observe(&self, metrics: &Metrics, elapsed: Duration) {
+        self.duration
+            .get_or_init(|| metrics.upstream_duration.with_label_values(&[&self.name]))
+            .observe(elapsed.as_secs_f64());
     }
 
     fn now_ms(&self) -> u64 {
