@@ -11,7 +11,7 @@ mod support;
 
 use std::sync::OnceLock;
 
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 use support::*;
 
@@ -488,6 +488,53 @@ async fn a_token_or_key_in_the_request_wins_over_the_cookie() {
     assert_eq!(seen_one(&seen, "x-auth-method"), "jwt");
 }
 
+/// A browser sends an app's cookie as it was set (UTF-8 included), and an
+/// HTTP/2 browser each cookie as a field of its own: neither may carry
+/// gatehouse's cookie to the app, and the app gets one `Cookie` header.
+#[tokio::test]
+async fn the_session_cookie_never_reaches_the_app_whatever_the_cookie_fields_hold() {
+    let backend = start_rust_backend().await;
+    let gw = start(&backend).await;
+    let c = client(&gw);
+    let cookie = sign_in(&gw, &c).await;
+    let not_ascii =
+        HeaderValue::from_bytes(format!("name=caf\u{e9}; __Host-gatehouse={cookie}").as_bytes())
+            .unwrap();
+    for (path, token) in [
+        ("/echo/app/x", None),
+        ("/echo/jwt/x", Some(token_for("bob", &["user"]))),
+    ] {
+        clear_recorded(backend.addr).await;
+        let mut req = c
+            .get(gw.url(path))
+            .header("cookie", not_ascii.clone())
+            .header("cookie", "b=2");
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let got = only_request(&backend, path).await;
+        // The backend reads header bytes as Latin-1, as ASGI servers do.
+        assert_eq!(
+            seen(&got, "cookie"),
+            ["name=caf\u{c3}\u{a9}; b=2"],
+            "{path}"
+        );
+    }
+    // The session was read through the non-ASCII header.
+    clear_recorded(backend.addr).await;
+    let res = c
+        .get(gw.url("/echo/app/y"))
+        .header("cookie", not_ascii)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = only_request(&backend, "non-ASCII cookie").await;
+    assert_eq!(seen_one(&seen, "x-auth-user"), "alice");
+}
+
 #[tokio::test]
 async fn cross_site_requests_riding_the_session_are_refused_and_never_forwarded() {
     let backend = start_rust_backend().await;
@@ -732,17 +779,18 @@ async fn with_sessions_off_the_sign_in_path_is_routed_like_any_other() {
     assert!(res.headers().get("content-security-policy").is_none());
     let seen = only_request(&backend, "GET /auth/login with sessions off").await;
     assert_eq!(seen["path"], "/auth/login");
-    // And a cookie of that name is the app's business.
+    // A session cookie set before sessions were switched off still never
+    // reaches the app (it would be good again once they are back on).
     clear_recorded(backend.addr).await;
     let res = c
         .get(gw.url("/echo/x"))
-        .header("cookie", "__Host-gatehouse=app-owned")
+        .header("cookie", "app=1; __Host-gatehouse=set-while-on")
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     let seen = only_request(&backend, "a cookie with sessions off").await;
-    assert_eq!(seen_one(&seen, "cookie"), "__Host-gatehouse=app-owned");
+    assert_eq!(seen_one(&seen, "cookie"), "app=1");
 }
 
 /// Two gatehouses sharing one real Redis: a session started on one is
@@ -849,7 +897,7 @@ async fn websocket_with(
     for (n, v) in headers {
         req.headers_mut().insert(
             http::HeaderName::from_bytes(n.as_bytes()).expect("a header name"),
-            http::HeaderValue::from_str(v).expect("a header value"),
+            HeaderValue::from_str(v).expect("a header value"),
         );
     }
     let connector = tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(

@@ -174,19 +174,27 @@ pub enum Found<'a> {
     Several,
 }
 
+/// The `name=value` pairs of one `Cookie` header, as bytes: a browser
+/// sends the app's cookies as they were set, not always as ASCII, and a
+/// header that is not text must not hide ours.
+fn pairs(value: &HeaderValue) -> impl Iterator<Item = (&[u8], &[u8])> {
+    value.as_bytes().split(|b| *b == b';').filter_map(|pair| {
+        let at = pair.iter().position(|b| *b == b'=')?;
+        Some((pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()))
+    })
+}
+
 /// Finds the cookie `name` in every `Cookie` header (RFC 6265 §5.4: pairs
 /// separated by `;`).
 pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Found<'a> {
     let mut found = Found::None;
     for value in headers.get_all(COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';') {
-            let Some((n, v)) = pair.split_once('=') else {
-                continue;
-            };
-            if n.trim() == name {
+        for (n, v) in pairs(value) {
+            if n == name.as_bytes() {
+                // Not text: no cookie of ours, which `resume` then refuses.
+                let v = std::str::from_utf8(v).unwrap_or_default();
                 found = match found {
-                    Found::None => Found::One(v.trim().trim_matches('"')),
+                    Found::None => Found::One(v.trim_matches('"')),
                     _ => return Found::Several,
                 };
             }
@@ -195,36 +203,41 @@ pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Found<'a> {
     found
 }
 
-/// Removes the cookie `name` from every `Cookie` header (the app's own
-/// cookies pass unchanged); a header left empty goes.
+/// Removes the cookie `name` from the `Cookie` headers (the app's own
+/// cookies pass unchanged, byte for byte), and joins what is left into one
+/// header: HTTP/2 sends each cookie as a field of its own, an HTTP/1.1
+/// upstream reads one (RFC 9113 §8.2.3).
 pub fn strip(headers: &mut HeaderMap, name: &str) {
-    let named = |pair: &str| pair.split_once('=').is_some_and(|(n, _)| n.trim() == name);
-    let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
-    if !values
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|v| v.split(';').any(named)))
-    {
+    let ours = |pair: &[u8]| {
+        let n = pair.split(|b| *b == b'=').next().unwrap_or_default();
+        pair.contains(&b'=') && n.trim_ascii() == name.as_bytes()
+    };
+    let (mut fields, mut has_ours) = (0, false);
+    for value in headers.get_all(COOKIE) {
+        fields += 1;
+        has_ours = has_ours || value.as_bytes().split(|b| *b == b';').any(ours);
+    }
+    if fields == 0 || (fields == 1 && !has_ours) {
         return;
     }
-    headers.remove(COOKIE);
-    for value in values {
-        let kept = match value.to_str() {
-            Ok(text) => {
-                let rest: Vec<&str> = text
-                    .split(';')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty() && !named(p))
-                    .collect();
-                if rest.is_empty() {
-                    continue;
-                }
-                HeaderValue::from_str(&rest.join("; ")).ok()
+    let mut kept: Vec<u8> = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        for pair in value.as_bytes().split(|b| *b == b';') {
+            let pair = pair.trim_ascii();
+            if pair.is_empty() || ours(pair) {
+                continue;
             }
-            // Not text: no cookie of ours could be read from it either.
-            Err(_) => Some(value),
-        };
-        if let Some(kept) = kept {
-            headers.append(COOKIE, kept);
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(pair);
+        }
+    }
+    headers.remove(COOKIE);
+    // Made of the bytes of valid header values and "; ": valid too.
+    if let Ok(value) = HeaderValue::from_bytes(&kept) {
+        if !kept.is_empty() {
+            headers.insert(COOKIE, value);
         }
     }
 }
@@ -337,6 +350,44 @@ mod tests {
         let mut h = headers(&["__Host-gatehouse=only"]);
         strip(&mut h, NAME);
         assert!(!h.contains_key(COOKIE));
+    }
+
+    /// Headers whose values are raw bytes (a browser sends an app's cookie
+    /// as it was set, UTF-8 included).
+    fn raw(values: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(COOKIE, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_cookie_header_that_is_not_ascii_hides_nothing() {
+        let h = raw(&[b"name=caf\xc3\xa9; __Host-gatehouse=abc"]);
+        assert_eq!(find(&h, NAME), Found::One("abc"));
+        let mut h = h;
+        strip(&mut h, NAME);
+        assert_eq!(h[COOKIE].as_bytes(), b"name=caf\xc3\xa9");
+        // Our cookie's value must be text to be ours at all.
+        let h = raw(&[b"__Host-gatehouse=\xff\xfe"]);
+        assert_eq!(find(&h, NAME), Found::One(""));
+        assert!(!well_formed(""));
+        let mut h = h;
+        strip(&mut h, NAME);
+        assert!(!h.contains_key(COOKIE));
+    }
+
+    #[test]
+    fn cookies_sent_as_several_fields_reach_the_app_as_one_header() {
+        // HTTP/2 "crumbs" (RFC 9113 §8.2.3), with and without ours.
+        let mut h = headers(&["a=1", "b=2", "c=3"]);
+        strip(&mut h, NAME);
+        assert_eq!(h.get_all(COOKIE).iter().count(), 1);
+        assert_eq!(h[COOKIE], "a=1; b=2; c=3");
+        let mut h = headers(&["a=1", "__Host-gatehouse=x", "flag", "b=2"]);
+        strip(&mut h, NAME);
+        assert_eq!(h[COOKIE], "a=1; flag; b=2");
     }
 
     #[test]

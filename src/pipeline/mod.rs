@@ -514,11 +514,9 @@ where
         .as_deref()
         .map(|p| authn::identity_headers(config, p));
     let (mut parts, body) = req.into_parts();
-    // gatehouse's own cookie never reaches the app; the app's cookies pass.
-    let sessions = &config.auth.sessions;
-    if sessions.enabled {
-        crate::auth::sessions::strip(&mut parts.headers, &sessions.cookie);
-    }
+    // gatehouse's own cookie never reaches the app, even with sessions
+    // switched off since it was set; the app's cookies pass.
+    crate::auth::sessions::strip(&mut parts.headers, &config.auth.sessions.cookie);
     fwd::rewrite_request(
         &mut parts.headers,
         &Outgoing {
