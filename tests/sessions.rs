@@ -291,6 +291,10 @@ async fn a_json_sign_in_answers_who_and_until_when_and_failures_say_one_thing() 
             .unwrap();
         assert_eq!(res.status(), 401);
         assert!(set_cookie(res.headers()).is_none());
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            r#"Bearer realm="gatehouse""#
+        );
         let html = res.text().await.unwrap();
         assert!(html.contains("Wrong username or password."), "{html}");
         assert!(!html.contains(user) || user == "alice", "{html}");
@@ -682,6 +686,26 @@ async fn logout_ends_the_session_for_real_even_across_a_restart() {
         .unwrap();
     assert_eq!(res.status(), 303);
     assert_eq!(res.headers()["location"], "/auth/login");
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"gatehouse_sessions_revoked_total{reason="logout"}"#
+        ),
+        2.0,
+        "{metrics}"
+    );
+    // Signing out again (another tab, a stale page) clears the cookie and
+    // ends nothing more.
+    let res = with_cookie(c.post(gw.url("/auth/logout")), &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert!(res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
     let metrics = gw.metrics().await;
     assert_eq!(
         sample(

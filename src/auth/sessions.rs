@@ -126,7 +126,10 @@ pub async fn resume(
     } else {
         session.roles.clone()
     };
-    if now.saturating_sub(session.last_seen) >= TOUCH_EVERY {
+    // A short idle timeout (tests, kiosks) still slides: touched at least
+    // twice per idle period.
+    let every = TOUCH_EVERY.min(session.idle_timeout / 2);
+    if now.saturating_sub(session.last_seen) >= every {
         session.last_seen = now;
         // Best effort: a failed write costs the session at most a minute
         // of its idle time, never the request.
@@ -152,16 +155,18 @@ pub async fn resume(
 }
 
 /// Ends the session `cookie` names: the record is deleted and its family
-/// revoked (every replica stops accepting it at once).
-pub async fn end(store: &Store, cookie: &str, now: u64) -> Result<(), StoreError> {
+/// revoked (every replica stops accepting it at once). Whether it was live.
+pub async fn end(store: &Store, cookie: &str, now: u64) -> Result<bool, StoreError> {
     if !well_formed(cookie) {
-        return Ok(());
+        return Ok(false);
     }
     let hash = cookie_hash(cookie);
-    if let Some(session) = store.session(&hash, now).await? {
+    let live = store.session(&hash, now).await?;
+    if let Some(session) = &live {
         store.revoke(None, Some(&session.sid), now).await?;
     }
-    store.end_session(&hash).await
+    store.end_session(&hash).await?;
+    Ok(live.is_some())
 }
 
 /// The session cookie in a request's `Cookie` headers.

@@ -161,14 +161,17 @@ where
 {
     match (endpoint, principal) {
         (Endpoint::Me, Some(p)) => Ok(me::answer(&p)),
+        // A session, or a session cookie that names none any more (the
+        // pipeline lets only that through without a principal).
         (Endpoint::Logout, Some(p)) if p.scheme == Scheme::Session => {
             session::sign_out(cx, req, now).await
         }
+        (Endpoint::Logout, None) => session::sign_out(cx, req, now).await,
         (Endpoint::Logout, Some(p)) => tokens::logout(cx, req, &p, now).await,
         (Endpoint::Login | Endpoint::Refresh, _) => tokens::issue(endpoint, cx, req, now).await,
         (Endpoint::SessionLogin, _) => session::answer(cx, req, now).await,
         // The pipeline authenticates these before calling: not reached.
-        (Endpoint::Me | Endpoint::Logout, None) => Err(TokenError::InvalidToken),
+        (Endpoint::Me, None) => Err(TokenError::InvalidToken),
     }
 }
 

@@ -22,7 +22,7 @@ use crate::auth::password::Hasher;
 use crate::auth::tokens::Issuer;
 use crate::auth::users::UsersFile;
 use crate::clock::Clock;
-use crate::config::{AuthMethod, Config, Pattern, Route, RouteAuth};
+use crate::config::{AuthMethod, Config, Pattern, Route, RouteAuth, Unauthenticated};
 use crate::endpoints::{self, Endpoint};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::headers as fwd;
@@ -139,7 +139,9 @@ impl Gate {
                 } else {
                     RouteAuth::Any(auth)
                 },
-                unauthenticated: Default::default(),
+                // An endpoint answers a browser without a session with the
+                // 401 of SPEC §9's table, never a redirect.
+                unauthenticated: Unauthenticated::Json,
                 roles: Vec::new(),
                 rate_limit: None,
                 upstream: 0,

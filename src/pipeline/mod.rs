@@ -51,7 +51,7 @@ use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
 
 use crate::activity::Activity;
-use crate::auth::{Principal, Scheme};
+use crate::auth::{AuthError, Principal, Scheme};
 use crate::body::{Body, BodyError, Limited};
 use crate::config::{AuthMethod, RouteAuth};
 use crate::endpoints;
@@ -289,7 +289,7 @@ where
     let principal = match &route.auth {
         RouteAuth::Deny => return Err(Failure::Denied),
         RouteAuth::None => None,
-        RouteAuth::Any(methods) => {
+        RouteAuth::Any(methods) => 'auth: {
             let cookie = sessions.enabled.then_some(sessions.cookie.as_str());
             let checkers = authn::Checkers {
                 verifier: &gate.verifier,
@@ -308,6 +308,14 @@ where
                 authn::credentials(req.headers(), query, methods, &keys.header, param, cookie);
             let p = match authn::authenticate(&checkers, &route.name, methods, &creds, now).await {
                 Ok(p) => p,
+                // Signing out of a session that has already ended is done
+                // already: the endpoint clears the cookie (its form was
+                // checked for CSRF above).
+                Err(AuthError::SessionEnded)
+                    if destination.target == Target::Endpoint(endpoints::Endpoint::Logout) =>
+                {
+                    break 'auth None;
+                }
                 Err(cause) if sessions.enabled && methods.contains(&AuthMethod::Session) => {
                     return Err(sign_in(gate, route, cause, &req, &target));
                 }
