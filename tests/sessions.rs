@@ -1068,16 +1068,60 @@ async fn with_redis_down_a_session_lasts_until_max_stale_then_fails_closed() {
 
 /// A gatehouse with sessions on and the Redis store `redis` (`max_stale: 2s`).
 async fn on_redis(backend: &Backend, redis: &Redis) -> Gatehouse {
+    on_redis_with(backend, redis, "2s", "").await
+}
+
+/// [`on_redis`] with another `max_stale` and more `auth.jwt` keys.
+async fn on_redis_with(backend: &Backend, redis: &Redis, max_stale: &str, jwt: &str) -> Gatehouse {
     let store = format!(
-        "store:\n  backend: redis\n  url: {}\n  key_prefix: \"gh:\"\n  max_stale: 2s\n{ROUTES}",
+        "store:\n  backend: redis\n  url: {}\n  key_prefix: \"gh:\"\n  max_stale: {max_stale}\n{ROUTES}",
         redis.url()
     );
     let certs = certs_with_users(&users("[user]", false));
     let path = write_auth_config(
         &certs,
         &format!("http://{}", backend.addr),
-        SESSIONS_ON,
+        &format!("{jwt}{SESSIONS_ON}"),
         &store,
     );
     Gatehouse::start_config(certs, path).await
+}
+
+/// A replica keeps the sessions it read for a Redis outage; a logout on
+/// another replica reaches it as a revocation that it keeps in memory only
+/// for `access_ttl`. A session it has not been asked about since must not
+/// come back from that memory once Redis goes away.
+#[tokio::test]
+async fn a_session_signed_out_elsewhere_does_not_come_back_in_a_redis_outage() {
+    let backend = start_rust_backend().await;
+    let mut redis = Redis::start();
+    let (a, b) = (
+        on_redis_with(&backend, &redis, "30s", "    access_ttl: 2s\n").await,
+        on_redis_with(&backend, &redis, "30s", "    access_ttl: 2s\n").await,
+    );
+    let (ca, cb) = (client(&a), client(&b));
+    let cookie = sign_in(&a, &ca).await;
+    let on_b = || async {
+        let res = with_cookie(cb.get(b.url("/echo/app/x")), &cookie)
+            .send()
+            .await
+            .unwrap();
+        json_of(res).await
+    };
+    assert_eq!(on_b().await.0, 200, "b knows the session");
+    let res = with_cookie(ca.post(a.url("/auth/logout")), &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    // b is not asked again until its revocation has aged out of memory.
+    tokio::time::sleep(std::time::Duration::from_millis(3_000)).await;
+    redis.kill();
+    let (status, _, body) = on_b().await;
+    assert_ne!(
+        status, 200,
+        "a signed-out session served from memory: {body}"
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "store_unavailable", "{body}");
 }
