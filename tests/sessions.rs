@@ -938,26 +938,27 @@ async fn websocket_with(
 /// SPEC §9: what a session opened — an SSE stream, a WebSocket — is closed
 /// within 5 s of that session's logout; a cross-site WebSocket riding the
 /// session is refused before it opens.
-#[tokio::test]
-async fn streams_a_session_opened_end_with_its_logout() {
+/// A session's open streams: an event stream's body and a WebSocket.
+type Streams = (
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+/// Opens a 40 s event stream and a WebSocket on the session `cookie`, and
+/// checks both carry alice's traffic.
+async fn open_streams(gw: &Gatehouse, c: &reqwest::Client, cookie: &str) -> Streams {
     use futures_util::{SinkExt as _, StreamExt as _};
     use tokio_tungstenite::tungstenite::Message;
-    let backend = start_rust_backend().await;
-    let gw = start(&backend).await;
-    let c = client(&gw);
-    let cookie = sign_in(&gw, &c).await;
-    let cookie_header = format!("__Host-gatehouse={cookie}");
-
-    // A 40 s event stream and a WebSocket, both opened by the session.
-    let res = with_cookie(c.get(gw.url("/chat/stream?n=200&interval_ms=200")), &cookie)
+    let res = with_cookie(c.get(gw.url("/chat/stream?n=200&interval_ms=200")), cookie)
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let mut events = res.bytes_stream();
+    let mut events = Box::pin(res.bytes_stream());
     let first = events.next().await.expect("a first event").unwrap();
     assert!(String::from_utf8_lossy(&first).contains("alice"));
-    let mut ws = websocket_with(&gw, "/ws", &[("cookie", &cookie_header)])
+    let cookie_header = format!("__Host-gatehouse={cookie}");
+    let mut ws = websocket_with(gw, "/ws", &[("cookie", &cookie_header)])
         .await
         .expect("websocket");
     let hello = ws.next().await.expect("hello").unwrap();
@@ -967,8 +968,45 @@ async fn streams_a_session_opened_end_with_its_logout() {
         ws.next().await.unwrap().unwrap(),
         Message::Text("ping".into())
     );
+    (events, ws)
+}
+
+/// Asserts both streams end within 5 s of `since` (SPEC §9).
+async fn assert_streams_end(streams: Streams, since: std::time::Instant, why: &str) {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut events, mut ws) = streams;
+    let within = std::time::Duration::from_secs(5);
+    let stream_ended = tokio::time::timeout(within, async {
+        while let Some(Ok(_)) = events.next().await {}
+    })
+    .await;
+    assert!(
+        stream_ended.is_ok(),
+        "the event stream outlived {why} by 5 s"
+    );
+    let ws_closed = tokio::time::timeout(within.saturating_sub(since.elapsed()), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ws_closed.is_ok(), "the WebSocket outlived {why} by 5 s");
+}
+
+#[tokio::test]
+async fn streams_a_session_opened_end_with_its_logout() {
+    let backend = start_rust_backend().await;
+    let gw = start(&backend).await;
+    let c = client(&gw);
+    let cookie = sign_in(&gw, &c).await;
+    let streams = open_streams(&gw, &c, &cookie).await;
 
     // A cross-site page cannot open one on the user's session.
+    let cookie_header = format!("__Host-gatehouse={cookie}");
     let refused = websocket_with(
         &gw,
         "/ws",
@@ -986,30 +1024,24 @@ async fn streams_a_session_opened_end_with_its_logout() {
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    let logged_out = std::time::Instant::now();
-    let within = std::time::Duration::from_secs(5);
+    assert_streams_end(streams, std::time::Instant::now(), "the logout").await;
+}
 
-    let stream_ended = tokio::time::timeout(within, async {
-        while let Some(Ok(_)) = events.next().await {}
-    })
-    .await;
-    assert!(
-        stream_ended.is_ok(),
-        "the event stream outlived the logout by 5 s"
-    );
-    let ws_closed = tokio::time::timeout(within.saturating_sub(logged_out.elapsed()), async {
-        loop {
-            match ws.next().await {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
-    assert!(
-        ws_closed.is_ok(),
-        "the WebSocket outlived the logout by 5 s"
-    );
+#[tokio::test]
+async fn streams_of_a_user_disabled_in_the_users_file_end() {
+    let backend = start_rust_backend().await;
+    let gw = start(&backend).await;
+    let c = client(&gw);
+    let cookie = sign_in(&gw, &c).await;
+    let streams = open_streams(&gw, &c, &cookie).await;
+    write_users(gw.certs.dir.path(), &users("[user]", true));
+    // The file is re-read within a second; the streams ask every second.
+    assert_streams_end(streams, std::time::Instant::now(), "disabling the user").await;
+    let res = with_cookie(c.get(gw.url("/echo/app/x")), &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
 }
 
 /// SPEC §5: with Redis down, a session-authenticated request is served from

@@ -68,6 +68,9 @@ pub struct Principal {
     /// `user`, and `roles` joined with `,`, as identity header values.
     pub user_value: HeaderValue,
     pub roles_value: HeaderValue,
+    /// A session signed in with the users file: removing or disabling the
+    /// user there ends it, open streams included.
+    pub from_users_file: bool,
 }
 
 impl Principal {
@@ -96,6 +99,7 @@ impl Principal {
             sid,
             user_value,
             roles_value,
+            from_users_file: false,
         })
     }
 

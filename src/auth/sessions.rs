@@ -146,10 +146,13 @@ pub async fn resume(
         Some(session.sid.clone()),
     );
     match principal {
-        Ok(p) => Ok(Resumed::Live {
-            principal: Arc::new(p),
-            session,
-        }),
+        Ok(mut p) => {
+            p.from_users_file = session.method == PASSWORD;
+            Ok(Resumed::Live {
+                principal: Arc::new(p),
+                session,
+            })
+        }
         Err(_) => Ok(Resumed::Gone),
     }
 }

@@ -362,7 +362,9 @@ where
         }
         Target::Upstream(index) => {
             // What a session opens ends with it (SPEC §9).
-            let ended = principal.as_deref().and_then(|p| session_ended(shared, p));
+            let ended = principal
+                .as_deref()
+                .and_then(|p| session_ended(gate, shared, p));
             let mut outbound = outbound(gate, record, &peer, req, host, &target, principal)?;
             if let Some(upgrade) = &mut outbound.upgrade {
                 upgrade.ended = ended.clone().map(|e| (e, SESSION_WATCH));
@@ -441,17 +443,26 @@ fn csrf<B>(
 /// replica — revocations reach the others through the store at once).
 const SESSION_WATCH: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// "Has this session ended?" for a session principal.
-fn session_ended(shared: &Shared, p: &Principal) -> Option<crate::body::Ended> {
+/// "Has this session ended?" for a session principal: revoked (a logout on
+/// any replica), or — for a password session — its user removed or
+/// disabled in the users file (the next request ends it in the store).
+fn session_ended(gate: &Gate, shared: &Shared, p: &Principal) -> Option<crate::body::Ended> {
     if p.scheme != Scheme::Session {
         return None;
     }
     let sid = p.sid.clone()?;
     let store = shared.store.clone();
     let clock = shared.clock.clone();
+    let users = p
+        .from_users_file
+        .then(|| (gate.users.clone(), p.user.clone()));
     Some(Arc::new(move || {
-        store.revoked().check(None, Some(&sid), clock.unix_now())
-            == crate::store::Revocation::Revoked
+        let revoked = store.revoked().check(None, Some(&sid), clock.unix_now())
+            == crate::store::Revocation::Revoked;
+        revoked
+            || users
+                .as_ref()
+                .is_some_and(|(users, name)| users.get(name).is_none_or(|user| user.disabled))
     }))
 }
 
