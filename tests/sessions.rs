@@ -952,20 +952,24 @@ async fn open_streams(gw: &Gatehouse, c: &reqwest::Client, cookie: &str) -> Stre
     let res = with_cookie(c.get(gw.url("/chat/stream?n=200&interval_ms=200")), cookie)
         .send()
         .await
-        .unwrap();
+        .expect("the event stream");
     assert_eq!(res.status(), 200);
     let mut events = Box::pin(res.bytes_stream());
-    let first = events.next().await.expect("a first event").unwrap();
+    let first = events
+        .next()
+        .await
+        .expect("a first event")
+        .expect("the first event's bytes");
     assert!(String::from_utf8_lossy(&first).contains("alice"));
     let cookie_header = format!("__Host-gatehouse={cookie}");
     let mut ws = websocket_with(gw, "/ws", &[("cookie", &cookie_header)])
         .await
         .expect("websocket");
-    let hello = ws.next().await.expect("hello").unwrap();
+    let hello = ws.next().await.expect("hello").expect("hello's frame");
     assert_eq!(hello, Message::Text("hello alice".into()));
-    ws.send(Message::Text("ping".into())).await.unwrap();
+    ws.send(Message::Text("ping".into())).await.expect("ping");
     assert_eq!(
-        ws.next().await.unwrap().unwrap(),
+        ws.next().await.expect("an echo").expect("the echo's frame"),
         Message::Text("ping".into())
     );
     (events, ws)
