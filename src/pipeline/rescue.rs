@@ -50,6 +50,9 @@ pub enum Failure {
     /// a redirect to the sign-in page, or the 401 with `login_url`.
     #[error("sign-in needed: {}", .0.cause)]
     SignIn(Box<SignIn>),
+    /// The identity assertion could not be signed.
+    #[error("the identity assertion could not be signed")]
+    Unsigned,
 }
 
 /// The response for `failure`: the rescue's [`Problem`], or the answer that
@@ -99,6 +102,10 @@ pub fn rescue(failure: &Failure) -> Problem {
             Problem::CsrfRejected
         }
         Failure::SignIn(sign_in) => rescue(&sign_in.cause.into()),
+        Failure::Unsigned => {
+            tracing::error!("the identity assertion's key failed to sign");
+            Problem::Internal
+        }
     }
 }
 
