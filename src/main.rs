@@ -128,10 +128,13 @@ fn check(path: &Path) -> anyhow::Result<()> {
 fn export_jwks(path: &Path) -> anyhow::Result<()> {
     let config = config::load(path)?;
     let Some(assertion) = &config.identity.assertion else {
-        anyhow::bail!("{}: identity_headers.assertion is not configured", path.display());
+        anyhow::bail!(
+            "{}: identity_headers.assertion is not configured",
+            path.display()
+        );
     };
-    let document = gatehouse::auth::assertion::export_jwks(assertion)
-        .context("identity_headers.assertion")?;
+    let document =
+        gatehouse::auth::assertion::export_jwks(assertion).context("identity_headers.assertion")?;
     println!("{}", String::from_utf8_lossy(&document));
     Ok(())
 }

@@ -27,7 +27,17 @@ import threading
 import time
 from pathlib import Path
 
-from fastapi import FastAPI, Header, Request, Response, WebSocket, WebSocketDisconnect
+import jwt
+from fastapi import (
+    Depends,
+    FastAPI,
+    Header,
+    HTTPException,
+    Request,
+    Response,
+    WebSocket,
+    WebSocketDisconnect,
+)
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -231,6 +241,43 @@ async def ui_reply(message_id: str, x_auth_user: str = Header(ANONYMOUS)):
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
     )
+
+
+# ------------------------------------------- the signed identity assertion
+
+# gatehouse signs who the user is (SPEC §12); a backend that verifies it no
+# longer trusts whoever can reach its port. Where gatehouse publishes its
+# keys, which audience this backend is (the upstream's `audience`, default
+# its name in gatehouse's config) and gatehouse's issuer:
+JWKS_URL = os.environ.get(
+    "GATEHOUSE_JWKS_URL", "https://localhost:8443/.well-known/gatehouse/jwks.json"
+)
+AUDIENCE = os.environ.get("GATEHOUSE_AUDIENCE", "chatbot")
+ISSUER = os.environ.get("GATEHOUSE_ISSUER", "https://localhost")
+# Fetched on first use, cached, and fetched again for a key id it has not
+# seen (a rotation).
+_gatehouse_keys = jwt.PyJWKClient(JWKS_URL, cache_keys=True, lifespan=300)
+
+
+def gatehouse_identity(x_gatehouse_assertion: str = Header()) -> dict:
+    """FastAPI dependency: the claims of a valid assertion, else 401."""
+    try:
+        key = _gatehouse_keys.get_signing_key_from_jwt(x_gatehouse_assertion)
+        return jwt.decode(
+            x_gatehouse_assertion,
+            key,
+            algorithms=["ES256", "EdDSA", "RS256"],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            options={"require": ["iss", "aud", "sub", "iat", "exp", "jti"]},
+        )
+    except jwt.PyJWTError as e:
+        raise HTTPException(status_code=401, detail=f"invalid identity assertion: {e}")
+
+
+@app.get("/verified/whoami")
+def verified_whoami(claims: dict = Depends(gatehouse_identity)):
+    return {"sub": claims["sub"], "roles": claims["roles"], "method": claims["method"]}
 
 
 # ------------------------------------------- an OpenAI-compatible completion

@@ -28,6 +28,10 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{self, AssertionAlgorithm};
 
+/// The assertion's header unless `identity_headers.assertion.header` says
+/// otherwise (lower-case).
+pub const DEFAULT_ASSERTION_HEADER: &str = "x-gatehouse-assertion";
+
 /// Why the assertion's keys could not be loaded or made.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {reason}")]
@@ -60,9 +64,9 @@ impl SigningKey {
                 EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
                     .map_err(rejected)?,
             ),
-            AssertionAlgorithm::EdDsa => {
-                SigningKey::EdDsa(Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(rejected)?)
-            }
+            AssertionAlgorithm::EdDsa => SigningKey::EdDsa(
+                Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(rejected)?,
+            ),
             AssertionAlgorithm::Rs256 => {
                 let key = RsaKeyPair::from_pkcs8(der).map_err(rejected)?;
                 if key.public_modulus_len() < 256 {
@@ -150,7 +154,11 @@ fn generate(algorithm: AssertionAlgorithm) -> Result<String, String> {
 
 /// Reads the key at `path`, or — when `create` and there is none — makes
 /// one and writes it there (mode 0600, its folder created if missing).
-fn load_key(path: &Path, algorithm: AssertionAlgorithm, create: bool) -> Result<SigningKey, KeyError> {
+fn load_key(
+    path: &Path,
+    algorithm: AssertionAlgorithm,
+    create: bool,
+) -> Result<SigningKey, KeyError> {
     let err = |reason: String| KeyError {
         path: path.display().to_string(),
         reason,
@@ -419,7 +427,10 @@ mod tests {
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
-                let mode = std::fs::metadata(&cfg.key_file).expect("created").permissions().mode();
+                let mode = std::fs::metadata(&cfg.key_file)
+                    .expect("created")
+                    .permissions()
+                    .mode();
                 assert_eq!(mode & 0o777, 0o600, "{alg:?}");
             }
             let (roles, sub) = alice();
@@ -470,10 +481,18 @@ mod tests {
             sid: None,
         };
         let token = signer.sign(&who, "app", 1_000).expect("signed");
-        let payload = token.to_str().expect("ascii").split('.').nth(1).expect("claims");
+        let payload = token
+            .to_str()
+            .expect("ascii")
+            .split('.')
+            .nth(1)
+            .expect("claims");
         let claims: serde_json::Value =
             serde_json::from_slice(&B64.decode(payload).expect("base64url")).expect("JSON");
-        assert!(claims.get("email").is_none() && claims.get("sid").is_none(), "{claims}");
+        assert!(
+            claims.get("email").is_none() && claims.get("sid").is_none(),
+            "{claims}"
+        );
         assert_eq!(claims["iss"], "https://gate.example");
         assert_eq!(claims["roles"], serde_json::json!([]));
     }

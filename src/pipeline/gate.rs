@@ -17,7 +17,7 @@ use super::csrf::Trusted;
 use super::rate_limit::{self, Limiter, RouteLimit};
 use super::route::RouteTable;
 use crate::auth::api_key::ApiKeys;
-use crate::auth::assertion::{default_issuer, Signer};
+use crate::auth::assertion::{default_issuer, Signer, DEFAULT_ASSERTION_HEADER};
 use crate::auth::jwt::{KeyError, OwnKeys, Verifier};
 use crate::auth::password::Hasher;
 use crate::auth::tokens::Issuer;
@@ -108,8 +108,12 @@ impl Gate {
                 reason: e.to_string(),
             })?;
         let mut identity_owned = vec![id.user.clone(), id.roles.clone(), id.method.clone()];
-        // A client-sent assertion is always removed.
-        identity_owned.extend(assertion.as_ref().map(|s| s.header().clone()));
+        // A client-sent assertion is always removed, even with none
+        // configured (a backend may still trust that header name).
+        identity_owned.push(assertion.as_ref().map_or_else(
+            || HeaderName::from_static(DEFAULT_ASSERTION_HEADER),
+            |s| s.header().clone(),
+        ));
         let mut proxy_owned = identity_owned.clone();
         proxy_owned.push(id.request_id.clone());
         proxy_owned.extend([

@@ -374,7 +374,10 @@ where
             };
             let mut outbound = outbound(gate, record, &peer, req, host, &target, principal)?;
             if let Some((signer, value)) = assertion {
-                outbound.parts.headers.insert(signer.header().clone(), value);
+                outbound
+                    .parts
+                    .headers
+                    .insert(signer.header().clone(), value);
             }
             if let Some(upgrade) = &mut outbound.upgrade {
                 upgrade.ended = ended.clone().map(|e| (e, SESSION_WATCH));

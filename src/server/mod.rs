@@ -379,17 +379,15 @@ impl Gateway {
         let this = self.clone();
         let handler = move |req: http::Request<hyper::body::Incoming>, _: &Arc<Activity>| {
             let res = match which {
-                Listener::Admin => {
-                    admin::handle(
-                        &req,
-                        &this.inner.shared.metrics,
-                        || this.readiness(),
-                        || {
-                            let generation = this.inner.generation.load();
-                            generation.gate.assertion.as_ref().map(|s| s.jwks())
-                        },
-                    )
-                }
+                Listener::Admin => admin::handle(
+                    &req,
+                    &this.inner.shared.metrics,
+                    || this.readiness(),
+                    || {
+                        let generation = this.inner.generation.load();
+                        generation.gate.assertion.as_ref().map(|s| s.jwks())
+                    },
+                ),
                 _ => redirect::redirect(&req, this.inner.https_port.load(Ordering::Relaxed)),
             };
             std::future::ready(res)

@@ -28,7 +28,10 @@ pub(super) fn identity_headers(
             .transpose()?,
     };
     let named = [
-        ("assertion.header", headers.assertion.as_ref().map(|a| &a.header)),
+        (
+            "assertion.header",
+            headers.assertion.as_ref().map(|a| &a.header),
+        ),
         ("request_id", Some(&headers.request_id)),
         ("method", Some(&headers.method)),
         ("roles", Some(&headers.roles)),
@@ -190,7 +193,11 @@ mod tests {
         let a = configs[0].identity.assertion.as_ref().expect("assertion");
         assert_eq!(a.header.as_str(), "x-gatehouse-assertion");
         assert_eq!(a.algorithm, AssertionAlgorithm::Es256);
-        assert!(a.key_file.ends_with("data/assertion.pem"), "{:?}", a.key_file);
+        assert!(
+            a.key_file.ends_with("data/assertion.pem"),
+            "{:?}",
+            a.key_file
+        );
         assert_eq!(a.ttl.as_secs(), 60);
         assert_eq!(a.issuer, None);
         let b = configs[1].identity.assertion.as_ref().expect("assertion");
@@ -199,6 +206,9 @@ mod tests {
         assert!(b.previous_key_files[0].ends_with("old.pem"));
         assert_eq!(b.issuer.as_deref(), Some("https://chat.example.com"));
         assert_eq!(b.ttl.as_secs(), 300);
-        assert_eq!(configs[0].upstreams[0].audience, configs[0].upstreams[0].name);
+        assert_eq!(
+            configs[0].upstreams[0].audience,
+            configs[0].upstreams[0].name
+        );
     }
 }
