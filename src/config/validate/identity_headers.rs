@@ -16,6 +16,7 @@ pub(super) fn identity_headers(
         user: header(cx, "identity_headers.user", &ih.user)?,
         roles: header(cx, "identity_headers.roles", &ih.roles)?,
         method: header(cx, "identity_headers.method", &ih.method)?,
+        email: header(cx, "identity_headers.email", &ih.email)?,
         request_id: header(cx, "identity_headers.request_id", &ih.request_id)?,
     })
 }
