@@ -144,7 +144,7 @@ pub async fn resume(
     );
     match principal {
         Ok(p) => Ok(Resumed::Live {
-            principal: Arc::new(p),
+            principal: Arc::new(p.with_email(session.email.as_deref())),
             session,
         }),
         Err(_) => Ok(Resumed::Gone),
@@ -195,10 +195,19 @@ pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Found<'a> {
     found
 }
 
-/// Removes the cookie `name` from every `Cookie` header (the app's own
+/// Removes the cookie `name`, and the sign-in flow cookies named after it,
+/// from every `Cookie` header (the app's own
 /// cookies pass unchanged); a header left empty goes.
 pub fn strip(headers: &mut HeaderMap, name: &str) {
-    let named = |pair: &str| pair.split_once('=').is_some_and(|(n, _)| n.trim() == name);
+    // The session cookie, and the sign-in flow cookies named after it
+    // (SPEC §10, `oidc::flow_cookie_name`).
+    let flows = format!("{name}{}", super::oidc::FLOW_COOKIE_INFIX);
+    let named = |pair: &str| {
+        pair.split_once('=').is_some_and(|(n, _)| {
+            let n = n.trim();
+            n == name || n.starts_with(&flows)
+        })
+    };
     let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
     if !values
         .iter()
@@ -322,7 +331,7 @@ mod tests {
     fn only_our_cookie_is_stripped_before_forwarding() {
         let mut h = headers(&[
             "app=1; __Host-gatehouse=secret; theme=dark",
-            "__Host-gatehouse=x",
+            "__Host-gatehouse=x; __Host-gatehouse-oidc-0123456789abcdef=flow",
         ]);
         strip(&mut h, NAME);
         let left: Vec<&str> = h

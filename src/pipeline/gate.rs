@@ -93,7 +93,12 @@ impl Gate {
             refresh_ttl: jwt.refresh_ttl,
         };
         let id = &config.identity;
-        let identity_owned = vec![id.user.clone(), id.roles.clone(), id.method.clone()];
+        let identity_owned = vec![
+            id.user.clone(),
+            id.roles.clone(),
+            id.method.clone(),
+            id.email.clone(),
+        ];
         let mut proxy_owned = identity_owned.clone();
         proxy_owned.push(id.request_id.clone());
         proxy_owned.extend([

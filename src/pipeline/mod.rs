@@ -533,6 +533,11 @@ where
             websocket,
         },
     );
+    // A verified email (SPEC §10); client copies went with the identity
+    // headers above.
+    if let Some(email) = principal.as_deref().and_then(|p| p.email.clone()) {
+        parts.headers.insert(config.identity.email.clone(), email);
+    }
     Ok(Outbound {
         parts,
         path,
