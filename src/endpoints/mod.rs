@@ -8,10 +8,13 @@
 //! - [`tokens`] — `POST /login`, `/auth/refresh`, `/auth/logout`;
 //! - [`me`] — `GET /auth/me`;
 //! - [`session`] — the browser sign-in page and form (`/auth/login`) and
-//!   signing a browser out (SPEC §9); [`login_page`] draws the page.
+//!   signing a browser out (SPEC §9); [`login_page`] draws the page;
+//! - [`oidc`] — sign-in through an identity provider (SPEC §10):
+//!   `/auth/oidc/{id}/start` and the callback.
 
 pub mod login_page;
 pub mod me;
+pub mod oidc;
 pub mod session;
 pub mod tokens;
 
@@ -34,6 +37,10 @@ pub enum Endpoint {
     Me,
     /// The browser sign-in page (GET) and form (POST); only with sessions on.
     SessionLogin,
+    /// `/auth/oidc/{id}/start`; only with providers configured.
+    OidcStart,
+    /// `auth.oidc.callback`; only with providers configured.
+    OidcCallback,
 }
 
 /// What the pipeline applies to an endpoint before its handler runs.
@@ -59,7 +66,7 @@ pub struct Spec {
 }
 
 /// Every endpoint, in the order they are matched.
-pub const TABLE: [Spec; 5] = [
+pub const TABLE: [Spec; 7] = [
     Spec {
         endpoint: Endpoint::Login,
         name: "login",
@@ -115,6 +122,31 @@ pub const TABLE: [Spec; 5] = [
         csrf: true,
         session_too: false,
     },
+    // A sign-in through a provider: every start and callback counts as a
+    // login attempt (SPEC §10). They change nothing a cross-site request
+    // could abuse: `state` and the flow cookie guard the callback.
+    Spec {
+        endpoint: Endpoint::OidcStart,
+        name: "auth_oidc_start",
+        methods: &[Method::GET],
+        allow: "GET",
+        auth: &[],
+        login_limit: true,
+        limited: &[Method::GET],
+        csrf: false,
+        session_too: false,
+    },
+    Spec {
+        endpoint: Endpoint::OidcCallback,
+        name: "auth_oidc_callback",
+        methods: &[Method::GET],
+        allow: "GET",
+        auth: &[],
+        login_limit: true,
+        limited: &[Method::GET],
+        csrf: false,
+        session_too: false,
+    },
 ];
 
 impl Endpoint {
@@ -123,16 +155,51 @@ impl Endpoint {
         &TABLE[self as usize]
     }
 
-    /// Its path, as configured under `auth.endpoints`.
-    pub fn path(self, paths: &config::Endpoints) -> &str {
+    /// Its path pattern, as configured under `auth.endpoints` (and
+    /// `auth.oidc.callback`).
+    pub fn pattern(self, auth: &config::Auth) -> config::Pattern {
+        let paths = &auth.endpoints;
+        let exact = |p: &str| config::Pattern::Exact(p.to_owned());
         match self {
-            Endpoint::Login => &paths.login,
-            Endpoint::Refresh => &paths.refresh,
-            Endpoint::Logout => &paths.logout,
-            Endpoint::Me => &paths.me,
-            Endpoint::SessionLogin => &paths.session_login,
+            Endpoint::Login => exact(&paths.login),
+            Endpoint::Refresh => exact(&paths.refresh),
+            Endpoint::Logout => exact(&paths.logout),
+            Endpoint::Me => exact(&paths.me),
+            Endpoint::SessionLogin => exact(&paths.session_login),
+            Endpoint::OidcStart => config::Pattern::Segments {
+                segments: OIDC_START
+                    .iter()
+                    .map(|s| match *s {
+                        "*" => config::Segment::Wildcard,
+                        lit => config::Segment::Literal(lit.to_owned()),
+                    })
+                    .collect(),
+                rest: false,
+            },
+            Endpoint::OidcCallback => exact(&auth.oidc.callback),
         }
     }
+
+    /// Whether the config makes it an endpoint: the sign-in page needs
+    /// sessions on (else its path is routed like any other, SPEC §9), the
+    /// provider endpoints need providers.
+    pub fn enabled(self, auth: &config::Auth) -> bool {
+        match self {
+            Endpoint::SessionLogin => auth.sessions.enabled,
+            Endpoint::OidcStart | Endpoint::OidcCallback => {
+                auth.sessions.enabled && !auth.oidc.providers.is_empty()
+            }
+            _ => true,
+        }
+    }
+}
+
+/// `/auth/oidc/{id}/start`, by segment.
+const OIDC_START: [&str; 4] = ["auth", "oidc", "*", "start"];
+
+/// A provider's start path.
+pub fn oidc_start_path(id: &str) -> String {
+    format!("/auth/oidc/{id}/start")
 }
 
 /// What the endpoints answer with: one config generation's parts and the
@@ -145,6 +212,14 @@ pub struct Cx<'a> {
     pub sessions: &'a config::Sessions,
     /// `auth.endpoints.session_login`, where the sign-in form posts.
     pub session_login: &'a str,
+    /// The identity providers (SPEC §10), when configured.
+    pub oidc: Option<&'a crate::auth::oidc::Providers>,
+    /// The request's normalized path.
+    pub path: &'a str,
+    /// The request's validated host, with its port when it has one.
+    pub host: Option<&'a str>,
+    /// `auth.jwt.leeway`, in seconds (an `id_token`'s times).
+    pub leeway: u64,
 }
 
 /// Answers `req` for `endpoint`; `principal` is what the pipeline
@@ -167,8 +242,23 @@ where
         (Endpoint::Logout, Some(p)) => tokens::logout(cx, req, &p, now).await,
         (Endpoint::Login | Endpoint::Refresh, _) => tokens::issue(endpoint, cx, req, now).await,
         (Endpoint::SessionLogin, _) => session::answer(cx, req, now).await,
+        // The pipeline answers these with [`answer_oidc`].
+        (Endpoint::OidcStart | Endpoint::OidcCallback, _) => Err(TokenError::InvalidToken),
         // The pipeline authenticates these before calling: not reached.
         (Endpoint::Me | Endpoint::Logout, None) => Err(TokenError::InvalidToken),
+    }
+}
+
+/// Answers a provider endpoint (SPEC §10).
+pub async fn answer_oidc<B>(
+    endpoint: Endpoint,
+    cx: &Cx<'_>,
+    req: Request<B>,
+    now: u64,
+) -> Result<Response<Body>, oidc::Error> {
+    match endpoint {
+        Endpoint::OidcStart => oidc::start(cx, req, now).await,
+        _ => oidc::callback(cx, req, now).await,
     }
 }
 

@@ -22,7 +22,7 @@ use crate::auth::password::Hasher;
 use crate::auth::tokens::Issuer;
 use crate::auth::users::UsersFile;
 use crate::clock::Clock;
-use crate::config::{AuthMethod, Config, Pattern, Route, RouteAuth};
+use crate::config::{AuthMethod, Config, Route, RouteAuth};
 use crate::endpoints::{self, Endpoint};
 use crate::metrics::Metrics;
 use crate::upstream::headers as fwd;
@@ -69,6 +69,8 @@ pub struct Gate {
     /// Removed before forwarding: the API key header, and `Authorization`
     /// when `forward_authorization` is false.
     pub strip: Vec<HeaderName>,
+    /// The identity providers of `auth.oidc` (SPEC §10), when configured.
+    pub oidc: Option<crate::auth::oidc::Providers>,
 }
 
 impl Gate {
@@ -83,6 +85,16 @@ impl Gate {
             reason,
         })?;
         users.watch();
+        let oidc = if config.auth.oidc.providers.is_empty() {
+            None
+        } else {
+            let providers = crate::auth::oidc::Providers::new(&config.auth.oidc, &carry.oidc)
+                .map_err(|(i, reason)| KeyError {
+                    key: format!("auth.oidc.providers[{i}]"),
+                    reason,
+                })?;
+            Some(providers)
+        };
         let jwt = &config.auth.jwt;
         let issuer = Issuer {
             algorithm: own_keys.algorithm,
@@ -124,8 +136,9 @@ impl Gate {
         let sessions = config.auth.sessions.enabled;
         for spec in &endpoints::TABLE {
             // With sessions off, the sign-in page's path is no endpoint: it
-            // is routed like any other (SPEC §9).
-            if spec.endpoint == Endpoint::SessionLogin && !sessions {
+            // is routed like any other (SPEC §9); so are the provider
+            // endpoints without providers (SPEC §10).
+            if !spec.endpoint.enabled(&config.auth) {
                 continue;
             }
             let mut auth = spec.auth.to_vec();
@@ -134,7 +147,7 @@ impl Gate {
             }
             routes.push(Route {
                 name: Arc::from(spec.name),
-                pattern: Pattern::Exact(spec.endpoint.path(&config.auth.endpoints).to_owned()),
+                pattern: spec.endpoint.pattern(&config.auth),
                 methods: None,
                 host: None,
                 auth: if auth.is_empty() {
@@ -193,6 +206,7 @@ impl Gate {
             proxy_owned,
             identity_owned,
             strip,
+            oidc,
             config,
         })
     }
@@ -222,6 +236,8 @@ impl Gate {
 pub struct Carried {
     pub limiters: rate_limit::Limiters,
     pub jwks: crate::auth::jwks::RemoteKeySets,
+    /// Identity providers as discovered (SPEC §10).
+    pub oidc: crate::auth::oidc::Registry,
 }
 
 /// Process-wide parts that outlive a config generation.

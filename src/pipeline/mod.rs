@@ -54,7 +54,7 @@ use crate::activity::Activity;
 use crate::auth::{Principal, Scheme};
 use crate::body::{Body, BodyError, Limited};
 use crate::config::{AuthMethod, RouteAuth};
-use crate::endpoints;
+use crate::endpoints::{self, Endpoint};
 use crate::host::Canonical;
 use crate::metrics::Metrics;
 use crate::upstream::headers::{self as fwd, Outgoing};
@@ -346,9 +346,17 @@ where
                 body_read_timeout: gate.config.server.body_read_timeout,
                 sessions,
                 session_login: &gate.config.auth.endpoints.session_login,
+                oidc: gate.oidc.as_ref(),
+                path: &target.path,
+                host: host.as_ref().and_then(|h| h.value().to_str().ok()),
+                leeway: gate.config.auth.jwt.leeway.as_secs(),
             };
             // Boxed, like every rare path: the request's future stays small
             // (hyper moves it into place for every request).
+            if matches!(endpoint, Endpoint::OidcStart | Endpoint::OidcCallback) {
+                let answer = endpoints::answer_oidc(endpoint, &cx, req, now);
+                return Ok(Box::pin(answer).await?);
+            }
             let answer = endpoints::answer(endpoint, &cx, req, principal, now);
             Ok(Box::pin(answer).await?)
         }

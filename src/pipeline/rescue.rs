@@ -10,6 +10,7 @@ use crate::auth::tokens::TokenError;
 use crate::auth::AuthError;
 use crate::body::Body;
 use crate::body::BodyError;
+use crate::endpoints::oidc::Error as OidcError;
 use crate::error::Problem;
 use crate::metrics::UpstreamErrorKind;
 use crate::store::StoreError;
@@ -50,6 +51,9 @@ pub enum Failure {
     /// a redirect to the sign-in page, or the 401 with `login_url`.
     #[error("sign-in needed: {}", .0.cause)]
     SignIn(Box<SignIn>),
+    /// A sign-in through an identity provider that did not happen (SPEC §10).
+    #[error(transparent)]
+    Oidc(#[from] OidcError),
 }
 
 /// The response for `failure`: the rescue's [`Problem`], or the answer that
@@ -57,6 +61,7 @@ pub enum Failure {
 pub fn respond(failure: &Failure) -> Response<Body> {
     match failure {
         Failure::SignIn(sign_in) => sign_in.response(rescue(&sign_in.cause.into())),
+        Failure::Oidc(OidcError::Refused(refused)) => refused.response(rescue(failure)),
         other => rescue(other).to_response(),
     }
 }
@@ -99,6 +104,12 @@ pub fn rescue(failure: &Failure) -> Problem {
             Problem::CsrfRejected
         }
         Failure::SignIn(sign_in) => rescue(&sign_in.cause.into()),
+        Failure::Oidc(e) => match e {
+            OidcError::UnknownProvider => Problem::NotFound,
+            OidcError::Unavailable => Problem::ProviderUnavailable,
+            OidcError::Refused(_) => Problem::Forbidden,
+            OidcError::Store(e) => store(e),
+        },
     }
 }
 
