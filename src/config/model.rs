@@ -349,6 +349,8 @@ pub struct Oidc {
 }
 
 /// What kind of provider, and where it is.
+// Built once per config load, a few per process: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderKind {
     /// `type: oidc`: OpenID Connect, found by discovery at `issuer` (an

@@ -315,10 +315,10 @@ impl FakeState {
         };
         match path.as_str() {
             "/login/oauth/authorize" => {
-                self.seen.lock().unwrap().push(query.clone());
+                self.seen.lock().expect("lock").push(query.clone());
                 let q = params(&query);
                 let code = format!("code-{}", rand::random::<u64>());
-                self.codes.lock().unwrap().insert(
+                self.codes.lock().expect("lock").insert(
                     code.clone(),
                     (
                         q.get("code_challenge").cloned().unwrap_or_default(),
@@ -351,7 +351,8 @@ impl FakeState {
                 let post_ok = form.get("client_id").map(String::as_str) == Some(GITHUB_CLIENT)
                     && form.get("client_secret").map(String::as_str) == Some(GITHUB_SECRET);
                 let code = form.get("code").cloned().unwrap_or_default();
-                let Some((challenge, redirect)) = self.codes.lock().unwrap().remove(&code) else {
+                let Some((challenge, redirect)) = self.codes.lock().expect("lock").remove(&code)
+                else {
                     // GitHub answers 200 with an error for a bad code.
                     return json(200, json!({"error": "bad_verification_code"}));
                 };
@@ -451,7 +452,7 @@ impl Browser {
     pub fn cookies(&self, url: &str) -> HashMap<String, String> {
         self.jar
             .lock()
-            .unwrap()
+            .expect("lock")
             .get(&Self::origin_key(url))
             .cloned()
             .unwrap_or_default()
@@ -460,7 +461,7 @@ impl Browser {
     pub fn set_cookie(&self, url: &str, name: &str, value: &str) {
         self.jar
             .lock()
-            .unwrap()
+            .expect("lock")
             .entry(Self::origin_key(url))
             .or_default()
             .insert(name.to_owned(), value.to_owned());
@@ -468,11 +469,19 @@ impl Browser {
 
     /// Forgets every cookie of `url`'s origin (a provider's session).
     pub fn forget(&self, url: &str) {
-        self.jar.lock().unwrap().remove(&Self::origin_key(url));
+        self.jar
+            .lock()
+            .expect("lock")
+            .remove(&Self::origin_key(url));
     }
 
     pub fn remove_cookie(&self, url: &str, name: &str) {
-        if let Some(c) = self.jar.lock().unwrap().get_mut(&Self::origin_key(url)) {
+        if let Some(c) = self
+            .jar
+            .lock()
+            .expect("lock")
+            .get_mut(&Self::origin_key(url))
+        {
             c.remove(name);
         }
     }
@@ -512,7 +521,7 @@ impl Browser {
                 || set
                     .to_ascii_lowercase()
                     .contains("expires=thu, 01 jan 1970");
-            let mut jar = self.jar.lock().unwrap();
+            let mut jar = self.jar.lock().expect("lock");
             let site = jar.entry(key.clone()).or_default();
             if clears {
                 site.remove(name.trim());
