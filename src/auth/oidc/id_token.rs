@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
-use crate::auth::jwks::RemoteKeys;
+use crate::auth::jwks::{Key, RemoteKeys};
 
 /// What the check needs to know.
 pub struct Expect<'a> {
@@ -47,6 +47,19 @@ pub async fn verify(
     let Some((key, _)) = keys.find(header.kid.as_deref()).await else {
         return Err("id_token signed by a key not in the provider's JWKS");
     };
+    check(token, &header, &key, expect)
+}
+
+/// The checks once the key is found.
+fn check(
+    token: &str,
+    header: &jsonwebtoken::Header,
+    key: &Key,
+    expect: &Expect<'_>,
+) -> Result<Map<String, Value>, &'static str> {
+    if !is_asymmetric(header.alg) || !expect.algorithms.contains(&header.alg) {
+        return Err("id_token algorithm not allowed");
+    }
     if key.alg.is_some_and(|a| a != header.alg) {
         return Err("id_token algorithm is not its key's");
     }
@@ -135,6 +148,149 @@ pub fn allowed_algorithms(named: Option<&Value>) -> Vec<Algorithm> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    const NOW: u64 = 1_800_000_000;
+
+    struct Signer {
+        encoding: EncodingKey,
+        key: Key,
+    }
+
+    fn es256() -> Signer {
+        let pair = rcgen::KeyPair::generate().expect("P-256 key");
+        Signer {
+            encoding: EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
+            key: Key {
+                decoding: jsonwebtoken::DecodingKey::from_ec_pem(pair.public_key_pem().as_bytes())
+                    .unwrap(),
+                alg: None,
+            },
+        }
+    }
+
+    fn claims() -> Value {
+        json!({"iss": "https://idp.example", "aud": "client", "sub": "u1",
+               "exp": NOW + 60, "iat": NOW, "nonce": "the-nonce"})
+    }
+
+    fn expect() -> Expect<'static> {
+        Expect {
+            issuer: "https://idp.example",
+            client_id: "client",
+            algorithms: &[Algorithm::ES256],
+            nonce: "the-nonce",
+            leeway: 30,
+            now: NOW,
+        }
+    }
+
+    fn run(
+        token: &str,
+        key: &Key,
+        expect: &Expect<'_>,
+    ) -> Result<Map<String, Value>, &'static str> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| "header")?;
+        check(token, &header, key, expect)
+    }
+
+    fn signed(s: &Signer, claims: &Value) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::ES256), claims, &s.encoding).unwrap()
+    }
+
+    #[test]
+    fn a_good_id_token_passes() {
+        let s = es256();
+        let c = run(&signed(&s, &claims()), &s.key, &expect()).unwrap();
+        assert_eq!(c["sub"], "u1");
+        let mut several = claims();
+        several["aud"] = json!(["client", "other"]);
+        several["azp"] = json!("client");
+        assert!(run(&signed(&s, &several), &s.key, &expect()).is_ok());
+    }
+
+    #[test]
+    fn every_claim_check_refuses_its_token() {
+        let s = es256();
+        let cases: Vec<(&str, Value)> = vec![
+            ("iss", json!("https://idp.example/")),
+            ("aud", json!("other")),
+            ("aud", json!(["other", "client2"])),
+            ("azp", json!("other")),
+            ("exp", json!(NOW - 31)),
+            ("iat", json!(NOW + 31)),
+            ("nbf", json!(NOW + 31)),
+            ("nonce", json!("another-nonce")),
+            ("sub", json!("")),
+        ];
+        for (claim, value) in cases {
+            let mut c = claims();
+            c[claim] = value.clone();
+            assert!(
+                run(&signed(&s, &c), &s.key, &expect()).is_err(),
+                "{claim}: {value}"
+            );
+        }
+        for missing in ["nonce", "iat", "exp", "sub", "iss", "aud"] {
+            let mut c = claims();
+            c.as_object_mut().unwrap().remove(missing);
+            assert!(
+                run(&signed(&s, &c), &s.key, &expect()).is_err(),
+                "without {missing}"
+            );
+        }
+        let mut several = claims();
+        several["aud"] = json!(["client", "other"]);
+        assert!(
+            run(&signed(&s, &several), &s.key, &expect()).is_err(),
+            "several audiences, no azp"
+        );
+        // Within the leeway is fine.
+        let mut c = claims();
+        c["exp"] = json!(NOW - 29);
+        assert!(run(&signed(&s, &c), &s.key, &expect()).is_ok());
+    }
+
+    #[test]
+    fn another_key_none_and_hmac_are_never_accepted() {
+        let (s, other) = (es256(), es256());
+        let token = signed(&s, &claims());
+        assert_eq!(
+            run(&token, &other.key, &expect()),
+            Err("id_token signature invalid")
+        );
+        // HS256 "signed" with the public key's bytes, the classic confusion.
+        let hs = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims(),
+            &EncodingKey::from_secret(b"client-secret"),
+        )
+        .unwrap();
+        let mut lax = expect();
+        let algs = [Algorithm::ES256, Algorithm::HS256];
+        lax.algorithms = &algs;
+        assert_eq!(
+            run(&hs, &s.key, &lax),
+            Err("id_token algorithm not allowed")
+        );
+        // alg none: an unsigned token.
+        use base64::Engine as _;
+        let b64 =
+            |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let none = format!("{}.{}.", b64(&json!({"alg": "none"})), b64(&claims()));
+        assert!(run(&none, &s.key, &expect()).is_err());
+        // An algorithm the provider does not announce.
+        let mut rs_only = expect();
+        rs_only.algorithms = &[Algorithm::RS256];
+        assert!(run(&token, &s.key, &rs_only).is_err());
+        // A key the JWKS pins to another algorithm.
+        let pinned = Key {
+            alg: Some(Algorithm::ES384),
+            ..s.key.clone()
+        };
+        assert!(run(&token, &pinned, &expect()).is_err());
+    }
 
     #[test]
     fn only_public_key_algorithms_are_ever_allowed() {
