@@ -60,12 +60,28 @@ fn write_config(
     backend: &Backend,
     providers: &str,
 ) -> std::path::PathBuf {
+    write_config_with(certs, port, backend, providers, "")
+}
+
+/// [`write_config`] with `extra` top-level YAML (a store).
+fn write_config_with(
+    certs: &TestCerts,
+    port: u16,
+    backend: &Backend,
+    providers: &str,
+    extra: &str,
+) -> std::path::PathBuf {
     let auth = format!(
         "{}  sessions:\n    enabled: true\n    app_name: Chat\n  oidc:\n    providers:\n{providers}",
         jwt_auth("")
     );
-    let yaml = config_yaml_with_auth(certs, &upstream(&backend.url("")), &auth, ROUTES)
-        .replace("https: 127.0.0.1:0", &format!("https: 127.0.0.1:{port}"));
+    let yaml = config_yaml_with_auth(
+        certs,
+        &upstream(&backend.url("")),
+        &auth,
+        &format!("{ROUTES}{extra}"),
+    )
+    .replace("https: 127.0.0.1:0", &format!("https: 127.0.0.1:{port}"));
     let path = certs.dir.path().join("gatehouse.yaml");
     std::fs::write(&path, yaml).expect("write config");
     path
@@ -73,6 +89,11 @@ fn write_config(
 
 /// The real provider and a gatehouse using it with `rules`, discovered.
 async fn setup(rules: &str) -> Setup {
+    setup_with(rules, "").await
+}
+
+/// [`setup`] with `extra` top-level YAML.
+async fn setup_with(rules: &str, extra: &str) -> Setup {
     let ca = TestCa::new();
     let backend = start_rust_backend().await;
     let port = closed_port().port();
@@ -322,6 +343,26 @@ async fn a_replayed_state_is_refused() {
     let page = s.browser.get(&callback).await;
     s.assert_refused(&page);
     assert_eq!(s.logins("invalid").await, 1.0);
+}
+
+#[tokio::test]
+async fn with_the_redis_store_a_state_is_spent_once_too() {
+    let redis = Redis::start();
+    let store = format!(
+        "store:\n  backend: redis\n  url: {}\n  key_prefix: \"oidc:\"\n",
+        redis.url()
+    );
+    let s = setup_with("", &store).await;
+    let authorize = s.start("/echo/r").await;
+    let flow = s.flow_cookies();
+    let callback = s.at_provider(&authorize, "alice").await;
+    let page = s.browser.get(&callback).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let page = s.browser.get(&s.gw.url("/echo/r")).await;
+    assert_eq!(seen_one(&page.json(), "x-auth-user"), "alice@example.com");
+    s.browser.remove_cookie(&s.gw.url("/"), "__Host-gatehouse");
+    s.browser.set_cookie(&s.gw.url("/"), &flow[0].0, &flow[0].1);
+    s.assert_refused(&s.browser.get(&callback).await);
 }
 
 #[tokio::test]
