@@ -688,6 +688,65 @@ async fn client_secret_post_works_and_a_wrong_secret_is_a_provider_error() {
     }
 }
 
+/// Whether chromium and the browser scripts' packages are installed (as
+/// `scripts/test` installs them); the test fails, naming them, when not.
+fn require_browser() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "/usr/bin/chromium missing: run scripts/test, or `apt-get install chromium`"
+    );
+    assert!(
+        repo.join("tests/browser/node_modules/playwright-core/package.json")
+            .exists(),
+        "tests/browser/node_modules missing: run scripts/test, or `npm ci --prefix tests/browser`"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_browser_signs_in_through_the_provider_from_the_sign_in_page() {
+    require_browser();
+    let s = setup(RULES).await;
+    let target = s.gw.url("/echo/browser");
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser/oidc.png");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/oidc.mjs");
+    let output = {
+        let (target, screenshot) = (target.clone(), screenshot.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("node")
+                .arg(script)
+                .args(["--page", &target, "--button", "Sign in with Test IdP"])
+                .args(["--login", "alice", "--chromium", "/usr/bin/chromium"])
+                .arg("--screenshot")
+                .arg(&screenshot)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("node runs the browser script")
+        })
+        .await
+        .expect("browser task")
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser script failed:\n{stdout}\n{stderr}"
+    );
+    eprintln!("{stdout}");
+    let result: Value = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .map(|j| serde_json::from_str(j).expect("RESULT is JSON"))
+        .expect("a RESULT line");
+    assert_eq!(result["url"], target, "{result}");
+    let echo: Value =
+        serde_json::from_str(result["body"].as_str().unwrap_or("")).expect("the echo");
+    assert_eq!(seen_one(&echo, "x-auth-user"), "alice@example.com");
+    assert_eq!(seen_one(&echo, "x-auth-email"), "alice@example.com");
+    assert_eq!(seen_one(&echo, "x-auth-method"), "session");
+    assert_eq!(s.logins("success").await, 1.0);
+}
+
 // --- GitHub, against a fake of its OAuth and API endpoints ---------------
 
 struct GithubSetup {
