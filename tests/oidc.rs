@@ -100,12 +100,8 @@ async fn setup_with(rules: &str, extra: &str) -> Setup {
     let redirect = format!("https://localhost:{port}/auth/oidc/callback");
     let idp = RealProvider::start(&ca, 0, &redirect, &[CLIENT], accounts());
     let certs = TestCerts::new();
-    let path = write_config(
-        &certs,
-        port,
-        &backend,
-        &provider_yaml(&idp.issuer, &ca, rules),
-    );
+    let providers = provider_yaml(&idp.issuer, &ca, rules);
+    let path = write_config_with(&certs, port, &backend, &providers, extra);
     let gw = Gatehouse::start_config(certs, path).await;
     let browser = Browser::new(&gw, &ca);
     wait_discovered(&gw, &browser, "idp", Duration::from_secs(15)).await;
@@ -355,6 +351,23 @@ async fn with_the_redis_store_a_state_is_spent_once_too() {
     let s = setup_with("", &store).await;
     let authorize = s.start("/echo/r").await;
     let flow = s.flow_cookies();
+    let keys = std::process::Command::new("redis-cli")
+        .args(["-u", &redis.url(), "--scan", "--pattern", "oidc:flow:*"])
+        .output()
+        .expect("redis-cli");
+    let keys = String::from_utf8_lossy(&keys.stdout);
+    let state = &query_of(&authorize)["state"];
+    let hash: String = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(state.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert!(
+        keys.lines().any(|k| k == format!("oidc:flow:{hash}")),
+        "the flow is in Redis under the state's SHA-256: {keys}"
+    );
     let callback = s.at_provider(&authorize, "alice").await;
     let page = s.browser.get(&callback).await;
     assert_eq!(page.status, 303, "{}", page.body);
