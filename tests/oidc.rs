@@ -641,6 +641,61 @@ async fn discovery_naming_another_issuer_keeps_the_provider_unavailable() {
 }
 
 #[tokio::test]
+async fn without_its_ca_file_a_private_provider_is_not_trusted() {
+    let ca = TestCa::new();
+    let backend = start_rust_backend().await;
+    let port = closed_port().port();
+    let redirect = format!("https://localhost:{port}/auth/oidc/callback");
+    let idp = RealProvider::start(&ca, 0, &redirect, &[CLIENT], accounts());
+    let certs = TestCerts::new();
+    let providers = format!(
+        "      - id: idp\n        issuer: {}\n        client_id: a\n        client_secret: b\n",
+        idp.issuer
+    );
+    let path = write_config(&certs, port, &backend, &providers);
+    let gw = Gatehouse::start_config(certs, path).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let res = backends::client()
+        .get(format!("http://{}/readyz", gw.admin))
+        .send()
+        .await
+        .unwrap();
+    let reason: Value = res.json().await.unwrap();
+    let reason = reason["reason"].as_str().unwrap_or("").to_owned();
+    assert!(reason.contains("identity provider idp"), "{reason}");
+    assert!(
+        reason.to_ascii_lowercase().contains("certificate"),
+        "{reason}"
+    );
+    let browser = Browser::new(&gw, &ca);
+    assert_eq!(
+        browser.get(&gw.url("/auth/oidc/idp/start")).await.status,
+        503
+    );
+}
+
+#[tokio::test]
+async fn a_reload_keeps_the_discovered_provider_and_applies_new_rules() {
+    let s = setup("").await;
+    assert_eq!(s.sign_in("mallory", "/echo/").await.status, 303);
+    // The same provider, now with a domain rule: no rediscovery wait.
+    let yaml = std::fs::read_to_string(&s.gw.config_path).unwrap();
+    let yaml = yaml.replace(
+        "        scopes: [openid, email, profile, groups]\n",
+        "        scopes: [openid, email, profile, groups]\n        allowed_email_domains: [example.com]\n",
+    );
+    std::fs::write(&s.gw.config_path, yaml).unwrap();
+    s.gw.gateway.reload().expect("reload");
+    s.forget_provider();
+    s.browser.remove_cookie(&s.gw.url("/"), "__Host-gatehouse");
+    let page = s.browser.get(&s.gw.url("/auth/oidc/idp/start")).await;
+    assert_eq!(page.status, 302, "still discovered after the reload");
+    s.assert_refused(&s.sign_in("mallory", "/echo/").await);
+    s.forget_provider();
+    assert_eq!(s.sign_in("alice", "/echo/").await.status, 303);
+}
+
+#[tokio::test]
 async fn client_secret_post_works_and_a_wrong_secret_is_a_provider_error() {
     let ca = TestCa::new();
     let backend = start_rust_backend().await;

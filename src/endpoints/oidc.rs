@@ -126,7 +126,10 @@ pub async fn callback<B>(cx: &Cx<'_>, req: Request<B>, now: u64) -> Result<Respo
         navigation,
         clear_cookie: None,
         app_name: cx.sessions.app_name.clone(),
-        retry: cx.session_login.to_owned(),
+        retry: match &cx.sessions.login_page {
+            crate::config::LoginPage::Builtin => cx.session_login.to_owned(),
+            crate::config::LoginPage::App(path) => path.clone(),
+        },
     };
     let mut provider_label = "unknown".to_owned();
     let result = signed_in(cx, &req, now, &mut refused, &mut provider_label).await;

@@ -573,8 +573,8 @@ fn needs_userinfo(cfg: &OidcProvider, claims: &Map<String, Value>) -> bool {
         "email_verified".to_owned(),
         root(&cfg.username_claim),
     ];
-    if !cfg.role_map.is_empty() {
-        wanted.push(cfg.roles_claim[0].clone());
+    if let (false, Some(first)) = (cfg.role_map.is_empty(), cfg.roles_claim.first()) {
+        wanted.push(first.clone());
     }
     wanted.extend(cfg.required_claims.iter().map(|(c, _)| root(c)));
     wanted
