@@ -696,6 +696,46 @@ async fn a_reload_keeps_the_discovered_provider_and_applies_new_rules() {
 }
 
 #[tokio::test]
+async fn starts_and_callbacks_count_in_the_login_rate_limit() {
+    let s = setup_with(
+        "",
+        "rate_limits:\n  per_ip: null\n  login: { rate: 1/h, burst: 6 }\n",
+    )
+    .await;
+    // The metric's series exist from the start.
+    let text = scrape(s.gw.admin).await;
+    assert_eq!(
+        find_sample(
+            &text,
+            "gatehouse_oidc_logins_total{provider=\"idp\",result=\"denied\"}"
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let res = s
+            .browser
+            .client
+            .get(s.gw.url("/auth/oidc/idp/start"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let res = s
+        .browser
+        .client
+        .get(s.gw.url("/auth/oidc/callback?state=x&code=y"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
 async fn client_secret_post_works_and_a_wrong_secret_is_a_provider_error() {
     let ca = TestCa::new();
     let backend = start_rust_backend().await;

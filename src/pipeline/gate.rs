@@ -93,6 +93,14 @@ impl Gate {
                     key: format!("auth.oidc.providers[{i}]"),
                     reason,
                 })?;
+            // Every provider's series exist from the start, at 0.
+            for p in &config.auth.oidc.providers {
+                for result in ["success", "denied", "invalid", "provider_error"] {
+                    metrics
+                        .oidc_logins
+                        .with_label_values(&[p.id.as_str(), result]);
+                }
+            }
             Some(providers)
         };
         let jwt = &config.auth.jwt;
