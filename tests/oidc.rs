@@ -5,7 +5,9 @@
 //! OAuth and API endpoints. The provider's login and consent forms are
 //! filled in with plain HTTP requests, as a browser would ([`Browser`]).
 //! Every refusal is checked to give a 403 and no session, and to count in
-//! `gatehouse_oidc_logins_total` with its result.
+//! `gatehouse_oidc_logins_total` with its result. One test signs in with a
+//! real browser (Debian's chromium, `tests/browser/oidc.mjs`) from
+//! gatehouse's sign-in page, as a person would.
 
 mod support;
 
