@@ -855,6 +855,11 @@ async fn a_real_browser_signs_in_through_the_provider_from_the_sign_in_page() {
     assert_eq!(seen_one(&echo, "x-auth-email"), "alice@example.com");
     assert_eq!(seen_one(&echo, "x-auth-method"), "session");
     assert_eq!(s.logins("success").await, 1.0);
+    assert!(
+        std::fs::metadata(&screenshot).is_ok_and(|m| m.len() > 0),
+        "no screenshot of the sign-in page at {}",
+        screenshot.display()
+    );
 }
 
 // --- GitHub, against a fake of its OAuth and API endpoints ---------------

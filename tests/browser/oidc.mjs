@@ -2,7 +2,8 @@
 // tests/oidc.rs: Debian's chromium opens a page behind gatehouse, is sent
 // to gatehouse's sign-in page, clicks "Sign in with <provider>", fills in
 // the provider's login form and confirms its consent page, and lands back
-// on the page it asked for, signed in. Prints each step, then
+// on the page it asked for, signed in. The sign-in page, with its
+// provider button, is saved as a screenshot. Prints each step, then
 // `RESULT {"url", "body", "button"}` (the page's text: the backend's echo).
 //
 //   node oidc.mjs --page URL --button "Sign in with X" --login NAME
@@ -30,6 +31,8 @@ try {
   step(`open ${args.page}`);
   await page.goto(args.page);
   step(`on ${page.url()}: click "${args.button}"`);
+  mkdirSync(dirname(args.screenshot), { recursive: true });
+  await page.screenshot({ path: args.screenshot });
   const button = page.getByRole("link", { name: args.button });
   const buttonText = await button.textContent();
   await button.click();
@@ -46,8 +49,6 @@ try {
   ]);
   step(`back on ${page.url()}`);
   const body = await page.textContent("body");
-  mkdirSync(dirname(args.screenshot), { recursive: true });
-  await page.screenshot({ path: args.screenshot });
   console.log(`RESULT ${JSON.stringify({ url: page.url(), body, button: buttonText })}`);
 } finally {
   await browser.close();
