@@ -5,10 +5,12 @@
 //! a fixed list, status codes, fixed result words. Never a raw path, a user or
 //! an IP.
 
-use http::Method;
+use std::sync::{Arc, OnceLock};
+
+use http::{Method, StatusCode};
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 pub const REQUESTS_TOTAL: &str = "gatehouse_requests_total";
@@ -69,15 +71,96 @@ impl Listener {
 
 /// A bounded label for a request method.
 pub fn method_label(method: &Method) -> &'static str {
+    METHOD_LABELS[method_index(method)]
+}
+
+const METHOD_LABELS: [&str; 8] = [
+    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "OTHER",
+];
+
+fn method_index(method: &Method) -> usize {
     match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::PATCH => 3,
+        Method::DELETE => 4,
+        Method::HEAD => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
+    }
+}
+
+/// The auth schemes whose `result="ok"` series a route keeps at hand.
+const SCHEMES: [&str; 3] = ["jwt", "api_key", "session"];
+
+/// One route's share of the per-request metrics. A label lookup hashes
+/// every label value (SipHash) and takes the vector's lock, several times a
+/// request; the series a successful request feeds are looked up once per
+/// config load instead, on first use, so each still appears only once it
+/// has happened.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    /// The route's name: the `route` label.
+    pub name: Arc<str>,
+    /// `gatehouse_auth_total{route, scheme, result="ok"}`, by [`SCHEMES`].
+    authorized: [OnceLock<IntCounter>; SCHEMES.len()],
+    /// `gatehouse_requests_total{route, method, status="200"}`, by method.
+    ok: [OnceLock<IntCounter>; METHOD_LABELS.len()],
+    /// `gatehouse_request_duration_seconds{route}`.
+    duration: OnceLock<Histogram>,
+}
+
+impl RouteMetrics {
+    pub fn new(name: Arc<str>) -> Self {
+        RouteMetrics {
+            name,
+            authorized: Default::default(),
+            ok: Default::default(),
+            duration: OnceLock::new(),
+        }
+    }
+
+    /// Counts an authorization decision of this route for `scheme`.
+    pub fn authorized(&self, metrics: &Metrics, scheme: &str, allowed: bool) {
+        match SCHEMES
+            .iter()
+            .position(|s| *s == scheme)
+            .filter(|_| allowed)
+        {
+            Some(i) => self.authorized[i]
+                .get_or_init(|| metrics.auth.with_label_values(&[&self.name, scheme, "ok"]))
+                .inc(),
+            None => {
+                let result = if allowed { "ok" } else { "forbidden" };
+                metrics
+                    .auth
+                    .with_label_values(&[&self.name, scheme, result])
+                    .inc()
+            }
+        }
+    }
+
+    /// Counts a request this route answered, and how long it took.
+    pub fn answered(&self, metrics: &Metrics, method: &Method, status: StatusCode, secs: f64) {
+        let m = method_index(method);
+        if status == StatusCode::OK {
+            self.ok[m]
+                .get_or_init(|| {
+                    metrics
+                        .requests
+                        .with_label_values(&[&*self.name, METHOD_LABELS[m], "200"])
+                })
+                .inc();
+        } else {
+            metrics
+                .requests
+                .with_label_values(&[&*self.name, METHOD_LABELS[m], status.as_str()])
+                .inc();
+        }
+        self.duration
+            .get_or_init(|| metrics.request_duration.with_label_values(&[&self.name]))
+            .observe(secs);
     }
 }
 
@@ -292,5 +375,65 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics failed");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(metrics: &Metrics, line_start: &str) -> Option<String> {
+        let text = String::from_utf8(metrics.render()).expect("utf-8");
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .map(|l| l.rsplit(' ').next().unwrap_or_default().to_owned())
+    }
+
+    #[test]
+    fn a_routes_series_appear_on_first_use_and_outlive_a_reload() {
+        let metrics = Metrics::new(Registry::new()).expect("metrics");
+        let chat = RouteMetrics::new(Arc::from("chat"));
+        let ok = r#"gatehouse_requests_total{method="GET",route="chat",status="200"}"#;
+        let authz = r#"gatehouse_auth_total{result="ok",route="chat",scheme="jwt"}"#;
+        assert_eq!(
+            sample(&metrics, ok),
+            None,
+            "nothing before the first request"
+        );
+        assert_eq!(sample(&metrics, authz), None);
+
+        chat.authorized(&metrics, "jwt", true);
+        chat.answered(&metrics, &Method::GET, StatusCode::OK, 0.01);
+        chat.answered(&metrics, &Method::GET, StatusCode::OK, 0.01);
+        // Other statuses, refusals and unlisted schemes take the plain lookup.
+        chat.answered(&metrics, &Method::GET, StatusCode::NOT_FOUND, 0.01);
+        chat.authorized(&metrics, "jwt", false);
+        chat.authorized(&metrics, "other", true);
+        assert_eq!(sample(&metrics, ok).as_deref(), Some("2"));
+        assert_eq!(sample(&metrics, authz).as_deref(), Some("1"));
+        let not_found = r#"gatehouse_requests_total{method="GET",route="chat",status="404"}"#;
+        assert_eq!(sample(&metrics, not_found).as_deref(), Some("1"));
+        let forbidden = r#"gatehouse_auth_total{result="forbidden",route="chat",scheme="jwt"}"#;
+        assert_eq!(sample(&metrics, forbidden).as_deref(), Some("1"));
+        let other = r#"gatehouse_auth_total{result="ok",route="chat",scheme="other"}"#;
+        assert_eq!(sample(&metrics, other).as_deref(), Some("1"));
+        let count = r#"gatehouse_request_duration_seconds_count{route="chat"}"#;
+        assert_eq!(sample(&metrics, count).as_deref(), Some("3"));
+
+        // A config reload makes new handles for the same series: counts go on.
+        let reloaded = RouteMetrics::new(Arc::from("chat"));
+        reloaded.answered(&metrics, &Method::GET, StatusCode::OK, 0.01);
+        reloaded.authorized(&metrics, "jwt", true);
+        assert_eq!(sample(&metrics, ok).as_deref(), Some("3"));
+        assert_eq!(sample(&metrics, authz).as_deref(), Some("2"));
+        // Every method has its own series.
+        chat.answered(
+            &metrics,
+            &Method::from_bytes(b"PURGE").unwrap(),
+            StatusCode::OK,
+            0.01,
+        );
+        let purge = r#"gatehouse_requests_total{method="OTHER",route="chat",status="200"}"#;
+        assert_eq!(sample(&metrics, purge).as_deref(), Some("1"));
     }
 }

@@ -11,7 +11,7 @@ mod support;
 
 use std::sync::OnceLock;
 
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 use support::*;
 
@@ -291,6 +291,10 @@ async fn a_json_sign_in_answers_who_and_until_when_and_failures_say_one_thing() 
             .unwrap();
         assert_eq!(res.status(), 401);
         assert!(set_cookie(res.headers()).is_none());
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            r#"Bearer realm="gatehouse""#
+        );
         let html = res.text().await.unwrap();
         assert!(html.contains("Wrong username or password."), "{html}");
         assert!(!html.contains(user) || user == "alice", "{html}");
@@ -488,6 +492,53 @@ async fn a_token_or_key_in_the_request_wins_over_the_cookie() {
     assert_eq!(seen_one(&seen, "x-auth-method"), "jwt");
 }
 
+/// A browser sends an app's cookie as it was set (UTF-8 included), and an
+/// HTTP/2 browser each cookie as a field of its own: neither may carry
+/// gatehouse's cookie to the app, and the app gets one `Cookie` header.
+#[tokio::test]
+async fn the_session_cookie_never_reaches_the_app_whatever_the_cookie_fields_hold() {
+    let backend = start_rust_backend().await;
+    let gw = start(&backend).await;
+    let c = client(&gw);
+    let cookie = sign_in(&gw, &c).await;
+    let not_ascii =
+        HeaderValue::from_bytes(format!("name=caf\u{e9}; __Host-gatehouse={cookie}").as_bytes())
+            .unwrap();
+    for (path, token) in [
+        ("/echo/app/x", None),
+        ("/echo/jwt/x", Some(token_for("bob", &["user"]))),
+    ] {
+        clear_recorded(backend.addr).await;
+        let mut req = c
+            .get(gw.url(path))
+            .header("cookie", not_ascii.clone())
+            .header("cookie", "b=2");
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let got = only_request(&backend, path).await;
+        // The backend reads header bytes as Latin-1, as ASGI servers do.
+        assert_eq!(
+            seen(&got, "cookie"),
+            ["name=caf\u{c3}\u{a9}; b=2"],
+            "{path}"
+        );
+    }
+    // The session was read through the non-ASCII header.
+    clear_recorded(backend.addr).await;
+    let res = c
+        .get(gw.url("/echo/app/y"))
+        .header("cookie", not_ascii)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = only_request(&backend, "non-ASCII cookie").await;
+    assert_eq!(seen_one(&seen, "x-auth-user"), "alice");
+}
+
 #[tokio::test]
 async fn cross_site_requests_riding_the_session_are_refused_and_never_forwarded() {
     let backend = start_rust_backend().await;
@@ -644,6 +695,26 @@ async fn logout_ends_the_session_for_real_even_across_a_restart() {
         2.0,
         "{metrics}"
     );
+    // Signing out again (another tab, a stale page) clears the cookie and
+    // ends nothing more.
+    let res = with_cookie(c.post(gw.url("/auth/logout")), &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert!(res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"gatehouse_sessions_revoked_total{reason="logout"}"#
+        ),
+        2.0,
+        "{metrics}"
+    );
 
     let kept = sign_in(&gw, &c).await;
     let gw = gw.restart().await;
@@ -732,17 +803,18 @@ async fn with_sessions_off_the_sign_in_path_is_routed_like_any_other() {
     assert!(res.headers().get("content-security-policy").is_none());
     let seen = only_request(&backend, "GET /auth/login with sessions off").await;
     assert_eq!(seen["path"], "/auth/login");
-    // And a cookie of that name is the app's business.
+    // A session cookie set before sessions were switched off still never
+    // reaches the app (it would be good again once they are back on).
     clear_recorded(backend.addr).await;
     let res = c
         .get(gw.url("/echo/x"))
-        .header("cookie", "__Host-gatehouse=app-owned")
+        .header("cookie", "app=1; __Host-gatehouse=set-while-on")
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     let seen = only_request(&backend, "a cookie with sessions off").await;
-    assert_eq!(seen_one(&seen, "cookie"), "__Host-gatehouse=app-owned");
+    assert_eq!(seen_one(&seen, "cookie"), "app=1");
 }
 
 /// Two gatehouses sharing one real Redis: a session started on one is
@@ -849,7 +921,7 @@ async fn websocket_with(
     for (n, v) in headers {
         req.headers_mut().insert(
             http::HeaderName::from_bytes(n.as_bytes()).expect("a header name"),
-            http::HeaderValue::from_str(v).expect("a header value"),
+            HeaderValue::from_str(v).expect("a header value"),
         );
     }
     let connector = tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(
@@ -866,37 +938,79 @@ async fn websocket_with(
 /// SPEC §9: what a session opened — an SSE stream, a WebSocket — is closed
 /// within 5 s of that session's logout; a cross-site WebSocket riding the
 /// session is refused before it opens.
-#[tokio::test]
-async fn streams_a_session_opened_end_with_its_logout() {
+/// A session's open streams: an event stream's body and a WebSocket.
+type Streams = (
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+/// Opens a 40 s event stream and a WebSocket on the session `cookie`, and
+/// checks both carry alice's traffic.
+async fn open_streams(gw: &Gatehouse, c: &reqwest::Client, cookie: &str) -> Streams {
     use futures_util::{SinkExt as _, StreamExt as _};
     use tokio_tungstenite::tungstenite::Message;
+    let res = with_cookie(c.get(gw.url("/chat/stream?n=200&interval_ms=200")), cookie)
+        .send()
+        .await
+        .expect("the event stream");
+    assert_eq!(res.status(), 200);
+    let mut events = Box::pin(res.bytes_stream());
+    let first = events
+        .next()
+        .await
+        .expect("a first event")
+        .expect("the first event's bytes");
+    assert!(String::from_utf8_lossy(&first).contains("alice"));
+    let cookie_header = format!("__Host-gatehouse={cookie}");
+    let mut ws = websocket_with(gw, "/ws", &[("cookie", &cookie_header)])
+        .await
+        .expect("websocket");
+    let hello = ws.next().await.expect("hello").expect("hello's frame");
+    assert_eq!(hello, Message::Text("hello alice".into()));
+    ws.send(Message::Text("ping".into())).await.expect("ping");
+    assert_eq!(
+        ws.next().await.expect("an echo").expect("the echo's frame"),
+        Message::Text("ping".into())
+    );
+    (events, ws)
+}
+
+/// Asserts both streams end within 5 s of `since` (SPEC §9).
+async fn assert_streams_end(streams: Streams, since: std::time::Instant, why: &str) {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut events, mut ws) = streams;
+    let within = std::time::Duration::from_secs(5);
+    let stream_ended = tokio::time::timeout(within, async {
+        while let Some(Ok(_)) = events.next().await {}
+    })
+    .await;
+    assert!(
+        stream_ended.is_ok(),
+        "the event stream outlived {why} by 5 s"
+    );
+    let ws_closed = tokio::time::timeout(within.saturating_sub(since.elapsed()), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ws_closed.is_ok(), "the WebSocket outlived {why} by 5 s");
+}
+
+#[tokio::test]
+async fn streams_a_session_opened_end_with_its_logout() {
     let backend = start_rust_backend().await;
     let gw = start(&backend).await;
     let c = client(&gw);
     let cookie = sign_in(&gw, &c).await;
-    let cookie_header = format!("__Host-gatehouse={cookie}");
-
-    // A 40 s event stream and a WebSocket, both opened by the session.
-    let res = with_cookie(c.get(gw.url("/chat/stream?n=200&interval_ms=200")), &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let mut events = res.bytes_stream();
-    let first = events.next().await.expect("a first event").unwrap();
-    assert!(String::from_utf8_lossy(&first).contains("alice"));
-    let mut ws = websocket_with(&gw, "/ws", &[("cookie", &cookie_header)])
-        .await
-        .expect("websocket");
-    let hello = ws.next().await.expect("hello").unwrap();
-    assert_eq!(hello, Message::Text("hello alice".into()));
-    ws.send(Message::Text("ping".into())).await.unwrap();
-    assert_eq!(
-        ws.next().await.unwrap().unwrap(),
-        Message::Text("ping".into())
-    );
+    let streams = open_streams(&gw, &c, &cookie).await;
 
     // A cross-site page cannot open one on the user's session.
+    let cookie_header = format!("__Host-gatehouse={cookie}");
     let refused = websocket_with(
         &gw,
         "/ws",
@@ -914,30 +1028,24 @@ async fn streams_a_session_opened_end_with_its_logout() {
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    let logged_out = std::time::Instant::now();
-    let within = std::time::Duration::from_secs(5);
+    assert_streams_end(streams, std::time::Instant::now(), "the logout").await;
+}
 
-    let stream_ended = tokio::time::timeout(within, async {
-        while let Some(Ok(_)) = events.next().await {}
-    })
-    .await;
-    assert!(
-        stream_ended.is_ok(),
-        "the event stream outlived the logout by 5 s"
-    );
-    let ws_closed = tokio::time::timeout(within.saturating_sub(logged_out.elapsed()), async {
-        loop {
-            match ws.next().await {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
-    assert!(
-        ws_closed.is_ok(),
-        "the WebSocket outlived the logout by 5 s"
-    );
+#[tokio::test]
+async fn streams_of_a_user_disabled_in_the_users_file_end() {
+    let backend = start_rust_backend().await;
+    let gw = start(&backend).await;
+    let c = client(&gw);
+    let cookie = sign_in(&gw, &c).await;
+    let streams = open_streams(&gw, &c, &cookie).await;
+    write_users(gw.certs.dir.path(), &users("[user]", true));
+    // The file is re-read within a second; the streams ask every second.
+    assert_streams_end(streams, std::time::Instant::now(), "disabling the user").await;
+    let res = with_cookie(c.get(gw.url("/echo/app/x")), &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
 }
 
 /// SPEC §5: with Redis down, a session-authenticated request is served from
@@ -996,16 +1104,60 @@ async fn with_redis_down_a_session_lasts_until_max_stale_then_fails_closed() {
 
 /// A gatehouse with sessions on and the Redis store `redis` (`max_stale: 2s`).
 async fn on_redis(backend: &Backend, redis: &Redis) -> Gatehouse {
+    on_redis_with(backend, redis, "2s", "").await
+}
+
+/// [`on_redis`] with another `max_stale` and more `auth.jwt` keys.
+async fn on_redis_with(backend: &Backend, redis: &Redis, max_stale: &str, jwt: &str) -> Gatehouse {
     let store = format!(
-        "store:\n  backend: redis\n  url: {}\n  key_prefix: \"gh:\"\n  max_stale: 2s\n{ROUTES}",
+        "store:\n  backend: redis\n  url: {}\n  key_prefix: \"gh:\"\n  max_stale: {max_stale}\n{ROUTES}",
         redis.url()
     );
     let certs = certs_with_users(&users("[user]", false));
     let path = write_auth_config(
         &certs,
         &format!("http://{}", backend.addr),
-        SESSIONS_ON,
+        &format!("{jwt}{SESSIONS_ON}"),
         &store,
     );
     Gatehouse::start_config(certs, path).await
+}
+
+/// A replica keeps the sessions it read for a Redis outage; a logout on
+/// another replica reaches it as a revocation that it keeps in memory only
+/// for `access_ttl`. A session it has not been asked about since must not
+/// come back from that memory once Redis goes away.
+#[tokio::test]
+async fn a_session_signed_out_elsewhere_does_not_come_back_in_a_redis_outage() {
+    let backend = start_rust_backend().await;
+    let mut redis = Redis::start();
+    let (a, b) = (
+        on_redis_with(&backend, &redis, "30s", "    access_ttl: 2s\n").await,
+        on_redis_with(&backend, &redis, "30s", "    access_ttl: 2s\n").await,
+    );
+    let (ca, cb) = (client(&a), client(&b));
+    let cookie = sign_in(&a, &ca).await;
+    let on_b = || async {
+        let res = with_cookie(cb.get(b.url("/echo/app/x")), &cookie)
+            .send()
+            .await
+            .unwrap();
+        json_of(res).await
+    };
+    assert_eq!(on_b().await.0, 200, "b knows the session");
+    let res = with_cookie(ca.post(a.url("/auth/logout")), &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    // b is not asked again until its revocation has aged out of memory.
+    tokio::time::sleep(std::time::Duration::from_millis(3_000)).await;
+    redis.kill();
+    let (status, _, body) = on_b().await;
+    assert_ne!(
+        status, 200,
+        "a signed-out session served from memory: {body}"
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "store_unavailable", "{body}");
 }

@@ -16,6 +16,7 @@
 //! what a route requires.
 
 pub mod api_key;
+pub mod assertion;
 pub mod jwks;
 pub mod jwt;
 pub mod oidc;
@@ -74,6 +75,9 @@ pub struct Principal {
     /// A verified email (a session signed in through an identity provider,
     /// SPEC §10), as the `X-Auth-Email` value.
     pub email: Option<HeaderValue>,
+    /// A session signed in with the users file: removing or disabling the
+    /// user there ends it, open streams included.
+    pub from_users_file: bool,
 }
 
 impl Principal {
@@ -103,6 +107,7 @@ impl Principal {
             user_value,
             roles_value,
             email: None,
+            from_users_file: false,
         })
     }
 

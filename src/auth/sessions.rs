@@ -126,7 +126,10 @@ pub async fn resume(
     } else {
         session.roles.clone()
     };
-    if now.saturating_sub(session.last_seen) >= TOUCH_EVERY {
+    // A short idle timeout (tests, kiosks) still slides: touched at least
+    // twice per idle period.
+    let every = TOUCH_EVERY.min(session.idle_timeout / 2);
+    if now.saturating_sub(session.last_seen) >= every {
         session.last_seen = now;
         // Best effort: a failed write costs the session at most a minute
         // of its idle time, never the request.
@@ -143,25 +146,30 @@ pub async fn resume(
         Some(session.sid.clone()),
     );
     match principal {
-        Ok(p) => Ok(Resumed::Live {
-            principal: Arc::new(p.with_email(session.email.as_deref())),
-            session,
-        }),
+        Ok(mut p) => {
+            p.from_users_file = session.method == PASSWORD;
+            Ok(Resumed::Live {
+                principal: Arc::new(p.with_email(session.email.as_deref())),
+                session,
+            })
+        }
         Err(_) => Ok(Resumed::Gone),
     }
 }
 
 /// Ends the session `cookie` names: the record is deleted and its family
-/// revoked (every replica stops accepting it at once).
-pub async fn end(store: &Store, cookie: &str, now: u64) -> Result<(), StoreError> {
+/// revoked (every replica stops accepting it at once). Whether it was live.
+pub async fn end(store: &Store, cookie: &str, now: u64) -> Result<bool, StoreError> {
     if !well_formed(cookie) {
-        return Ok(());
+        return Ok(false);
     }
     let hash = cookie_hash(cookie);
-    if let Some(session) = store.session(&hash, now).await? {
+    let live = store.session(&hash, now).await?;
+    if let Some(session) = &live {
         store.revoke(None, Some(&session.sid), now).await?;
     }
-    store.end_session(&hash).await
+    store.end_session(&hash).await?;
+    Ok(live.is_some())
 }
 
 /// The session cookie in a request's `Cookie` headers.
@@ -174,19 +182,27 @@ pub enum Found<'a> {
     Several,
 }
 
+/// The `name=value` pairs of one `Cookie` header, as bytes: a browser
+/// sends the app's cookies as they were set, not always as ASCII, and a
+/// header that is not text must not hide ours.
+fn pairs(value: &HeaderValue) -> impl Iterator<Item = (&[u8], &[u8])> {
+    value.as_bytes().split(|b| *b == b';').filter_map(|pair| {
+        let at = pair.iter().position(|b| *b == b'=')?;
+        Some((pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()))
+    })
+}
+
 /// Finds the cookie `name` in every `Cookie` header (RFC 6265 §5.4: pairs
 /// separated by `;`).
 pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Found<'a> {
     let mut found = Found::None;
     for value in headers.get_all(COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';') {
-            let Some((n, v)) = pair.split_once('=') else {
-                continue;
-            };
-            if n.trim() == name {
+        for (n, v) in pairs(value) {
+            if n == name.as_bytes() {
+                // Not text: no cookie of ours, which `resume` then refuses.
+                let v = std::str::from_utf8(v).unwrap_or_default();
                 found = match found {
-                    Found::None => Found::One(v.trim().trim_matches('"')),
+                    Found::None => Found::One(v.trim_matches('"')),
                     _ => return Found::Several,
                 };
             }
@@ -195,45 +211,44 @@ pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Found<'a> {
     found
 }
 
-/// Removes the cookie `name`, and the sign-in flow cookies named after it,
-/// from every `Cookie` header (the app's own
-/// cookies pass unchanged); a header left empty goes.
+/// Removes the cookie `name`, and the sign-in flow cookies named after it
+/// (SPEC §10, `oidc::flow_cookie_name`), from the `Cookie` headers (the
+/// app's own cookies pass unchanged, byte for byte), and joins what is left
+/// into one header: HTTP/2 sends each cookie as a field of its own, an
+/// HTTP/1.1 upstream reads one (RFC 9113 §8.2.3).
 pub fn strip(headers: &mut HeaderMap, name: &str) {
-    // The session cookie, and the sign-in flow cookies named after it
-    // (SPEC §10, `oidc::flow_cookie_name`).
     let flows = format!("{name}{}", super::oidc::FLOW_COOKIE_INFIX);
-    let named = |pair: &str| {
-        pair.split_once('=').is_some_and(|(n, _)| {
-            let n = n.trim();
-            n == name || n.starts_with(&flows)
-        })
+    let ours = |pair: &[u8]| {
+        let n = pair.split(|b| *b == b'=').next().unwrap_or_default();
+        let n = n.trim_ascii();
+        pair.contains(&b'=') && (n == name.as_bytes() || n.starts_with(flows.as_bytes()))
     };
-    let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
-    if !values
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|v| v.split(';').any(named)))
-    {
+    let (mut fields, mut has_ours) = (0, false);
+    for value in headers.get_all(COOKIE) {
+        fields += 1;
+        has_ours = has_ours || value.as_bytes().split(|b| *b == b';').any(ours);
+    }
+    if fields == 0 || (fields == 1 && !has_ours) {
         return;
     }
-    headers.remove(COOKIE);
-    for value in values {
-        let kept = match value.to_str() {
-            Ok(text) => {
-                let rest: Vec<&str> = text
-                    .split(';')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty() && !named(p))
-                    .collect();
-                if rest.is_empty() {
-                    continue;
-                }
-                HeaderValue::from_str(&rest.join("; ")).ok()
+    let mut kept: Vec<u8> = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        for pair in value.as_bytes().split(|b| *b == b';') {
+            let pair = pair.trim_ascii();
+            if pair.is_empty() || ours(pair) {
+                continue;
             }
-            // Not text: no cookie of ours could be read from it either.
-            Err(_) => Some(value),
-        };
-        if let Some(kept) = kept {
-            headers.append(COOKIE, kept);
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(pair);
+        }
+    }
+    headers.remove(COOKIE);
+    // Made of the bytes of valid header values and "; ": valid too.
+    if let Ok(value) = HeaderValue::from_bytes(&kept) {
+        if !kept.is_empty() {
+            headers.insert(COOKIE, value);
         }
     }
 }
@@ -346,6 +361,44 @@ mod tests {
         let mut h = headers(&["__Host-gatehouse=only"]);
         strip(&mut h, NAME);
         assert!(!h.contains_key(COOKIE));
+    }
+
+    /// Headers whose values are raw bytes (a browser sends an app's cookie
+    /// as it was set, UTF-8 included).
+    fn raw(values: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(COOKIE, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_cookie_header_that_is_not_ascii_hides_nothing() {
+        let h = raw(&[b"name=caf\xc3\xa9; __Host-gatehouse=abc"]);
+        assert_eq!(find(&h, NAME), Found::One("abc"));
+        let mut h = h;
+        strip(&mut h, NAME);
+        assert_eq!(h[COOKIE].as_bytes(), b"name=caf\xc3\xa9");
+        // Our cookie's value must be text to be ours at all.
+        let h = raw(&[b"__Host-gatehouse=\xff\xfe"]);
+        assert_eq!(find(&h, NAME), Found::One(""));
+        assert!(!well_formed(""));
+        let mut h = h;
+        strip(&mut h, NAME);
+        assert!(!h.contains_key(COOKIE));
+    }
+
+    #[test]
+    fn cookies_sent_as_several_fields_reach_the_app_as_one_header() {
+        // HTTP/2 "crumbs" (RFC 9113 §8.2.3), with and without ours.
+        let mut h = headers(&["a=1", "b=2", "c=3"]);
+        strip(&mut h, NAME);
+        assert_eq!(h.get_all(COOKIE).iter().count(), 1);
+        assert_eq!(h[COOKIE], "a=1; b=2; c=3");
+        let mut h = headers(&["a=1", "__Host-gatehouse=x", "flag", "b=2"]);
+        strip(&mut h, NAME);
+        assert_eq!(h[COOKIE], "a=1; flag; b=2");
     }
 
     #[test]

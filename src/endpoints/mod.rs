@@ -9,9 +9,12 @@
 //! - [`me`] — `GET /auth/me`;
 //! - [`session`] — the browser sign-in page and form (`/auth/login`) and
 //!   signing a browser out (SPEC §9); [`login_page`] draws the page;
+//! - [`jwks`] — `/.well-known/gatehouse/jwks.json`, the identity
+//!   assertion's keys (SPEC §12).
 //! - [`oidc`] — sign-in through an identity provider (SPEC §10):
 //!   `/auth/oidc/{id}/start` and the callback.
 
+pub mod jwks;
 pub mod login_page;
 pub mod me;
 pub mod oidc;
@@ -37,6 +40,8 @@ pub enum Endpoint {
     Me,
     /// The browser sign-in page (GET) and form (POST); only with sessions on.
     SessionLogin,
+    /// The identity assertion's keys (SPEC §12); only with an assertion.
+    Jwks,
     /// `/auth/oidc/{id}/start`; only with providers configured.
     OidcStart,
     /// `auth.oidc.callback`; only with providers configured.
@@ -66,7 +71,7 @@ pub struct Spec {
 }
 
 /// Every endpoint, in the order they are matched.
-pub const TABLE: [Spec; 7] = [
+pub const TABLE: [Spec; 8] = [
     Spec {
         endpoint: Endpoint::Login,
         name: "login",
@@ -120,6 +125,17 @@ pub const TABLE: [Spec; 7] = [
         login_limit: true,
         limited: &[Method::POST],
         csrf: true,
+        session_too: false,
+    },
+    Spec {
+        endpoint: Endpoint::Jwks,
+        name: "jwks",
+        methods: &[Method::GET, Method::HEAD],
+        allow: "GET, HEAD",
+        auth: &[],
+        login_limit: false,
+        limited: &[],
+        csrf: false,
         session_too: false,
     },
     // A sign-in through a provider: every start and callback counts as a
@@ -177,6 +193,7 @@ impl Endpoint {
                 rest: false,
             },
             Endpoint::OidcCallback => exact(&auth.oidc.callback),
+            Endpoint::Jwks => exact(jwks::PATH),
         }
     }
 
@@ -212,6 +229,8 @@ pub struct Cx<'a> {
     pub sessions: &'a config::Sessions,
     /// `auth.endpoints.session_login`, where the sign-in form posts.
     pub session_login: &'a str,
+    /// The identity assertion's JWKS document, when one is configured.
+    pub jwks: Option<bytes::Bytes>,
     /// The identity providers (SPEC §10), when configured.
     pub oidc: Option<&'a crate::auth::oidc::Providers>,
     /// The request's normalized path.
@@ -236,16 +255,23 @@ where
 {
     match (endpoint, principal) {
         (Endpoint::Me, Some(p)) => Ok(me::answer(&p)),
+        // A session, or a session cookie that names none any more (the
+        // pipeline lets only that through without a principal).
         (Endpoint::Logout, Some(p)) if p.scheme == Scheme::Session => {
             session::sign_out(cx, req, now).await
         }
+        (Endpoint::Logout, None) => session::sign_out(cx, req, now).await,
         (Endpoint::Logout, Some(p)) => tokens::logout(cx, req, &p, now).await,
         (Endpoint::Login | Endpoint::Refresh, _) => tokens::issue(endpoint, cx, req, now).await,
         (Endpoint::SessionLogin, _) => session::answer(cx, req, now).await,
+        (Endpoint::Jwks, _) => Ok(cx.jwks.clone().map_or_else(
+            || crate::error::Problem::NotFound.to_response(),
+            jwks::response,
+        )),
         // The pipeline answers these with [`answer_oidc`].
         (Endpoint::OidcStart | Endpoint::OidcCallback, _) => Err(TokenError::InvalidToken),
         // The pipeline authenticates these before calling: not reached.
-        (Endpoint::Me | Endpoint::Logout, None) => Err(TokenError::InvalidToken),
+        (Endpoint::Me, None) => Err(TokenError::InvalidToken),
     }
 }
 

@@ -71,14 +71,19 @@ where
 
 /// `POST /auth/logout` with the session cookie: the session is deleted and
 /// its family revoked; a form post or navigation goes on to `after_logout`,
-/// a script gets `204`.
+/// a script gets `204`. A cookie whose session has already ended (idled
+/// out, signed out in another tab) is signed out all the same: cleared.
 pub async fn sign_out<B>(
     cx: &Cx<'_>,
     req: Request<B>,
     now: u64,
 ) -> Result<Response<Body>, TokenError> {
-    if let sessions::Found::One(cookie) = sessions::find(req.headers(), &cx.sessions.cookie) {
-        sessions::end(cx.tokens.store, cookie, now).await?;
+    let found = sessions::find(req.headers(), &cx.sessions.cookie);
+    let ended = match found {
+        sessions::Found::One(cookie) => sessions::end(cx.tokens.store, cookie, now).await?,
+        sessions::Found::None | sessions::Found::Several => false,
+    };
+    if ended {
         cx.tokens
             .metrics
             .sessions_revoked
@@ -145,6 +150,13 @@ fn page(cx: &Cx<'_>, rd: &str, failed: bool, status: StatusCode) -> Response<Bod
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if status == StatusCode::UNAUTHORIZED {
+        // As every 401 of gatehouse's (RFC 9110 §15.5.2, SPEC §5).
+        h.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="gatehouse""#),
+        );
+    }
     res
 }
 

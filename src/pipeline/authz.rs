@@ -2,20 +2,16 @@
 //! principal's roles, or the answer is `403 forbidden`.
 
 use crate::auth::{AuthError, Principal};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetrics};
 
 pub fn authorize(
     principal: &Principal,
     roles: &[String],
-    route: &str,
+    route: &RouteMetrics,
     metrics: &Metrics,
 ) -> Result<(), AuthError> {
     let allowed = principal.has_any_role(roles);
-    let result = if allowed { "ok" } else { "forbidden" };
-    metrics
-        .auth
-        .with_label_values(&[route, principal.scheme.as_str(), result])
-        .inc();
+    route.authorized(metrics, principal.scheme.as_str(), allowed);
     if allowed {
         Ok(())
     } else {

@@ -17,14 +17,15 @@ use super::csrf::Trusted;
 use super::rate_limit::{self, Limiter, RouteLimit};
 use super::route::RouteTable;
 use crate::auth::api_key::ApiKeys;
+use crate::auth::assertion::{default_issuer, Signer};
 use crate::auth::jwt::{KeyError, OwnKeys, Verifier};
 use crate::auth::password::Hasher;
 use crate::auth::tokens::Issuer;
 use crate::auth::users::UsersFile;
 use crate::clock::Clock;
-use crate::config::{AuthMethod, Config, Route, RouteAuth};
+use crate::config::{AuthMethod, Config, Route, RouteAuth, Unauthenticated};
 use crate::endpoints::{self, Endpoint};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::headers as fwd;
 use crate::upstream::Upstream;
 
@@ -42,6 +43,8 @@ pub enum Target {
 pub struct Destination {
     pub target: Target,
     pub limit: Option<RouteLimit>,
+    /// The route's request metrics, at hand.
+    pub metrics: Arc<RouteMetrics>,
 }
 
 /// Everything one config generation needs to answer requests.
@@ -69,6 +72,8 @@ pub struct Gate {
     /// Removed before forwarding: the API key header, and `Authorization`
     /// when `forward_authorization` is false.
     pub strip: Vec<HeaderName>,
+    /// Signs the identity assertion (SPEC §12), when configured.
+    pub assertion: Option<Signer>,
     /// The identity providers of `auth.oidc` (SPEC §10), when configured.
     pub oidc: Option<crate::auth::oidc::Providers>,
 }
@@ -113,12 +118,23 @@ impl Gate {
             refresh_ttl: jwt.refresh_ttl,
         };
         let id = &config.identity;
-        let identity_owned = vec![
+        let assertion = id
+            .assertion
+            .as_ref()
+            .map(|a| Signer::load(a, &default_issuer(&config.tls.cert)))
+            .transpose()
+            .map_err(|e| KeyError {
+                key: "identity_headers.assertion".into(),
+                reason: e.to_string(),
+            })?;
+        let mut identity_owned = vec![
             id.user.clone(),
             id.roles.clone(),
             id.method.clone(),
             id.email.clone(),
         ];
+        // A client-sent assertion is always removed.
+        identity_owned.extend(assertion.as_ref().map(|s| s.header().clone()));
         let mut proxy_owned = identity_owned.clone();
         proxy_owned.push(id.request_id.clone());
         proxy_owned.extend([
@@ -149,6 +165,10 @@ impl Gate {
             if !spec.endpoint.enabled(&config.auth) {
                 continue;
             }
+            // Likewise the JWKS path without an assertion.
+            if spec.endpoint == Endpoint::Jwks && config.identity.assertion.is_none() {
+                continue;
+            }
             let mut auth = spec.auth.to_vec();
             if sessions && spec.session_too {
                 auth.push(AuthMethod::Session);
@@ -163,7 +183,9 @@ impl Gate {
                 } else {
                     RouteAuth::Any(auth)
                 },
-                unauthenticated: Default::default(),
+                // An endpoint answers a browser without a session with the
+                // 401 of SPEC §9's table, never a redirect.
+                unauthenticated: Unauthenticated::Json,
                 roles: Vec::new(),
                 rate_limit: None,
                 upstream: 0,
@@ -171,6 +193,7 @@ impl Gate {
             destinations.push(Destination {
                 target: Target::Endpoint(spec.endpoint),
                 limit: login_limit.clone().filter(|_| spec.login_limit),
+                metrics: Arc::new(RouteMetrics::new(Arc::from(spec.name))),
             });
         }
         let route_limit = |r: &Route| {
@@ -189,12 +212,14 @@ impl Gate {
             destinations.push(Destination {
                 target: Target::Upstream(r.upstream),
                 limit: route_limit(r),
+                metrics: Arc::new(RouteMetrics::new(r.name.clone())),
             });
         }
         let default = &config.default_route;
         let default_destination = Destination {
             target: Target::Upstream(default.upstream),
             limit: route_limit(default),
+            metrics: Arc::new(RouteMetrics::new(default.name.clone())),
         };
         Ok(Gate {
             cors: Cors::new(&config.cors),
@@ -214,6 +239,7 @@ impl Gate {
             proxy_owned,
             identity_owned,
             strip,
+            assertion,
             oidc,
             config,
         })
@@ -230,6 +256,11 @@ impl Gate {
             Some(i) => (&self.routes.routes()[i], &self.destinations[i]),
             None => (self.routes.default_route(), &self.default_destination),
         }
+    }
+
+    /// Where a request goes before it is routed (and if it never is).
+    pub fn default_destination(&self) -> &Destination {
+        &self.default_destination
     }
 
     /// The default upstream (the first in the file).

@@ -18,7 +18,7 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Body as HttpBody;
 
 use crate::body::Body;
-use crate::metrics::{method_label, Metrics};
+use crate::metrics::{Metrics, RouteMetrics};
 
 /// The `tracing` target of access-log lines.
 pub const TARGET: &str = "gatehouse::access";
@@ -32,7 +32,8 @@ pub struct Record {
     pub method: Method,
     pub path: String,
     pub status: StatusCode,
-    pub route: Arc<str>,
+    /// The route (its name and request metrics).
+    pub route: Arc<RouteMetrics>,
     pub user: Option<Arc<str>>,
     pub auth_method: Option<&'static str>,
     pub upstream: Option<Duration>,
@@ -107,14 +108,8 @@ impl HttpBody for Logged {
 
 fn finish(r: &Record, metrics: &Metrics) {
     let elapsed = r.started.elapsed();
-    metrics
-        .requests
-        .with_label_values(&[&r.route, method_label(&r.method), r.status.as_str()])
-        .inc();
-    metrics
-        .request_duration
-        .with_label_values(&[&r.route])
-        .observe(elapsed.as_secs_f64());
+    r.route
+        .answered(metrics, &r.method, r.status, elapsed.as_secs_f64());
     tracing::info!(
         target: TARGET,
         request_id = r.request_id.to_str().unwrap_or_default(),
@@ -122,7 +117,7 @@ fn finish(r: &Record, metrics: &Metrics) {
         method = %r.method,
         path = %r.path,
         status = r.status.as_u16(),
-        route = %r.route,
+        route = %r.route.name,
         user = r.user.as_deref(),
         auth_method = r.auth_method,
         duration_ms = elapsed.as_secs_f64() * 1000.0,

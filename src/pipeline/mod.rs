@@ -51,7 +51,8 @@ use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
 
 use crate::activity::Activity;
-use crate::auth::{Principal, Scheme};
+use crate::auth::assertion::{Signer, Subject};
+use crate::auth::{AuthError, Principal, Scheme};
 use crate::body::{Body, BodyError, Limited};
 use crate::config::{AuthMethod, RouteAuth};
 use crate::endpoints::{self, Endpoint};
@@ -151,7 +152,7 @@ where
         method: req.method().clone(),
         path: String::new(),
         status: http::StatusCode::OK,
-        route: gate.routes.default_route().name.clone(),
+        route: gate.default_destination().metrics.clone(),
         user: None,
         auth_method: None,
         upstream: None,
@@ -263,7 +264,7 @@ where
     // 4. Route to a target; its method rule and its limit per client IP.
     let host_name = host.as_ref().map(Canonical::name);
     let (route, destination) = gate.route(req.method(), host_name, &target.path);
-    record.route = route.name.clone();
+    record.route = destination.metrics.clone();
     let sessions = &gate.config.auth.sessions;
     if let Target::Endpoint(endpoint) = destination.target {
         let spec = endpoint.spec();
@@ -289,7 +290,7 @@ where
     let principal = match &route.auth {
         RouteAuth::Deny => return Err(Failure::Denied),
         RouteAuth::None => None,
-        RouteAuth::Any(methods) => {
+        RouteAuth::Any(methods) => 'auth: {
             let cookie = sessions.enabled.then_some(sessions.cookie.as_str());
             let checkers = authn::Checkers {
                 verifier: &gate.verifier,
@@ -308,27 +309,35 @@ where
                 authn::credentials(req.headers(), query, methods, &keys.header, param, cookie);
             let p = match authn::authenticate(&checkers, &route.name, methods, &creds, now).await {
                 Ok(p) => p,
+                // Signing out of a session that has already ended is done
+                // already: the endpoint clears the cookie (its form was
+                // checked for CSRF above).
+                Err(AuthError::SessionEnded)
+                    if destination.target == Target::Endpoint(endpoints::Endpoint::Logout) =>
+                {
+                    break 'auth None;
+                }
                 Err(cause) if sessions.enabled && methods.contains(&AuthMethod::Session) => {
                     return Err(sign_in(gate, route, cause, &req, &target));
                 }
                 Err(cause) => return Err(cause.into()),
             };
+            // Known from here on: a refusal below (CSRF, roles) is logged
+            // with who was refused.
+            record.user = Some(p.user.clone());
+            record.auth_method = Some(p.scheme.as_str());
             if p.scheme == Scheme::Session {
                 let websocket = fwd::is_websocket_upgrade(req.headers());
                 if session::needs_csrf(req.method(), websocket) {
                     csrf(gate, shared, &route.name, &req, host.as_ref())?;
                 }
             }
-            authz::authorize(&p, &route.roles, &route.name, &shared.metrics)?;
+            authz::authorize(&p, &route.roles, &destination.metrics, &shared.metrics)?;
             Some(p)
         }
     };
-    if let Some(p) = &principal {
-        record.user = Some(p.user.clone());
-        record.auth_method = Some(p.scheme.as_str());
-        if let Some(limit) = &destination.limit {
-            limited(shared, limit, &Key::Principal(p.user.clone()), rate).await?;
-        }
+    if let (Some(p), Some(limit)) = (&principal, &destination.limit) {
+        limited(shared, limit, &Key::Principal(p.user.clone()), rate).await?;
     }
 
     // 6. The target answers.
@@ -346,6 +355,7 @@ where
                 body_read_timeout: gate.config.server.body_read_timeout,
                 sessions,
                 session_login: &gate.config.auth.endpoints.session_login,
+                jwks: gate.assertion.as_ref().map(Signer::jwks),
                 oidc: gate.oidc.as_ref(),
                 path: &target.path,
                 host: host.as_ref().and_then(|h| h.value().to_str().ok()),
@@ -362,12 +372,21 @@ where
         }
         Target::Upstream(index) => {
             // What a session opens ends with it (SPEC §9).
-            let ended = principal.as_deref().and_then(|p| session_ended(shared, p));
+            let ended = principal
+                .as_deref()
+                .and_then(|p| session_ended(gate, shared, p));
+            let up = &gate.upstreams[index];
+            let assertion = match (&gate.assertion, principal.as_deref()) {
+                (Some(signer), Some(p)) => Some((signer, signed(signer, p, &up.audience, now)?)),
+                _ => None,
+            };
             let mut outbound = outbound(gate, record, &peer, req, host, &target, principal)?;
+            if let Some((signer, value)) = assertion {
+                outbound.parts.headers.insert(signer.header().clone(), value);
+            }
             if let Some(upgrade) = &mut outbound.upgrade {
                 upgrade.ended = ended.clone().map(|e| (e, SESSION_WATCH));
             }
-            let up = &gate.upstreams[index];
             let forwarded = forward
                 .forward(up, outbound, &shared.tunnels, &shared.metrics)
                 .await?;
@@ -378,6 +397,26 @@ where
             })
         }
     }
+}
+
+/// A fresh signed identity assertion for `p` (SPEC §12), for the backend
+/// `audience`. A key that cannot sign is gatehouse's own failure: 500,
+/// never a request forwarded without the assertion the backend expects.
+fn signed(
+    signer: &Signer,
+    p: &Principal,
+    audience: &str,
+    now: u64,
+) -> Result<HeaderValue, Failure> {
+    let who = Subject {
+        sub: &p.user,
+        roles: &p.roles,
+        method: p.scheme.as_str(),
+        // A verified email of a provider sign-in (SPEC §10).
+        email: p.email.as_ref().and_then(|e| e.to_str().ok()),
+        sid: p.sid.as_deref(),
+    };
+    signer.sign(&who, audience, now).ok_or(Failure::Unsigned)
 }
 
 /// The answer to a request on a route with `session` that authentication
@@ -441,17 +480,26 @@ fn csrf<B>(
 /// replica — revocations reach the others through the store at once).
 const SESSION_WATCH: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// "Has this session ended?" for a session principal.
-fn session_ended(shared: &Shared, p: &Principal) -> Option<crate::body::Ended> {
+/// "Has this session ended?" for a session principal: revoked (a logout on
+/// any replica), or — for a password session — its user removed or
+/// disabled in the users file (the next request ends it in the store).
+fn session_ended(gate: &Gate, shared: &Shared, p: &Principal) -> Option<crate::body::Ended> {
     if p.scheme != Scheme::Session {
         return None;
     }
     let sid = p.sid.clone()?;
     let store = shared.store.clone();
     let clock = shared.clock.clone();
+    let users = p
+        .from_users_file
+        .then(|| (gate.users.clone(), p.user.clone()));
     Some(Arc::new(move || {
-        store.revoked().check(None, Some(&sid), clock.unix_now())
-            == crate::store::Revocation::Revoked
+        let revoked = store.revoked().check(None, Some(&sid), clock.unix_now())
+            == crate::store::Revocation::Revoked;
+        revoked
+            || users
+                .as_ref()
+                .is_some_and(|(users, name)| users.get(name).is_none_or(|user| user.disabled))
     }))
 }
 
@@ -522,11 +570,9 @@ where
         .as_deref()
         .map(|p| authn::identity_headers(config, p));
     let (mut parts, body) = req.into_parts();
-    // gatehouse's own cookie never reaches the app; the app's cookies pass.
-    let sessions = &config.auth.sessions;
-    if sessions.enabled {
-        crate::auth::sessions::strip(&mut parts.headers, &sessions.cookie);
-    }
+    // gatehouse's own cookie never reaches the app, even with sessions
+    // switched off since it was set; the app's cookies pass.
+    crate::auth::sessions::strip(&mut parts.headers, &config.auth.sessions.cookie);
     fwd::rewrite_request(
         &mut parts.headers,
         &Outgoing {

@@ -51,6 +51,9 @@ pub enum Failure {
     /// a redirect to the sign-in page, or the 401 with `login_url`.
     #[error("sign-in needed: {}", .0.cause)]
     SignIn(Box<SignIn>),
+    /// The identity assertion could not be signed.
+    #[error("the identity assertion could not be signed")]
+    Unsigned,
     /// A sign-in through an identity provider that did not happen (SPEC §10).
     #[error(transparent)]
     Oidc(#[from] OidcError),
@@ -104,6 +107,10 @@ pub fn rescue(failure: &Failure) -> Problem {
             Problem::CsrfRejected
         }
         Failure::SignIn(sign_in) => rescue(&sign_in.cause.into()),
+        Failure::Unsigned => {
+            tracing::error!("the identity assertion's key failed to sign");
+            Problem::Internal
+        }
         Failure::Oidc(e) => match e {
             OidcError::UnknownProvider => Problem::NotFound,
             OidcError::Unavailable => Problem::ProviderUnavailable,

@@ -446,3 +446,59 @@ async fn a_session_is_touched_at_most_once_a_minute() {
     assert_eq!(h.with_session(&cookie).await.0, StatusCode::OK);
     assert_eq!(last_seen().await, NOW + 61, "a minute in: written back");
 }
+
+#[tokio::test]
+async fn a_short_idle_timeout_still_slides() {
+    let h = Harness::with_auth(
+        "  sessions:\n    enabled: true\n    idle_timeout: 30s\n    absolute_timeout: 1h\n",
+        SESSION_ROUTES,
+    )
+    .await;
+    let cookie = h.sign_in().await;
+    // Used every 10 s for two minutes: never 30 s idle.
+    for _ in 0..12 {
+        h.clock.advance(10);
+        assert_eq!(h.with_session(&cookie).await.0, StatusCode::OK);
+    }
+    h.clock.advance(31);
+    assert_eq!(h.with_session(&cookie).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn signing_out_of_an_ended_session_clears_the_cookie() {
+    let h = Harness::with_auth(SESSIONS, SESSION_ROUTES).await;
+    let cookie = h.sign_in().await;
+    h.clock.advance(3601);
+    for (form, want) in [
+        (true, StatusCode::SEE_OTHER),
+        (false, StatusCode::NO_CONTENT),
+    ] {
+        let mut req = Request::post("/auth/logout")
+            .header("host", "gate.example")
+            .header("sec-fetch-site", "same-origin")
+            .header("cookie", format!("__Host-gatehouse={cookie}"));
+        if form {
+            req = req.header("content-type", "application/x-www-form-urlencoded");
+        }
+        let (status, headers, body) = h.send(req.body(Full::default()).expect("request")).await;
+        assert_eq!(status, want, "{body}");
+        let cleared = headers[http::header::SET_COOKIE].to_str().expect("ascii");
+        assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    }
+    // Without any credential it is still the 401 of SPEC §4.
+    let req = Request::post("/auth/logout")
+        .header("host", "gate.example")
+        .body(Full::default())
+        .expect("request");
+    assert_eq!(h.send(req).await.0, StatusCode::UNAUTHORIZED);
+    // A navigation to /auth/me without a session is a 401, not a redirect.
+    let req = Request::get("/auth/me")
+        .header("host", "gate.example")
+        .header("sec-fetch-mode", "navigate")
+        .header("accept", "text/html")
+        .body(Full::default())
+        .expect("request");
+    let (status, _, body) = h.send(req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body.contains("login_url"), "{body}");
+}

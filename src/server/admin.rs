@@ -1,4 +1,5 @@
-//! The admin listener (SPEC §6): `/metrics`, `/healthz`, `/readyz`. Plain
+//! The admin listener (SPEC §6): `/metrics`, `/healthz`, `/readyz`, and the
+//! identity assertion's JWKS when it is configured (SPEC §12). Plain
 //! HTTP, loopback by default, never on the public listeners.
 
 use http::header::{self, HeaderValue};
@@ -17,6 +18,7 @@ pub fn handle<B>(
     req: &Request<B>,
     metrics: &Metrics,
     readiness: impl FnOnce() -> Readiness,
+    jwks: impl FnOnce() -> Option<bytes::Bytes>,
 ) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return rescue(&Failure::Method { allow: "GET, HEAD" }).to_response();
@@ -37,6 +39,10 @@ pub fn handle<B>(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({ "status": "not_ready", "reason": reason }),
             ),
+        },
+        crate::endpoints::jwks::PATH => match jwks() {
+            Some(document) => crate::endpoints::jwks::response(document),
+            None => rescue(&Failure::Denied).to_response(),
         },
         _ => rescue(&Failure::Denied).to_response(),
     }

@@ -398,7 +398,15 @@ impl Gateway {
         let handler = move |req: http::Request<hyper::body::Incoming>, _: &Arc<Activity>| {
             let res = match which {
                 Listener::Admin => {
-                    admin::handle(&req, &this.inner.shared.metrics, || this.readiness())
+                    admin::handle(
+                        &req,
+                        &this.inner.shared.metrics,
+                        || this.readiness(),
+                        || {
+                            let generation = this.inner.generation.load();
+                            generation.gate.assertion.as_ref().map(|s| s.jwks())
+                        },
+                    )
                 }
                 _ => redirect::redirect(&req, this.inner.https_port.load(Ordering::Relaxed)),
             };

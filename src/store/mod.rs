@@ -219,11 +219,17 @@ pub struct Store {
     revoked: Arc<Revoked>,
     /// How long a revoked family's access tokens can still be alive.
     access_ttl: u64,
-    /// Sessions this process has read, by hash: while Redis is unreachable,
-    /// a session keeps working from here until the revocations are too
-    /// stale to trust (`max_stale`), as a JWT does (SPEC §5).
-    sessions_seen: Arc<DashMap<String, Session, crate::FastHash>>,
+    /// Sessions this process has read, by hash, with when the store last
+    /// said each was live: while Redis is unreachable, a session keeps
+    /// working from here until the revocations are too stale to trust
+    /// (`max_stale`), as a JWT does (SPEC §5) — if it was seen live less
+    /// than `access_ttl` ago, for a revocation (of its family) is only kept
+    /// in memory that long.
+    sessions_seen: Arc<DashMap<String, Seen, crate::FastHash>>,
 }
+
+/// A session as last read, and when (Unix seconds).
+type Seen = (Session, u64);
 
 /// At most this many sessions are remembered for an outage (then the
 /// memory starts over: ~300 bytes each).
@@ -361,7 +367,11 @@ impl Store {
             Err(e @ StoreError::Unavailable(_)) => {
                 let seen = self.sessions_seen.get(hash).map(|s| s.clone());
                 return match seen {
-                    Some(session) if !self.revoked.is_stale(now) => {
+                    // Any revocation since it was seen is still in memory.
+                    Some((session, at))
+                        if !self.revoked.is_stale(now)
+                            && now.saturating_sub(at) < self.access_ttl =>
+                    {
                         Ok(Some(session).filter(|s| s.expires_at() >= now))
                     }
                     _ => Err(e),
@@ -373,7 +383,7 @@ impl Store {
             .filter(|(session, revoked)| !revoked && session.expires_at() >= now)
             .map(|(session, _)| session);
         match &live {
-            Some(session) => self.remember(hash, session),
+            Some(session) => self.remember(hash, session, now),
             None => {
                 self.sessions_seen.remove(hash);
             }
@@ -381,11 +391,12 @@ impl Store {
         Ok(live)
     }
 
-    fn remember(&self, hash: &str, session: &Session) {
+    fn remember(&self, hash: &str, session: &Session, now: u64) {
         if self.sessions_seen.len() >= SESSIONS_SEEN_MAX {
             self.sessions_seen.clear();
         }
-        self.sessions_seen.insert(hash.to_owned(), session.clone());
+        self.sessions_seen
+            .insert(hash.to_owned(), (session.clone(), now));
     }
 
     /// Writes `session` back (its `last_seen` moved on).
@@ -476,7 +487,9 @@ impl Store {
     /// Drops expired entries, in memory and in the store.
     pub async fn purge(&self, now: u64) {
         self.revoked.purge(now);
-        self.sessions_seen.retain(|_, s| s.expires_at() >= now);
+        let keep_for = self.access_ttl;
+        self.sessions_seen
+            .retain(|_, (s, at)| s.expires_at() >= now && now.saturating_sub(*at) < keep_for);
         let result = match &self.backend {
             Backend::Embedded(db) => db.purge(now).await,
             Backend::Redis(r) => r.purge(now).await,
@@ -528,7 +541,7 @@ struct WeakStore {
     backend: WeakBackend,
     revoked: std::sync::Weak<Revoked>,
     access_ttl: u64,
-    sessions_seen: std::sync::Weak<DashMap<String, Session, crate::FastHash>>,
+    sessions_seen: std::sync::Weak<DashMap<String, Seen, crate::FastHash>>,
 }
 
 impl WeakStore {

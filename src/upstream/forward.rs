@@ -154,10 +154,7 @@ fn respond(
             return Err(ForwardError::Upstream(kind));
         }
     };
-    metrics
-        .upstream_duration
-        .with_label_values(&[&upstream.name])
-        .observe(upstream_elapsed.as_secs_f64());
+    upstream.observe(metrics, upstream_elapsed);
 
     let mut response = response;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {

@@ -10,16 +10,18 @@ pub mod forward;
 pub mod headers;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus::Histogram;
 
 use crate::body::Limited;
 use crate::config;
+use crate::metrics::Metrics;
 
 pub use forward::{forward, ClientUpgrade, ForwardError, Forwarded};
 
@@ -37,12 +39,17 @@ pub struct Target {
 /// A named upstream: its targets and its connection pool.
 pub struct Upstream {
     pub name: Arc<str>,
+    /// The signed identity assertion's `aud` for this upstream.
+    pub audience: Arc<str>,
     pub targets: Vec<Target>,
     next: AtomicUsize,
     epoch: Instant,
     pub client: Client<HttpConnector, Limited>,
     pub response_timeout: Duration,
     pub connect_timeout: Duration,
+    /// `gatehouse_upstream_duration_seconds{upstream}`, looked up on first
+    /// use instead of for every request.
+    duration: OnceLock<Histogram>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -67,6 +74,7 @@ impl Upstream {
             .build(connector);
         Upstream {
             name: Arc::from(cfg.name.as_str()),
+            audience: Arc::from(cfg.audience.as_str()),
             targets: cfg
                 .targets
                 .iter()
@@ -81,7 +89,15 @@ impl Upstream {
             client,
             response_timeout: cfg.response_timeout,
             connect_timeout: cfg.connect_timeout,
+            duration: OnceLock::new(),
         }
+    }
+
+    /// Records how long this upstream took to answer with its headers.
+    pub fn observe(&self, metrics: &Metrics, elapsed: Duration) {
+        self.duration
+            .get_or_init(|| metrics.upstream_duration.with_label_values(&[&self.name]))
+            .observe(elapsed.as_secs_f64());
     }
 
     fn now_ms(&self) -> u64 {
