@@ -52,6 +52,9 @@ pub enum Problem {
     BadGateway,
     #[error("store unavailable")]
     StoreUnavailable,
+    /// An identity provider (SPEC §10) not discovered yet.
+    #[error("provider unavailable")]
+    ProviderUnavailable,
     #[error("gateway timeout")]
     GatewayTimeout,
     /// gatehouse failed itself (a token it cannot sign): `500 internal`.
@@ -75,7 +78,7 @@ impl Problem {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             BadGateway => StatusCode::BAD_GATEWAY,
-            StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            StoreUnavailable | ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -100,6 +103,7 @@ impl Problem {
             RateLimited { .. } => "rate_limited",
             BadGateway => "bad_gateway",
             StoreUnavailable => "store_unavailable",
+            ProviderUnavailable => "provider_unavailable",
             GatewayTimeout => "gateway_timeout",
             Internal => "internal",
         }
@@ -124,6 +128,7 @@ impl Problem {
             RateLimited { .. } => "Too many requests",
             BadGateway => "The upstream server is unreachable or sent an invalid response",
             StoreUnavailable => "The session store is unavailable",
+            ProviderUnavailable => "The identity provider cannot be reached yet",
             GatewayTimeout => "The upstream server did not answer in time",
             Internal => "gatehouse failed to answer",
         }

@@ -11,12 +11,14 @@
 //!   session's CSRF check, or sending a browser to sign in), authorize,
 //!   then the target, and the log; one rescue for their errors;
 //! - [`endpoints`] — gatehouse's own route targets: `/login`,
-//!   `/auth/refresh`, `/auth/logout`, `/auth/me`, and the browser sign-in
-//!   page and form `/auth/login`;
+//!   `/auth/refresh`, `/auth/logout`, `/auth/me`, the browser sign-in
+//!   page and form `/auth/login`, and sign-in through an identity provider
+//!   (`/auth/oidc/{id}/start` and its callback);
 //! - [`auth`] — verifying credentials (JWT, JWKS, API keys, passwords,
-//!   users, browser sessions) and the token logic;
-//! - [`store`] — refresh families, revocations, lockouts, browser sessions
-//!   (embedded or Redis);
+//!   users, browser sessions, identity providers: OIDC and GitHub) and the
+//!   token logic;
+//! - [`store`] — refresh families, revocations, lockouts, browser sessions,
+//!   sign-in flows (embedded or Redis);
 //! - [`upstream`] — backend pools, header rewriting, streaming, tunnels;
 //!
 //! and the ground floor they all stand on: [`config`] (the YAML model and

@@ -29,6 +29,7 @@ pub const RATE_LIMITER_KEYS: &str = "gatehouse_rate_limiter_keys";
 pub const RATE_LIMIT_FALLBACKS_TOTAL: &str = "gatehouse_rate_limit_fallbacks_total";
 pub const CSRF_REJECTED_TOTAL: &str = "gatehouse_csrf_rejected_total";
 pub const SESSIONS_REVOKED_TOTAL: &str = "gatehouse_sessions_revoked_total";
+pub const OIDC_LOGINS_TOTAL: &str = "gatehouse_oidc_logins_total";
 
 /// Upstream error kinds (`kind` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +184,10 @@ pub struct Metrics {
     /// Sessions ended before their time, by `reason`: `logout`,
     /// `user_removed` (gone from the users file, or disabled there).
     pub sessions_revoked: IntCounterVec,
+    /// Sign-ins through an identity provider (SPEC §10), by provider id
+    /// (from the config; `unknown` when the callback names no flow) and
+    /// `result`: `success`, `denied`, `invalid`, `provider_error`.
+    pub oidc_logins: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -275,6 +280,12 @@ impl Metrics {
                 SESSIONS_REVOKED_TOTAL,
                 "Browser sessions ended before their time, by reason.",
                 &["reason"],
+            )?,
+            oidc_logins: counter(
+                r,
+                OIDC_LOGINS_TOTAL,
+                "Sign-ins through an identity provider, by provider and result.",
+                &["provider", "result"],
             )?,
             requests: counter(
                 r,

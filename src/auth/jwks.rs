@@ -170,13 +170,33 @@ impl RemoteKeys {
             .https_only()
             .enable_http1()
             .build();
-        Ok(Arc::new(RemoteKeys {
+        Ok(Self::with_connector(url, connector))
+    }
+
+    /// A set fetched with the given TLS settings (an identity provider's
+    /// own roots, SPEC §10 `ca_file`), kept fresh as [`RemoteKeySets`] does.
+    pub fn with_tls(url: Uri, tls: rustls::ClientConfig) -> Arc<Self> {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .build();
+        let keys = Self::with_connector(url, connector);
+        keys.keep_fresh();
+        keys
+    }
+
+    fn with_connector(
+        url: Uri,
+        connector: hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    ) -> Arc<Self> {
+        Arc::new(RemoteKeys {
             url,
             keys: ArcSwap::from_pointee(KeySet::default()),
             fetching: tokio::sync::Mutex::new(()),
             last_refetch: std::sync::Mutex::new(None),
             client: Client::builder(TokioExecutor::new()).build(connector),
-        }))
+        })
     }
 
     pub fn url(&self) -> &Uri {

@@ -496,7 +496,7 @@ fn family(alg: Algorithm) -> jsonwebtoken::AlgorithmFamily {
 }
 
 /// Roles at a dotted claim path: a list of strings, or a space-separated string.
-fn roles_at(claims: &Map<String, Value>, path: &[String]) -> Vec<String> {
+pub(crate) fn roles_at(claims: &Map<String, Value>, path: &[String]) -> Vec<String> {
     let mut cur: Option<&Value> = None;
     for (i, seg) in path.iter().enumerate() {
         cur = if i == 0 {

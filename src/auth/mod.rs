@@ -7,6 +7,8 @@
 //! - `sessions.rs` — browser sessions: the cookie and the stored session
 //!   it names (SPEC §9); `return_to.rs` — where a browser may be sent back
 //!   after signing in (`rd`);
+//! - `oidc/` — sign-in with an identity provider (SPEC §10): discovery,
+//!   the flow, the `id_token` check, the claim rules, GitHub's API;
 //! - `password.rs`, `users.rs`, `tokens.rs` — password hashes, the users
 //!   file, and the token logic of `/login`, `/auth/refresh`, `/auth/logout`.
 //!
@@ -17,6 +19,7 @@ pub mod api_key;
 pub mod assertion;
 pub mod jwks;
 pub mod jwt;
+pub mod oidc;
 pub mod password;
 pub mod return_to;
 pub mod sessions;
@@ -69,6 +72,9 @@ pub struct Principal {
     /// `user`, and `roles` joined with `,`, as identity header values.
     pub user_value: HeaderValue,
     pub roles_value: HeaderValue,
+    /// A verified email (a session signed in through an identity provider,
+    /// SPEC §10), as the `X-Auth-Email` value.
+    pub email: Option<HeaderValue>,
     /// A session signed in with the users file: removing or disabling the
     /// user there ends it, open streams included.
     pub from_users_file: bool,
@@ -100,8 +106,17 @@ impl Principal {
             sid,
             user_value,
             roles_value,
+            email: None,
             from_users_file: false,
         })
+    }
+
+    /// With a verified `email`, forwarded when it is header-safe.
+    pub fn with_email(mut self, email: Option<&str>) -> Self {
+        self.email = email
+            .filter(|e| is_header_safe(e))
+            .and_then(|e| HeaderValue::from_str(e).ok());
+        self
     }
 
     /// Whether the principal has at least one of `wanted` (an empty list asks for none).

@@ -149,7 +149,7 @@ pub async fn resume(
         Ok(mut p) => {
             p.from_users_file = session.method == PASSWORD;
             Ok(Resumed::Live {
-                principal: Arc::new(p),
+                principal: Arc::new(p.with_email(session.email.as_deref())),
                 session,
             })
         }
@@ -211,14 +211,17 @@ pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Found<'a> {
     found
 }
 
-/// Removes the cookie `name` from the `Cookie` headers (the app's own
-/// cookies pass unchanged, byte for byte), and joins what is left into one
-/// header: HTTP/2 sends each cookie as a field of its own, an HTTP/1.1
-/// upstream reads one (RFC 9113 §8.2.3).
+/// Removes the cookie `name`, and the sign-in flow cookies named after it
+/// (SPEC §10, `oidc::flow_cookie_name`), from the `Cookie` headers (the
+/// app's own cookies pass unchanged, byte for byte), and joins what is left
+/// into one header: HTTP/2 sends each cookie as a field of its own, an
+/// HTTP/1.1 upstream reads one (RFC 9113 §8.2.3).
 pub fn strip(headers: &mut HeaderMap, name: &str) {
+    let flows = format!("{name}{}", super::oidc::FLOW_COOKIE_INFIX);
     let ours = |pair: &[u8]| {
         let n = pair.split(|b| *b == b'=').next().unwrap_or_default();
-        pair.contains(&b'=') && n.trim_ascii() == name.as_bytes()
+        let n = n.trim_ascii();
+        pair.contains(&b'=') && (n == name.as_bytes() || n.starts_with(flows.as_bytes()))
     };
     let (mut fields, mut has_ours) = (0, false);
     for value in headers.get_all(COOKIE) {
@@ -343,7 +346,7 @@ mod tests {
     fn only_our_cookie_is_stripped_before_forwarding() {
         let mut h = headers(&[
             "app=1; __Host-gatehouse=secret; theme=dark",
-            "__Host-gatehouse=x",
+            "__Host-gatehouse=x; __Host-gatehouse-oidc-0123456789abcdef=flow",
         ]);
         strip(&mut h, NAME);
         let left: Vec<&str> = h

@@ -175,6 +175,9 @@ pub struct Auth {
     pub login: Login,
     #[serde(default)]
     pub sessions: Sessions,
+    /// Sign-in with identity providers (SPEC §10).
+    #[serde(default)]
+    pub oidc: Oidc,
 }
 
 fn default_users_file() -> Text {
@@ -338,6 +341,84 @@ impl Default for Sessions {
     }
 }
 
+/// `auth.oidc` (SPEC §10).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Oidc {
+    /// The one callback path of every provider (default `/auth/oidc/callback`).
+    pub callback: Text,
+    /// The redirect URI, exactly (default: `https://<request host><callback>`).
+    pub redirect_url: Option<Text>,
+    pub providers: Vec<OidcProvider>,
+}
+
+impl Default for Oidc {
+    fn default() -> Self {
+        Oidc {
+            callback: text("/auth/oidc/callback"),
+            redirect_url: None,
+            providers: Vec::new(),
+        }
+    }
+}
+
+/// One entry of `auth.oidc.providers`; defaults that depend on `type` are
+/// applied by validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProvider {
+    pub id: Text,
+    /// `oidc` (default) or `github`.
+    #[serde(rename = "type", default = "default_provider_type")]
+    pub kind: Text,
+    /// The label of its sign-in button (default: from `id`).
+    pub name: Option<Text>,
+    pub issuer: Option<Text>,
+    pub client_id: Option<Text>,
+    pub client_secret: Option<Secret>,
+    pub client_secret_file: Option<Text>,
+    pub scopes: Option<Vec<Text>>,
+    #[serde(default = "default_token_auth")]
+    pub token_auth: Text,
+    pub ca_file: Option<Text>,
+    pub username_claim: Option<Text>,
+    #[serde(default)]
+    pub allowed_email_domains: Vec<Text>,
+    #[serde(default)]
+    pub allowed_emails: Vec<Text>,
+    #[serde(default)]
+    pub required_claims: IndexMap<String, OneOrMany>,
+    pub roles_claim: Option<Text>,
+    #[serde(default)]
+    pub role_map: IndexMap<String, Text>,
+    #[serde(default)]
+    pub default_roles: Vec<Text>,
+    /// GitHub: endpoints (GitHub Enterprise, tests).
+    pub auth_url: Option<Text>,
+    pub token_url: Option<Text>,
+    pub api_url: Option<Text>,
+    #[serde(default)]
+    pub allowed_orgs: Vec<Text>,
+    #[serde(default)]
+    pub allowed_users: Vec<Text>,
+}
+
+/// A value or a list of values (`required_claims`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(Text),
+    Many(Vec<Text>),
+}
+
+fn default_provider_type() -> Text {
+    text("oidc")
+}
+
+fn default_token_auth() -> Text {
+    text("client_secret_basic")
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Csrf {
@@ -370,6 +451,8 @@ pub struct IdentityHeaders {
     pub user: Text,
     pub roles: Text,
     pub method: Text,
+    /// A verified email (OIDC and GitHub sign-in, SPEC §10).
+    pub email: Text,
     pub request_id: Text,
     /// The signed identity assertion (SPEC §12); absent: none is sent.
     pub assertion: Option<Assertion>,
@@ -381,6 +464,7 @@ impl Default for IdentityHeaders {
             user: text("X-Auth-User"),
             roles: text("X-Auth-Roles"),
             method: text("X-Auth-Method"),
+            email: text("X-Auth-Email"),
             request_id: text("X-Request-Id"),
             assertion: None,
         }

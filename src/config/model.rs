@@ -334,6 +334,95 @@ pub struct Auth {
     pub login: Login,
     /// `sessions`.
     pub sessions: Sessions,
+    /// `oidc`: sign-in with identity providers (SPEC §10).
+    pub oidc: Oidc,
+}
+
+/// `auth.oidc:` (SPEC §10).
+#[derive(Debug, Clone)]
+pub struct Oidc {
+    /// `callback`: the path every provider sends the browser back to
+    /// (default `/auth/oidc/callback`).
+    pub callback: String,
+    /// `redirect_url`: the redirect URI, exactly (default none: `https://`
+    /// + the request's host and port + `callback`).
+    pub redirect_url: Option<String>,
+    /// `providers`, in file order (default none).
+    pub providers: Vec<OidcProvider>,
+}
+
+/// What kind of provider, and where it is.
+// Built once per config load, a few per process: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// `type: oidc`: OpenID Connect, found by discovery at `issuer` (an
+    /// `https` URL, compared exactly with the discovered one).
+    Oidc { issuer: String },
+    /// `type: github`: OAuth2 and GitHub's REST API (`auth_url`,
+    /// `token_url`, `api_url`; defaults github.com's).
+    Github {
+        auth_url: Uri,
+        token_url: Uri,
+        api_url: Uri,
+    },
+}
+
+/// How the client authenticates at the token endpoint (`token_auth`,
+/// RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenAuth {
+    /// `client_secret_basic` (the default): HTTP Basic.
+    Basic,
+    /// `client_secret_post`: in the form body.
+    Post,
+}
+
+/// One entry of `auth.oidc.providers`.
+#[derive(Debug, Clone)]
+pub struct OidcProvider {
+    /// `id`: `[a-z0-9-]+`, unique; in URLs and metrics (required).
+    pub id: String,
+    /// `name`: the sign-in button's label (default: `Google`, `GitHub`, … for
+    /// well-known ids, else the id).
+    pub name: String,
+    /// `type` and its endpoints.
+    pub kind: ProviderKind,
+    /// `client_id` (required).
+    pub client_id: String,
+    /// `client_secret`, or the trimmed text of `client_secret_file`, read
+    /// at load (required).
+    pub client_secret: Secret,
+    /// `scopes` (default `[openid, email, profile]`; GitHub `[read:user,
+    /// user:email]`, plus `read:org` with `allowed_orgs`).
+    pub scopes: Vec<String>,
+    /// `token_auth` (default `client_secret_basic`).
+    pub token_auth: TokenAuth,
+    /// `ca_file`: a PEM CA certificate trusted for this provider besides the
+    /// system's roots (default none). Never a way to turn checking off.
+    pub ca_file: Option<PathBuf>,
+    /// The certificates of `ca_file`, read at load.
+    pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// `username_claim`: the claim that becomes the user (default `email`;
+    /// GitHub: always the login).
+    pub username_claim: String,
+    /// `allowed_email_domains`, lowercase (default none).
+    pub allowed_email_domains: Vec<String>,
+    /// `allowed_emails`, lowercase (default none; with no domains either,
+    /// any email passes).
+    pub allowed_emails: Vec<String>,
+    /// `required_claims`: claim → accepted values (default none).
+    pub required_claims: Vec<(String, Vec<String>)>,
+    /// `roles_claim`, split on `.` (default `groups`).
+    pub roles_claim: Vec<String>,
+    /// `role_map`: claim value → gatehouse role (default none).
+    pub role_map: Vec<(String, String)>,
+    /// `default_roles`: always granted (default none).
+    pub default_roles: Vec<String>,
+    /// `allowed_orgs` (GitHub; default none: any).
+    pub allowed_orgs: Vec<String>,
+    /// `allowed_users` (GitHub; default none: any).
+    pub allowed_users: Vec<String>,
 }
 
 /// `identity_headers:`, set on forwarded requests; client-sent copies are
@@ -346,6 +435,9 @@ pub struct IdentityHeaders {
     pub roles: HeaderName,
     /// `method`: `jwt`, `api_key` or `session` (default `X-Auth-Method`).
     pub method: HeaderName,
+    /// `email`: a verified email of a session signed in through an
+    /// identity provider (default `X-Auth-Email`).
+    pub email: HeaderName,
     /// `request_id`: kept when the client's is well-formed, else generated
     /// (default `X-Request-Id`).
     pub request_id: HeaderName,

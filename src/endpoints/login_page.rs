@@ -135,6 +135,32 @@ pub fn render(page: &Page<'_>) -> String {
     out
 }
 
+/// The page a browser gets when a sign-in through an identity provider is
+/// refused (SPEC §10): one generic message, whatever the reason, and a
+/// link back to the sign-in page.
+pub fn render_refused(app_name: &str, retry: &str) -> String {
+    let mut out = String::with_capacity(2048);
+    out.push_str(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"color-scheme\" content=\"light dark\">\n<title>Sign-in refused: ",
+    );
+    escape(&mut out, app_name);
+    out.push_str("</title>\n<style>");
+    out.push_str(STYLE);
+    out.push_str("</style>\n</head>\n<body>\n<main>\n<h1>Sign-in refused</h1>\n");
+    out.push_str("<p class=\"error\" role=\"alert\">You could not be signed in to ");
+    escape(&mut out, app_name);
+    out.push_str(". Your account may not be allowed here, or the sign-in took too long.</p>\n");
+    if is_safe_href(retry) {
+        out.push_str("<a class=\"provider\" href=\"");
+        escape(&mut out, retry);
+        out.push_str("\">Back to sign-in</a>\n");
+    }
+    out.push_str("</main>\n</body>\n</html>\n");
+    out
+}
+
 /// The page's `Content-Security-Policy`. `redirect_origins` are the
 /// origins of `allowed_redirect_hosts` (`https://host[:port]`): the form
 /// posts to this origin, which answers `303` to `rd`, and browsers apply

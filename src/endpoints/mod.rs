@@ -11,10 +11,13 @@
 //!   signing a browser out (SPEC §9); [`login_page`] draws the page;
 //! - [`jwks`] — `/.well-known/gatehouse/jwks.json`, the identity
 //!   assertion's keys (SPEC §12).
+//! - [`oidc`] — sign-in through an identity provider (SPEC §10):
+//!   `/auth/oidc/{id}/start` and the callback.
 
 pub mod jwks;
 pub mod login_page;
 pub mod me;
+pub mod oidc;
 pub mod session;
 pub mod tokens;
 
@@ -39,6 +42,10 @@ pub enum Endpoint {
     SessionLogin,
     /// The identity assertion's keys (SPEC §12); only with an assertion.
     Jwks,
+    /// `/auth/oidc/{id}/start`; only with providers configured.
+    OidcStart,
+    /// `auth.oidc.callback`; only with providers configured.
+    OidcCallback,
 }
 
 /// What the pipeline applies to an endpoint before its handler runs.
@@ -64,7 +71,7 @@ pub struct Spec {
 }
 
 /// Every endpoint, in the order they are matched.
-pub const TABLE: [Spec; 6] = [
+pub const TABLE: [Spec; 8] = [
     Spec {
         endpoint: Endpoint::Login,
         name: "login",
@@ -131,6 +138,31 @@ pub const TABLE: [Spec; 6] = [
         csrf: false,
         session_too: false,
     },
+    // A sign-in through a provider: every start and callback counts as a
+    // login attempt (SPEC §10). They change nothing a cross-site request
+    // could abuse: `state` and the flow cookie guard the callback.
+    Spec {
+        endpoint: Endpoint::OidcStart,
+        name: "auth_oidc_start",
+        methods: &[Method::GET],
+        allow: "GET",
+        auth: &[],
+        login_limit: true,
+        limited: &[Method::GET],
+        csrf: false,
+        session_too: false,
+    },
+    Spec {
+        endpoint: Endpoint::OidcCallback,
+        name: "auth_oidc_callback",
+        methods: &[Method::GET],
+        allow: "GET",
+        auth: &[],
+        login_limit: true,
+        limited: &[Method::GET],
+        csrf: false,
+        session_too: false,
+    },
 ];
 
 impl Endpoint {
@@ -139,17 +171,52 @@ impl Endpoint {
         &TABLE[self as usize]
     }
 
-    /// Its path, as configured under `auth.endpoints`.
-    pub fn path(self, paths: &config::Endpoints) -> &str {
+    /// Its path pattern, as configured under `auth.endpoints` (and
+    /// `auth.oidc.callback`).
+    pub fn pattern(self, auth: &config::Auth) -> config::Pattern {
+        let paths = &auth.endpoints;
+        let exact = |p: &str| config::Pattern::Exact(p.to_owned());
         match self {
-            Endpoint::Login => &paths.login,
-            Endpoint::Refresh => &paths.refresh,
-            Endpoint::Logout => &paths.logout,
-            Endpoint::Me => &paths.me,
-            Endpoint::SessionLogin => &paths.session_login,
-            Endpoint::Jwks => jwks::PATH,
+            Endpoint::Login => exact(&paths.login),
+            Endpoint::Refresh => exact(&paths.refresh),
+            Endpoint::Logout => exact(&paths.logout),
+            Endpoint::Me => exact(&paths.me),
+            Endpoint::SessionLogin => exact(&paths.session_login),
+            Endpoint::OidcStart => config::Pattern::Segments {
+                segments: OIDC_START
+                    .iter()
+                    .map(|s| match *s {
+                        "*" => config::Segment::Wildcard,
+                        lit => config::Segment::Literal(lit.to_owned()),
+                    })
+                    .collect(),
+                rest: false,
+            },
+            Endpoint::OidcCallback => exact(&auth.oidc.callback),
+            Endpoint::Jwks => exact(jwks::PATH),
         }
     }
+
+    /// Whether the config makes it an endpoint: the sign-in page needs
+    /// sessions on (else its path is routed like any other, SPEC §9), the
+    /// provider endpoints need providers.
+    pub fn enabled(self, auth: &config::Auth) -> bool {
+        match self {
+            Endpoint::SessionLogin => auth.sessions.enabled,
+            Endpoint::OidcStart | Endpoint::OidcCallback => {
+                auth.sessions.enabled && !auth.oidc.providers.is_empty()
+            }
+            _ => true,
+        }
+    }
+}
+
+/// `/auth/oidc/{id}/start`, by segment.
+const OIDC_START: [&str; 4] = ["auth", "oidc", "*", "start"];
+
+/// A provider's start path.
+pub fn oidc_start_path(id: &str) -> String {
+    format!("/auth/oidc/{id}/start")
 }
 
 /// What the endpoints answer with: one config generation's parts and the
@@ -164,6 +231,14 @@ pub struct Cx<'a> {
     pub session_login: &'a str,
     /// The identity assertion's JWKS document, when one is configured.
     pub jwks: Option<bytes::Bytes>,
+    /// The identity providers (SPEC §10), when configured.
+    pub oidc: Option<&'a crate::auth::oidc::Providers>,
+    /// The request's normalized path.
+    pub path: &'a str,
+    /// The request's validated host, with its port when it has one.
+    pub host: Option<&'a str>,
+    /// `auth.jwt.leeway`, in seconds (an `id_token`'s times).
+    pub leeway: u64,
 }
 
 /// Answers `req` for `endpoint`; `principal` is what the pipeline
@@ -193,8 +268,23 @@ where
             || crate::error::Problem::NotFound.to_response(),
             jwks::response,
         )),
+        // The pipeline answers these with [`answer_oidc`].
+        (Endpoint::OidcStart | Endpoint::OidcCallback, _) => Err(TokenError::InvalidToken),
         // The pipeline authenticates these before calling: not reached.
         (Endpoint::Me, None) => Err(TokenError::InvalidToken),
+    }
+}
+
+/// Answers a provider endpoint (SPEC §10).
+pub async fn answer_oidc<B>(
+    endpoint: Endpoint,
+    cx: &Cx<'_>,
+    req: Request<B>,
+    now: u64,
+) -> Result<Response<Body>, oidc::Error> {
+    match endpoint {
+        Endpoint::OidcStart => oidc::start(cx, req, now).await,
+        _ => oidc::callback(cx, req, now).await,
     }
 }
 

@@ -105,13 +105,28 @@ pub async fn sign_out<B>(
 
 /// The sign-in page, with the generic error when `failed`.
 fn page(cx: &Cx<'_>, rd: &str, failed: bool, status: StatusCode) -> Response<Body> {
+    // One "Sign in with …" link per identity provider (SPEC §10), each
+    // carrying `rd` on.
+    let encoded: String = form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+    let links: Vec<(String, &str)> = cx.oidc.map_or(Vec::new(), |o| {
+        o.list
+            .iter()
+            .map(|p| {
+                let href = format!("{}?rd={encoded}", super::oidc_start_path(&p.config.id));
+                (href, p.config.name.as_str())
+            })
+            .collect()
+    });
+    let providers: Vec<login_page::Provider<'_>> = links
+        .iter()
+        .map(|(href, label)| login_page::Provider { label, href })
+        .collect();
     let html = login_page::render(&Page {
         app_name: &cx.sessions.app_name,
         action: cx.session_login,
         rd,
         error: failed,
-        // Identity providers (SPEC §10) are listed here once they exist.
-        providers: &[],
+        providers: &providers,
     });
     let origins: Vec<String> = cx
         .sessions

@@ -23,7 +23,7 @@ use crate::auth::password::Hasher;
 use crate::auth::tokens::Issuer;
 use crate::auth::users::UsersFile;
 use crate::clock::Clock;
-use crate::config::{AuthMethod, Config, Pattern, Route, RouteAuth, Unauthenticated};
+use crate::config::{AuthMethod, Config, Route, RouteAuth, Unauthenticated};
 use crate::endpoints::{self, Endpoint};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::headers as fwd;
@@ -74,6 +74,8 @@ pub struct Gate {
     pub strip: Vec<HeaderName>,
     /// Signs the identity assertion (SPEC §12), when configured.
     pub assertion: Option<Signer>,
+    /// The identity providers of `auth.oidc` (SPEC §10), when configured.
+    pub oidc: Option<crate::auth::oidc::Providers>,
 }
 
 impl Gate {
@@ -88,6 +90,24 @@ impl Gate {
             reason,
         })?;
         users.watch();
+        let oidc = if config.auth.oidc.providers.is_empty() {
+            None
+        } else {
+            let providers = crate::auth::oidc::Providers::new(&config.auth.oidc, &carry.oidc)
+                .map_err(|(i, reason)| KeyError {
+                    key: format!("auth.oidc.providers[{i}]"),
+                    reason,
+                })?;
+            // Every provider's series exist from the start, at 0.
+            for p in &config.auth.oidc.providers {
+                for result in ["success", "denied", "invalid", "provider_error"] {
+                    metrics
+                        .oidc_logins
+                        .with_label_values(&[p.id.as_str(), result]);
+                }
+            }
+            Some(providers)
+        };
         let jwt = &config.auth.jwt;
         let issuer = Issuer {
             algorithm: own_keys.algorithm,
@@ -107,7 +127,12 @@ impl Gate {
                 key: "identity_headers.assertion".into(),
                 reason: e.to_string(),
             })?;
-        let mut identity_owned = vec![id.user.clone(), id.roles.clone(), id.method.clone()];
+        let mut identity_owned = vec![
+            id.user.clone(),
+            id.roles.clone(),
+            id.method.clone(),
+            id.email.clone(),
+        ];
         // A client-sent assertion is always removed, even with none
         // configured (a backend may still trust that header name).
         identity_owned.push(assertion.as_ref().map_or_else(
@@ -139,8 +164,9 @@ impl Gate {
         let sessions = config.auth.sessions.enabled;
         for spec in &endpoints::TABLE {
             // With sessions off, the sign-in page's path is no endpoint: it
-            // is routed like any other (SPEC §9).
-            if spec.endpoint == Endpoint::SessionLogin && !sessions {
+            // is routed like any other (SPEC §9); so are the provider
+            // endpoints without providers (SPEC §10).
+            if !spec.endpoint.enabled(&config.auth) {
                 continue;
             }
             // Likewise the JWKS path without an assertion.
@@ -153,7 +179,7 @@ impl Gate {
             }
             routes.push(Route {
                 name: Arc::from(spec.name),
-                pattern: Pattern::Exact(spec.endpoint.path(&config.auth.endpoints).to_owned()),
+                pattern: spec.endpoint.pattern(&config.auth),
                 methods: None,
                 host: None,
                 auth: if auth.is_empty() {
@@ -218,6 +244,7 @@ impl Gate {
             identity_owned,
             strip,
             assertion,
+            oidc,
             config,
         })
     }
@@ -252,6 +279,8 @@ impl Gate {
 pub struct Carried {
     pub limiters: rate_limit::Limiters,
     pub jwks: crate::auth::jwks::RemoteKeySets,
+    /// Identity providers as discovered (SPEC §10).
+    pub oidc: crate::auth::oidc::Registry,
 }
 
 /// Process-wide parts that outlive a config generation.

@@ -55,7 +55,7 @@ use crate::auth::assertion::{Signer, Subject};
 use crate::auth::{AuthError, Principal, Scheme};
 use crate::body::{Body, BodyError, Limited};
 use crate::config::{AuthMethod, RouteAuth};
-use crate::endpoints;
+use crate::endpoints::{self, Endpoint};
 use crate::host::Canonical;
 use crate::metrics::Metrics;
 use crate::upstream::headers::{self as fwd, Outgoing};
@@ -356,9 +356,17 @@ where
                 sessions,
                 session_login: &gate.config.auth.endpoints.session_login,
                 jwks: gate.assertion.as_ref().map(Signer::jwks),
+                oidc: gate.oidc.as_ref(),
+                path: &target.path,
+                host: host.as_ref().and_then(|h| h.value().to_str().ok()),
+                leeway: gate.config.auth.jwt.leeway.as_secs(),
             };
             // Boxed, like every rare path: the request's future stays small
             // (hyper moves it into place for every request).
+            if matches!(endpoint, Endpoint::OidcStart | Endpoint::OidcCallback) {
+                let answer = endpoints::answer_oidc(endpoint, &cx, req, now);
+                return Ok(Box::pin(answer).await?);
+            }
             let answer = endpoints::answer(endpoint, &cx, req, principal, now);
             Ok(Box::pin(answer).await?)
         }
@@ -407,7 +415,8 @@ fn signed(
         sub: &p.user,
         roles: &p.roles,
         method: p.scheme.as_str(),
-        email: None,
+        // A verified email of a provider sign-in (SPEC §10).
+        email: p.email.as_ref().and_then(|e| e.to_str().ok()),
         sid: p.sid.as_deref(),
     };
     signer.sign(&who, audience, now).ok_or(Failure::Unsigned)
@@ -581,6 +590,11 @@ where
             websocket,
         },
     );
+    // A verified email (SPEC §10); client copies went with the identity
+    // headers above.
+    if let Some(email) = principal.as_deref().and_then(|p| p.email.clone()) {
+        parts.headers.insert(config.identity.email.clone(), email);
+    }
     Ok(Outbound {
         parts,
         path,

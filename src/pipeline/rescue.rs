@@ -10,6 +10,7 @@ use crate::auth::tokens::TokenError;
 use crate::auth::AuthError;
 use crate::body::Body;
 use crate::body::BodyError;
+use crate::endpoints::oidc::Error as OidcError;
 use crate::error::Problem;
 use crate::metrics::UpstreamErrorKind;
 use crate::store::StoreError;
@@ -53,6 +54,9 @@ pub enum Failure {
     /// The identity assertion could not be signed.
     #[error("the identity assertion could not be signed")]
     Unsigned,
+    /// A sign-in through an identity provider that did not happen (SPEC §10).
+    #[error(transparent)]
+    Oidc(#[from] OidcError),
 }
 
 /// The response for `failure`: the rescue's [`Problem`], or the answer that
@@ -60,6 +64,7 @@ pub enum Failure {
 pub fn respond(failure: &Failure) -> Response<Body> {
     match failure {
         Failure::SignIn(sign_in) => sign_in.response(rescue(&sign_in.cause.into())),
+        Failure::Oidc(OidcError::Refused(refused)) => refused.response(rescue(failure)),
         other => rescue(other).to_response(),
     }
 }
@@ -106,6 +111,12 @@ pub fn rescue(failure: &Failure) -> Problem {
             tracing::error!("the identity assertion's key failed to sign");
             Problem::Internal
         }
+        Failure::Oidc(e) => match e {
+            OidcError::UnknownProvider => Problem::NotFound,
+            OidcError::Unavailable => Problem::ProviderUnavailable,
+            OidcError::Refused(_) => Problem::Forbidden,
+            OidcError::Store(e) => store(e),
+        },
     }
 }
 

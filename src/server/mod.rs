@@ -245,7 +245,24 @@ impl Gateway {
                 READY_WITHIN.as_secs()
             ));
         }
-        self.inner.shared.store.readiness(crate::clock::unix_now())
+        self.inner
+            .shared
+            .store
+            .readiness(crate::clock::unix_now())?;
+        // An identity provider not discovered yet (SPEC §10): its sign-in
+        // answers 503, and this says which.
+        let generation = self.inner.generation.load();
+        if let Some(oidc) = &generation.gate.oidc {
+            let missing: Vec<String> = oidc
+                .missing()
+                .into_iter()
+                .map(|(id, why)| format!("identity provider {id} not discovered yet: {why}"))
+                .collect();
+            if !missing.is_empty() {
+                return Err(missing.join("; "));
+            }
+        }
+        Ok(())
     }
 
     /// Serves on `listeners` until [`Gateway::shutdown`], then drains.
@@ -264,6 +281,7 @@ impl Gateway {
         }
         tasks.spawn(self.clone().probe_upstream());
         tasks.spawn(self.clone().evict_idle_rate_limit_keys());
+        tasks.spawn(self.clone().discover_providers());
 
         self.inner.shutdown.cancelled().await;
         while tasks.join_next().await.is_some() {}

@@ -1,7 +1,9 @@
 //! The gateway's upkeep, beside the requests: the default upstream is
 //! probed with a TCP connect every [`PROBE_EVERY`] (for `/readyz`, and to
-//! skip dead targets early), and idle rate-limit keys are evicted every
-//! `EVICT_EVERY`, with the `gatehouse_rate_limiter_keys` gauge updated.
+//! skip dead targets early), idle rate-limit keys are evicted every
+//! `EVICT_EVERY`, with the `gatehouse_rate_limiter_keys` gauge updated, and
+//! identity providers (SPEC §10) are discovered: at start, after a reload,
+//! again with backoff (at most 30 s apart) while one is down, and hourly.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -14,7 +16,28 @@ use crate::pipeline;
 /// How often the default upstream is probed for `/readyz`.
 pub(super) const PROBE_EVERY: Duration = Duration::from_secs(2);
 
+/// How often the upkeep looks for a provider discovery that is due.
+const DISCOVERY_TICK: Duration = Duration::from_millis(500);
+
 impl Gateway {
+    /// Runs the identity providers' discoveries as they fall due.
+    pub(super) async fn discover_providers(self) {
+        loop {
+            let gate = self.inner.generation.load().gate.clone();
+            if let Some(oidc) = &gate.oidc {
+                tokio::select! {
+                    _ = oidc.discover_due() => {}
+                    _ = self.inner.shutdown.cancelled() => return,
+                }
+            }
+            drop(gate);
+            tokio::select! {
+                _ = tokio::time::sleep(DISCOVERY_TICK) => {}
+                _ = self.inner.shutdown.cancelled() => return,
+            }
+        }
+    }
+
     /// Evicts idle rate-limit keys every [`pipeline::rate_limit::EVICT_EVERY`]
     /// and reports how many each limiter still tracks.
     pub(super) async fn evict_idle_rate_limit_keys(self) {

@@ -21,6 +21,9 @@ const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked");
 const FAILURES: TableDefinition<&str, &[u8]> = TableDefinition::new("login_failures");
 /// hex SHA-256 of a session cookie → JSON [`Session`].
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// hex SHA-256 of a sign-in flow's `state` → its expiry (8 bytes, big
+/// endian) and the flow (SPEC §10).
+const FLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("oidc_flows");
 
 pub struct Embedded {
     db: Arc<Database>,
@@ -62,6 +65,7 @@ impl Embedded {
                 }
                 txn.open_table(FAILURES).map_err(broken)?;
                 txn.open_table(SESSIONS).map_err(broken)?;
+                txn.open_table(FLOWS).map_err(broken)?;
             }
             txn.commit().map_err(broken)?;
             Ok(db)
@@ -293,6 +297,44 @@ impl Embedded {
         .await
     }
 
+    pub async fn put_flow(&self, key: &str, flow: &str, expires: u64) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        let mut value = expires.to_be_bytes().to_vec();
+        value.extend_from_slice(flow.as_bytes());
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(broken)?;
+            txn.open_table(FLOWS)
+                .map_err(broken)?
+                .insert(key.as_str(), value.as_slice())
+                .map_err(broken)?;
+            txn.commit().map_err(broken)
+        })
+        .await
+    }
+
+    /// Removes the flow under `key` in one write transaction and returns
+    /// it if it had not expired at `now`: two callbacks with one `state`
+    /// cannot both get it.
+    pub async fn take_flow(&self, key: &str, now: u64) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(broken)?;
+            let taken = {
+                let mut table = txn.open_table(FLOWS).map_err(broken)?;
+                let removed = table.remove(key.as_str()).map_err(broken)?;
+                removed.and_then(|v| {
+                    let v = v.value();
+                    let expires = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+                    let flow = String::from_utf8(v.get(8..)?.to_vec()).ok()?;
+                    (expires >= now).then_some(flow)
+                })
+            };
+            txn.commit().map_err(broken)?;
+            Ok(taken)
+        })
+        .await
+    }
+
     pub async fn failures(&self, user: &str) -> Result<Option<Failures>, StoreError> {
         let user = user.to_owned();
         self.run(move |db| {
@@ -379,6 +421,14 @@ impl Embedded {
                     .map_err(broken)?
                     .retain(|_, json| {
                         serde_json::from_slice::<Session>(json).is_ok_and(|s| s.expires_at() >= now)
+                    })
+                    .map_err(broken)?;
+                txn.open_table(FLOWS)
+                    .map_err(broken)?
+                    .retain(|_, v| {
+                        v.get(..8)
+                            .and_then(|b| b.try_into().ok())
+                            .is_some_and(|b| u64::from_be_bytes(b) >= now)
                     })
                     .map_err(broken)?;
                 // A failure record older than a day has no window or lock left.

@@ -416,6 +416,24 @@ impl Store {
         }
     }
 
+    /// Stores a sign-in flow (SPEC §10) under `key` (the SHA-256 of its
+    /// `state`) until `expires` (Unix seconds).
+    pub async fn put_flow(&self, key: &str, flow: &str, expires: u64) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.put_flow(key, flow, expires).await,
+            Backend::Redis(r) => r.put_flow(key, flow, expires).await,
+        }
+    }
+
+    /// Takes the flow under `key`: it is gone afterwards, whoever asks (a
+    /// `state` is spent once), and an expired one is `None`.
+    pub async fn take_flow(&self, key: &str, now: u64) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.take_flow(key, now).await,
+            Backend::Redis(r) => r.take_flow(key).await,
+        }
+    }
+
     /// Whether `user` is locked out at `now`.
     pub async fn is_locked(&self, user: &str, now: u64) -> Result<bool, StoreError> {
         let failures = match &self.backend {
@@ -551,6 +569,30 @@ mod tests {
             failure_window: Duration::from_secs(60),
             lockout: Duration::from_secs(300),
         }
+    }
+
+    #[tokio::test]
+    async fn a_sign_in_flow_is_taken_once_and_never_after_it_expires() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = config::Store {
+            backend: config::StoreBackend::Embedded {
+                path: dir.path().join("store.db"),
+            },
+            max_stale: Duration::from_secs(30),
+        };
+        let store = Store::open(&cfg, Duration::from_secs(900)).await.unwrap();
+        store.put_flow("a", "{\"flow\":1}", 1600).await.unwrap();
+        store.put_flow("b", "{}", 1600).await.unwrap();
+        assert_eq!(
+            store.take_flow("a", 1000).await.unwrap().as_deref(),
+            Some("{\"flow\":1}")
+        );
+        assert_eq!(store.take_flow("a", 1000).await.unwrap(), None, "spent");
+        assert_eq!(store.take_flow("b", 1601).await.unwrap(), None, "expired");
+        assert_eq!(store.take_flow("b", 1000).await.unwrap(), None, "and gone");
+        store.put_flow("c", "{}", 1600).await.unwrap();
+        store.purge(1601).await;
+        assert_eq!(store.take_flow("c", 0).await.unwrap(), None, "purged");
     }
 
     #[test]

@@ -357,6 +357,34 @@ impl RedisStore {
         Ok(())
     }
 
+    /// A sign-in flow is a string under `flow:<hash>` that expires with it.
+    pub async fn put_flow(&self, key: &str, flow: &str, expires: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(self.key("flow:", key))
+            .arg(flow)
+            .arg("EXAT")
+            .arg(expires)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        Ok(())
+    }
+
+    /// `GETDEL`: one atomic read-and-delete, so a `state` is spent once
+    /// across every replica.
+    pub async fn take_flow(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let flow: Option<String> = redis::cmd("GETDEL")
+            .arg(self.key("flow:", key))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        Ok(flow)
+    }
+
     pub async fn failures(&self, user: &str) -> Result<Option<Failures>, StoreError> {
         let mut conn = self.conn.clone();
         let (count, window_start, locked_until): (Option<u32>, Option<u64>, Option<u64>) =

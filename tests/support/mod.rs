@@ -16,6 +16,7 @@ pub mod backend_app;
 pub mod backends;
 pub mod login;
 pub mod metrics;
+pub mod oidc;
 pub mod requests;
 pub mod tokens;
 

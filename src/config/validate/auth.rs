@@ -34,6 +34,7 @@ pub(super) fn auth(cx: &Ctx, raw: &file::Auth) -> Result<Auth, ConfigError> {
         api_keys: api_keys(cx, &raw.api_keys)?,
         login: login(cx, &raw.login)?,
         sessions: super::sessions::sessions(cx, &raw.sessions)?,
+        oidc: super::oidc::oidc(cx, &raw.oidc, raw.sessions.enabled.0)?,
     })
 }
 

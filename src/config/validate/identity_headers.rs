@@ -20,6 +20,7 @@ pub(super) fn identity_headers(
         user: header(cx, "identity_headers.user", &ih.user)?,
         roles: header(cx, "identity_headers.roles", &ih.roles)?,
         method: header(cx, "identity_headers.method", &ih.method)?,
+        email: header(cx, "identity_headers.email", &ih.email)?,
         request_id: header(cx, "identity_headers.request_id", &ih.request_id)?,
         assertion: ih
             .assertion
@@ -33,6 +34,7 @@ pub(super) fn identity_headers(
             headers.assertion.as_ref().map(|a| &a.header),
         ),
         ("request_id", Some(&headers.request_id)),
+        ("email", Some(&headers.email)),
         ("method", Some(&headers.method)),
         ("roles", Some(&headers.roles)),
         ("user", Some(&headers.user)),
@@ -119,6 +121,11 @@ mod tests {
                 "identity_headers:\n  user: X-Who\n  roles: x-who\n",
                 "identity_headers.roles",
                 "x-who is already `identity_headers.user`",
+            ),
+            (
+                "identity_headers:\n  email: X-Auth-Method\n",
+                "identity_headers.email",
+                "x-auth-method is already `identity_headers.method`",
             ),
             (
                 "identity_headers:\n  assertion:\n    header: X-Auth-User\n",

@@ -14,6 +14,7 @@ mod auth;
 mod cors;
 mod identity_headers;
 mod listen;
+mod oidc;
 mod rate_limits;
 mod routes;
 mod server;

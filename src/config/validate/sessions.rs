@@ -112,7 +112,7 @@ fn is_token_char(b: u8) -> bool {
 
 /// A path on this host: normalized, so the browser cannot read it as
 /// another host (`//evil`, `/\evil`).
-fn local_path(cx: &Ctx, key: &str, path: &str) -> Result<String, ConfigError> {
+pub(super) fn local_path(cx: &Ctx, key: &str, path: &str) -> Result<String, ConfigError> {
     if !crate::text::is_normalized_path(path) || path.contains('\\') {
         return Err(cx.err(
             key,
