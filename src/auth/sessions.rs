@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use http::header::{HeaderMap, HeaderValue, COOKIE};
+use http::header::{self, HeaderMap, HeaderValue, COOKIE};
 
 use super::users::UsersFile;
 use super::{Principal, Scheme};
@@ -250,6 +250,24 @@ pub fn strip(headers: &mut HeaderMap, name: &str) {
         if !kept.is_empty() {
             headers.insert(COOKIE, value);
         }
+    }
+}
+
+/// A top-level navigation by a browser (SPEC §9): `Sec-Fetch-Mode:
+/// navigate`, or, from a browser without Fetch Metadata, an `Accept` that
+/// lists `text/html`.
+pub fn is_navigation(headers: &HeaderMap) -> bool {
+    match headers.get("sec-fetch-mode") {
+        Some(mode) => mode.as_bytes() == b"navigate",
+        None => headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|item| {
+                let media = item.split(';').next().unwrap_or("").trim();
+                media.eq_ignore_ascii_case("text/html")
+            }),
     }
 }
 

@@ -23,7 +23,10 @@
 
 use std::fmt::Write as _;
 
-use http::HeaderValue;
+use http::header;
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::body::Body;
 
 /// The policy without extra `form-action` origins.
 const CSP: &str =
@@ -159,6 +162,25 @@ pub fn render_refused(app_name: &str, retry: &str) -> String {
     }
     out.push_str("</main>\n</body>\n</html>\n");
     out
+}
+
+/// A page of gatehouse's own (`html`) as an answer: HTML under `csp`, never
+/// cached, never sniffed as anything else.
+pub fn html_response(html: String, status: StatusCode, csp: HeaderValue) -> Response<Body> {
+    let mut res = Response::new(Body::full(html));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
 }
 
 /// The page's `Content-Security-Policy`. `redirect_origins` are the

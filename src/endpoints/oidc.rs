@@ -7,7 +7,7 @@
 //! JSON otherwise — never a session, and is logged with its reason and
 //! counted in `gatehouse_oidc_logins_total`.
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use super::login_page;
@@ -51,23 +51,11 @@ impl Refused {
     /// What the rescue answers; `problem` is the JSON's.
     pub fn response(&self, problem: Problem) -> Response<Body> {
         let mut res = if self.navigation {
-            let html = login_page::render_refused(&self.app_name, &self.retry);
-            let mut res = Response::new(Body::full(html));
-            *res.status_mut() = problem.status();
-            let h = res.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            h.insert(
-                header::CONTENT_SECURITY_POLICY,
+            login_page::html_response(
+                login_page::render_refused(&self.app_name, &self.retry),
+                problem.status(),
                 login_page::content_security_policy(&[]),
-            );
-            h.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
-            res
+            )
         } else {
             problem.to_response()
         };
@@ -121,7 +109,7 @@ pub async fn start<B>(cx: &Cx<'_>, req: Request<B>, now: u64) -> Result<Response
 
 /// `GET /auth/oidc/callback?code&state[&iss]` (or `?error&state`).
 pub async fn callback<B>(cx: &Cx<'_>, req: Request<B>, now: u64) -> Result<Response<Body>, Error> {
-    let navigation = is_navigation(req.headers());
+    let navigation = crate::auth::sessions::is_navigation(req.headers());
     let mut refused = Refused {
         navigation,
         clear_cookie: None,
@@ -327,22 +315,6 @@ fn flow_cookie(name: &str, value: &str) -> HeaderValue {
 fn clear_flow_cookie(name: &str) -> HeaderValue {
     let text = format!("{name}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0");
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// A top-level navigation by a browser (SPEC §9's rule).
-fn is_navigation(headers: &HeaderMap) -> bool {
-    match headers.get("sec-fetch-mode") {
-        Some(mode) => mode.as_bytes() == b"navigate",
-        None => headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|item| {
-                let media = item.split(';').next().unwrap_or("").trim();
-                media.eq_ignore_ascii_case("text/html")
-            }),
-    }
 }
 
 #[cfg(test)]

@@ -134,22 +134,9 @@ fn page(cx: &Cx<'_>, rd: &str, failed: bool, status: StatusCode) -> Response<Bod
         .iter()
         .map(|h| format!("https://{h}"))
         .collect();
-    let mut res = Response::new(Body::full(html));
-    *res.status_mut() = status;
+    let mut res =
+        login_page::html_response(html, status, login_page::content_security_policy(&origins));
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        login_page::content_security_policy(&origins),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
     if status == StatusCode::UNAUTHORIZED {
         // As every 401 of gatehouse's (RFC 9110 §15.5.2, SPEC §5).
         h.insert(

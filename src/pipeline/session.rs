@@ -75,7 +75,7 @@ pub fn sign_in(
         && match mode {
             Unauthenticated::Json => false,
             Unauthenticated::Redirect => true,
-            Unauthenticated::Auto => is_navigation(headers),
+            Unauthenticated::Auto => crate::auth::sessions::is_navigation(headers),
         };
     let page = match &cfg.login_page {
         LoginPage::Builtin => session_login,
@@ -89,22 +89,6 @@ pub fn sign_in(
         clear_cookie: (cause == AuthError::SessionEnded)
             .then(|| crate::auth::sessions::clear_cookie(cfg)),
     })
-}
-
-/// A top-level navigation by a browser.
-fn is_navigation(headers: &HeaderMap) -> bool {
-    match headers.get("sec-fetch-mode") {
-        Some(mode) => mode.as_bytes() == b"navigate",
-        None => headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|item| {
-                let media = item.split(';').next().unwrap_or("").trim();
-                media.eq_ignore_ascii_case("text/html")
-            }),
-    }
 }
 
 /// Whether a session-authenticated request must pass the CSRF check: any
