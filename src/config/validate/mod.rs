@@ -14,6 +14,7 @@ mod auth;
 mod cors;
 mod identity_headers;
 mod listen;
+mod quotas;
 mod rate_limits;
 mod routes;
 mod server;
@@ -78,6 +79,7 @@ pub(super) fn validate(path: &Path, raw: FileConfig) -> Result<Config, ConfigErr
     let sessions = auth.sessions.enabled;
     let routes = routes::routes(&cx, &raw.routes, &upstreams, sessions)?;
     let default_route = routes::default_route(&cx, &raw.default_route, &upstreams, sessions)?;
+    let quotas = quotas::quotas(&cx, &raw.quotas, &routes)?;
 
     Ok(Config {
         path: path.to_owned(),
@@ -93,6 +95,7 @@ pub(super) fn validate(path: &Path, raw: FileConfig) -> Result<Config, ConfigErr
         store,
         routes,
         default_route,
+        quotas,
     })
 }
 
