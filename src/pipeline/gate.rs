@@ -44,6 +44,9 @@ pub struct Destination {
     pub limit: Option<RouteLimit>,
     /// The route's request metrics, at hand.
     pub metrics: Arc<RouteMetrics>,
+    /// The quotas on the route: indexes into `config.quotas`, in config
+    /// order (empty: the route pays nothing for quotas).
+    pub quotas: Vec<usize>,
 }
 
 /// Everything one config generation needs to answer requests.
@@ -150,8 +153,15 @@ impl Gate {
                 target: Target::Endpoint(spec.endpoint),
                 limit: login_limit.clone().filter(|_| spec.login_limit),
                 metrics: Arc::new(RouteMetrics::new(Arc::from(spec.name))),
+                // gatehouse's own endpoints forward nothing: no quota.
+                quotas: Vec::new(),
             });
         }
+        let quotas_of = |r: &Route| -> Vec<usize> {
+            let on = |q: &&crate::config::Quota| q.routes.contains(&r.name);
+            let all = config.quotas.iter().enumerate();
+            all.filter(|(_, q)| on(q)).map(|(i, _)| i).collect()
+        };
         let route_limit = |r: &Route| {
             r.rate_limit.map(|limit| {
                 let label = format!("route:{}", r.name);
@@ -169,6 +179,7 @@ impl Gate {
                 target: Target::Upstream(r.upstream),
                 limit: route_limit(r),
                 metrics: Arc::new(RouteMetrics::new(r.name.clone())),
+                quotas: quotas_of(r),
             });
         }
         let default = &config.default_route;
@@ -176,6 +187,7 @@ impl Gate {
             target: Target::Upstream(default.upstream),
             limit: route_limit(default),
             metrics: Arc::new(RouteMetrics::new(default.name.clone())),
+            quotas: quotas_of(default),
         };
         Ok(Gate {
             cors: Cors::new(&config.cors),
