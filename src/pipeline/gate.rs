@@ -59,6 +59,9 @@ pub struct Gate {
     default_destination: Destination,
     /// Same order as `config.upstreams`.
     pub upstreams: Vec<Upstream>,
+    /// The quotas that can count an authenticated principal (those on at
+    /// least one route that authenticates), for `/auth/me`.
+    pub principal_quotas: Vec<crate::config::Quota>,
     pub verifier: Verifier,
     pub issuer: Issuer,
     pub api_keys: ApiKeys,
@@ -189,7 +192,19 @@ impl Gate {
             metrics: Arc::new(RouteMetrics::new(default.name.clone())),
             quotas: quotas_of(default),
         };
+        let authenticates = |name: &Arc<str>| {
+            let all = config.routes.iter().chain([&config.default_route]);
+            all.filter(|r| r.name == *name)
+                .any(|r| matches!(r.auth, RouteAuth::Any(_)))
+        };
+        let principal_quotas = config
+            .quotas
+            .iter()
+            .filter(|q| q.routes.iter().any(authenticates))
+            .cloned()
+            .collect();
         Ok(Gate {
+            principal_quotas,
             cors: Cors::new(&config.cors),
             csrf: Trusted::new(&config.auth.sessions.trusted_origins, &config.cors),
             per_ip: config

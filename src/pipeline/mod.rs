@@ -372,6 +372,7 @@ where
                 body_read_timeout: gate.config.server.body_read_timeout,
                 sessions,
                 session_login: &gate.config.auth.endpoints.session_login,
+                quotas: &gate.principal_quotas,
             };
             // Boxed, like every rare path: the request's future stays small
             // (hyper moves it into place for every request).

@@ -628,3 +628,33 @@ async fn a_refused_credential_counts_against_no_quota_and_auth_none_counts_the_i
     let by_ip = crate::store::quota::CounterKey::new("open-daily", "203.0.113.9");
     assert_eq!(h.shared.store.quota_used(&by_ip, day).await, Ok(1));
 }
+
+#[tokio::test]
+async fn auth_me_shows_the_quotas_that_count_the_principal() {
+    let h = Harness::new(QUOTA_ROUTES).await;
+    let alice = bearer(&h.token("alice", &["user"]));
+    assert_eq!(
+        h.get("/chat", &[("authorization", &alice)]).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = h.get("/auth/me", &[("authorization", &alice)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let me: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let day = crate::store::period::window(crate::config::Period::Day, NOW);
+    assert_eq!(
+        me["quotas"],
+        serde_json::json!([
+            { "name": "chat-daily", "unit": "requests", "limit": 3, "used": 1, "remaining": 2,
+              "resets_at": crate::store::period::rfc3339(day.end) },
+            { "name": "chat-hourly", "unit": "requests", "limit": 2, "used": 1, "remaining": 1,
+              "resets_at": crate::store::period::rfc3339(day.start + 18 * 3600) },
+        ]),
+        "admins-only is for admins; open-daily counts client IPs"
+    );
+    let boss = bearer(&h.token("boss", &["user"]));
+    let (_, body) = h.get("/auth/me", &[("authorization", &boss)]).await;
+    let me: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(me["quotas"][0]["limit"], serde_json::Value::Null);
+    assert_eq!(me["quotas"][0]["remaining"], serde_json::Value::Null);
+    assert_eq!(me["quotas"][0]["used"], 0);
+}

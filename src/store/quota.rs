@@ -386,6 +386,29 @@ impl Store {
         }
     }
 
+    /// Where `principal` stands with quota `q` at `now`: SPEC §11's
+    /// `{"name","unit","limit","used","remaining","resets_at"}` (`limit` and
+    /// `remaining` null when unlimited), as `/auth/me` and the CLI show it.
+    pub async fn quota_status(
+        &self,
+        q: &crate::config::Quota,
+        principal: &str,
+        now: u64,
+    ) -> Result<serde_json::Value, StoreError> {
+        let window = super::period::window(q.period, now);
+        let key = CounterKey::new(&q.name, principal);
+        let used = self.quota_used(&key, window).await?;
+        let limit = q.limit_for(principal);
+        Ok(serde_json::json!({
+            "name": &*q.name,
+            "unit": q.unit.as_str(),
+            "limit": limit,
+            "used": used,
+            "remaining": limit.map(|l| l.saturating_sub(used)),
+            "resets_at": super::period::rfc3339(window.end),
+        }))
+    }
+
     /// Whether Redis has not answered for longer than `max_stale`: then
     /// quota routes fail closed (SPEC §11).
     fn quotas_stale(&self) -> bool {
