@@ -577,7 +577,8 @@ async fn a_spent_quota_answers_429_naming_it_and_counts_against_no_other() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("gatehouse_quota_consumed_total{quota=\"chat-daily\",unit=\"requests\"} 3"),
+        metrics
+            .contains("gatehouse_quota_consumed_total{quota=\"chat-daily\",unit=\"requests\"} 3"),
         "{metrics}"
     );
 }
