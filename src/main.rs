@@ -188,6 +188,10 @@ async fn quota_via_admin(
     reset: bool,
 ) -> anyhow::Result<serde_json::Value> {
     use http_body_util::{BodyExt as _, Empty};
+    anyhow::ensure!(
+        admin.port() != 0,
+        "a running gatehouse holds the store file, and listen.admin names no fixed port to reach it on"
+    );
     let mut addr = admin;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
