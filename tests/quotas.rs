@@ -495,3 +495,31 @@ async fn with_redis_down_quotas_count_locally_until_max_stale_then_answer_503() 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(open().await, 429);
 }
+
+#[tokio::test]
+async fn counters_written_behind_survive_a_crash_of_the_real_binary() {
+    let backend = start_rust_backend().await;
+    let certs = TestCerts::new();
+    let path = certs.dir.path().join("gatehouse.yaml");
+    std::fs::write(&path, config_yaml(&certs, &upstream(&backend.url("")), &quotas(10, "")))
+        .expect("config");
+    let process = Process::spawn(&path);
+    let client = https_client_builder(&certs, process.https)
+        .build()
+        .expect("client");
+    let url = format!("https://localhost:{}/chat/x", process.https.port());
+    for _ in 0..3 {
+        let res = client
+            .get(&url)
+            .header("authorization", bearer("alice"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 404);
+    }
+    // The write-behind runs every second; then SIGKILL, no shutdown.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    drop(process);
+    let show = ["show", "--name", "chat-daily", "--principal", "alice"];
+    assert_eq!(cli_json(&path, &show).await["used"], 3);
+}
