@@ -501,8 +501,11 @@ async fn counters_written_behind_survive_a_crash_of_the_real_binary() {
     let backend = start_rust_backend().await;
     let certs = TestCerts::new();
     let path = certs.dir.path().join("gatehouse.yaml");
-    std::fs::write(&path, config_yaml(&certs, &upstream(&backend.url("")), &quotas(10, "")))
-        .expect("config");
+    std::fs::write(
+        &path,
+        config_yaml(&certs, &upstream(&backend.url("")), &quotas(10, "")),
+    )
+    .expect("config");
     let process = Process::spawn(&path);
     let client = https_client_builder(&certs, process.https)
         .build()
