@@ -5,7 +5,11 @@
 //! (`anonymous` when absent). Besides the chat endpoints it reports exactly
 //! what reached it (`/echo`) and records every request it saw
 //! (`GET`/`DELETE /__requests`), so tests can assert the backend never saw a
-//! request gatehouse should have refused.
+//! request gatehouse should have refused. For quotas (SPEC §11) it answers
+//! `POST /v1/chat/completions` like OpenAI — JSON, or SSE chunks with a
+//! final `usage` chunk — with a deterministic usage reported in the body,
+//! the `X-Gatehouse-Usage` header, both or neither, and can hold a stream
+//! open after its first event; `/status/{code}` answers any status.
 //!
 //! This file is a module, not a crate: `examples/backend.rs` runs it, and
 //! integration tests include it with

@@ -452,6 +452,25 @@ async fn two_gatehouse_processes_on_one_redis_admit_exactly_the_limit() {
     let admitted = statuses.iter().filter(|s| **s == 404).count();
     let refused = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!((admitted, refused), (50, 50), "{statuses:?}");
+
+    // The CLI talks to Redis itself; a reset applies to both at once.
+    let config = certs.dir.path().join("gatehouse-0.yaml");
+    let show = ["show", "--name", "chat-daily", "--principal", "alice"];
+    assert_eq!(cli_json(&config, &show).await["used"], 50);
+    let reset = ["reset", "--name", "chat-daily", "--principal", "alice"];
+    assert_eq!(cli_json(&config, &reset).await["used"], 0);
+    for p in &processes {
+        let client = https_client_builder(&certs, p.https)
+            .build()
+            .expect("client");
+        let url = format!("https://localhost:{}/chat/x", p.https.port());
+        let res = client
+            .get(url)
+            .header("authorization", bearer("alice"))
+            .send()
+            .await;
+        assert_eq!(res.expect("request").status(), 404, "admitted again");
+    }
 }
 
 #[tokio::test]

@@ -354,7 +354,8 @@ where
             now,
             rate,
         );
-        Box::pin(admit).await?
+        // Boxed, as what it owes: a route without quotas carries a `None`.
+        Box::pin(admit).await?.map(Box::new)
     };
 
     // 6. The target answers.
@@ -406,7 +407,7 @@ where
                 response = quota::response(
                     &gate.config.quotas,
                     &destination.quotas,
-                    admitted,
+                    admitted.map(|a| *a),
                     response,
                     &shared.store,
                     &shared.metrics,
