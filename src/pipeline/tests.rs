@@ -659,3 +659,27 @@ async fn auth_me_shows_the_quotas_that_count_the_principal() {
     assert_eq!(me["quotas"][0]["remaining"], serde_json::Value::Null);
     assert_eq!(me["quotas"][0]["used"], 0);
 }
+
+#[tokio::test]
+async fn an_api_key_is_counted_by_its_id() {
+    let key = "gh_quota-test-key";
+    let auth = format!(
+        "  api_keys:\n    keys:\n      - id: ci-bot\n        sha256: {}\n",
+        crate::text::sha256_hex(key)
+    );
+    let routes = "routes:\n  - { name: chat, path: /chat, auth: [jwt, api_key] }\n\
+                  quotas:\n  - { name: keyed, routes: [chat], limit: 1 }\n";
+    let h = Harness::with_auth(&auth, routes).await;
+    assert_eq!(
+        h.get("/chat", &[("x-api-key", key)]).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = h.get("/chat", &[("x-api-key", key)]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let day = crate::store::period::window(crate::config::Period::Day, NOW);
+    let counted = crate::store::quota::CounterKey::new("keyed", "ci-bot");
+    assert_eq!(h.shared.store.quota_used(&counted, day).await, Ok(1));
+    let (_, body) = h.get("/auth/me", &[("x-api-key", key)]).await;
+    let me: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(me["quotas"][0]["used"], 1, "{body}");
+}

@@ -1,6 +1,7 @@
-//! The state gatehouse keeps (SPEC §2 `store`, §4): refresh-token families,
-//! revocations, and login failure counters — in an embedded file (redb) or
-//! in Redis, behind one [`Store`].
+//! The state gatehouse keeps (SPEC §2 `store`, §4, §11): refresh-token
+//! families, revocations, login failure counters and quota counters
+//! ([`quota`], over the periods of [`period`]) — in an embedded file (redb)
+//! or in Redis, behind one [`Store`].
 //!
 //! Only SHA-256 hashes of refresh tokens are stored. Revocations are also
 //! kept in memory ([`Revoked`]) so that checking a token on every request
