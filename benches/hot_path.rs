@@ -1,8 +1,8 @@
 //! Criterion micro-benchmarks of the request hot path: normalize, route
 //! match (10 and 500 routes), JWT verification (HS256, RS256, ES256, EdDSA),
-//! the API-key check, the header rewrite, and a requests quota's admission
-//! (embedded store; Redis too when `redis-server` is installed). Compare
-//! the numbers of one run
+//! the API-key check, the header rewrite, signing the identity assertion
+//! (ES256, EdDSA, RS256), and a requests quota's admission (embedded store;
+//! Redis too when `redis-server` is installed). Compare the numbers of one run
 //! with each other (ratios); absolute times drift on shared machines.
 //!
 //! `cargo bench --bench hot_path`
@@ -358,6 +358,42 @@ fn quota_bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// Signing the identity assertion (SPEC §12), once per authenticated
+/// forwarded request: one claims serialization, one signature, the token.
+fn assertion_bench(c: &mut Criterion) {
+    use gatehouse::auth::assertion::{Signer, Subject};
+    use gatehouse::config::{Assertion, AssertionAlgorithm};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let roles = vec!["user".to_owned(), "admin".to_owned()];
+    let who = Subject {
+        sub: "alice@example.com",
+        roles: &roles,
+        method: "session",
+        email: Some("alice@example.com"),
+        sid: Some("0123456789abcdef0123456789abcdef"),
+    };
+    let mut g = c.benchmark_group("assertion_sign");
+    for (name, algorithm) in [
+        ("ES256", AssertionAlgorithm::Es256),
+        ("EdDSA", AssertionAlgorithm::EdDsa),
+        ("RS256", AssertionAlgorithm::Rs256),
+    ] {
+        let cfg = Assertion {
+            header: HeaderName::from_static("x-gatehouse-assertion"),
+            algorithm,
+            key_file: dir.path().join(format!("{name}.pem")),
+            previous_key_files: Vec::new(),
+            issuer: Some("https://chat.example.com".into()),
+            ttl: std::time::Duration::from_secs(60),
+        };
+        let signer = Signer::load(&cfg, "").expect("a key");
+        g.bench_function(name, |b| {
+            b.iter(|| signer.sign(black_box(&who), "app", 1_800_000_000))
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     normalize_bench,
@@ -365,6 +401,7 @@ criterion_group!(
     jwt_bench,
     api_key_bench,
     header_bench,
+    assertion_bench,
     quota_bench
 );
 criterion_main!(benches);

@@ -25,7 +25,19 @@ async fn main() -> ExitCode {
         Ok(bound) => println!("backend listening on http://{bound}"),
         Err(err) => eprintln!("backend: listening, but no local address: {err}"),
     }
-    if let Err(err) = backend_app::serve(listener).await {
+    // `/verified/whoami` checks gatehouse's identity assertion against the
+    // keys at GATEHOUSE_JWKS_URL, if set (GATEHOUSE_AUDIENCE, default
+    // `chatbot`; GATEHOUSE_ISSUER, default `https://localhost`).
+    let keys = std::env::var("GATEHOUSE_JWKS_URL").ok().map(|url| {
+        let env =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        std::sync::Arc::new(backend_app::assertion::AssertionKeys::new(
+            &url,
+            &env("GATEHOUSE_AUDIENCE", "chatbot"),
+            &env("GATEHOUSE_ISSUER", "https://localhost"),
+        ))
+    });
+    if let Err(err) = backend_app::serve(listener, keys).await {
         eprintln!("backend: {err}");
         return ExitCode::FAILURE;
     }

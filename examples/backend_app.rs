@@ -15,6 +15,9 @@
 //! integration tests include it with
 //! `#[path = "../../examples/backend_app.rs"] mod backend_app;`.
 
+#[path = "assertion.rs"]
+pub mod assertion;
+
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -53,10 +56,17 @@ impl Recorded {
     }
 }
 
-/// The app with a fresh, empty request record.
-pub fn router() -> Router {
+/// The app with a fresh, empty request record; `/verified/whoami` checks
+/// gatehouse's identity assertion with `keys` (none: it answers 503).
+pub fn router(keys: Option<Arc<assertion::AssertionKeys>>) -> Router {
     let recorded = Recorded::default();
+    let verified = Router::new().route("/verified/whoami", get(verified_whoami));
+    let verified = match keys {
+        Some(keys) => verified.layer(axum::Extension(keys)),
+        None => verified,
+    };
     Router::new()
+        .merge(verified)
         .route("/health", get(health))
         .route("/chat", post(chat))
         .route("/chat/stream", get(chat_stream))
@@ -75,8 +85,11 @@ pub fn router() -> Router {
 }
 
 /// Serves the app on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, router()).await
+pub async fn serve(
+    listener: TcpListener,
+    keys: Option<Arc<assertion::AssertionKeys>>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(keys)).await
 }
 
 /// Records the request, then passes it on untouched (bodies keep streaming).
@@ -111,6 +124,13 @@ fn user(headers: &HeaderMap) -> String {
     headers
         .get(IDENTITY_HEADER)
         .map_or_else(|| ANONYMOUS.to_owned(), latin1)
+}
+
+/// Who the verified assertion says the user is.
+async fn verified_whoami(
+    assertion::GatehouseIdentity(who): assertion::GatehouseIdentity,
+) -> Json<Value> {
+    Json(json!({"sub": who.sub, "roles": who.roles, "method": who.method, "email": who.email}))
 }
 
 async fn health() -> Json<Value> {

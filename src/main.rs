@@ -42,6 +42,8 @@ enum Command {
         #[arg(long)]
         name: String,
     },
+    /// Print the identity assertion's JWKS (creating its key if missing).
+    ExportJwks,
     /// Show or reset a principal's use of a quota, in the configured store.
     Quota {
         #[command(subcommand)]
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
         }
         Some(Command::GenApiKey { name }) => gen_api_key(&name),
         Some(Command::Quota { action }) => quota(&cli.config, action),
+        Some(Command::ExportJwks) => export_jwks(&cli.config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -241,6 +244,21 @@ fn check(path: &Path) -> anyhow::Result<()> {
         server::tls::load(tls)?;
     }
     println!("{}: OK", path.display());
+    Ok(())
+}
+
+/// The JWKS document `GET /.well-known/gatehouse/jwks.json` serves.
+fn export_jwks(path: &Path) -> anyhow::Result<()> {
+    let config = config::load(path)?;
+    let Some(assertion) = &config.identity.assertion else {
+        anyhow::bail!(
+            "{}: identity_headers.assertion is not configured",
+            path.display()
+        );
+    };
+    let document =
+        gatehouse::auth::assertion::export_jwks(assertion).context("identity_headers.assertion")?;
+    println!("{}", String::from_utf8_lossy(&document));
     Ok(())
 }
 

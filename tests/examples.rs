@@ -224,3 +224,88 @@ async fn slow_sleeps_the_requested_time() {
         );
     }
 }
+
+/// The FastAPI chatbot's OpenAI-compatible completion (what the README's
+/// quota section uses): the reply and a deterministic `usage`, in the body
+/// (JSON, or a final SSE chunk with `stream_options.include_usage`) and in
+/// `X-Gatehouse-Usage`.
+#[tokio::test]
+async fn the_chatbot_answers_openai_chat_completions_with_their_usage() {
+    let backend = start_fastapi().await;
+    let client = client();
+    let ask = |stream: bool, include_usage: bool| {
+        client
+            .post(backend.url("/v1/chat/completions"))
+            .header("X-Auth-User", "alice")
+            .json(&json!({
+                "model": "gatehouse-echo-1",
+                "messages": [
+                    {"role": "system", "content": "be brief"},
+                    {"role": "user", "content": "hello there"}
+                ],
+                "stream": stream,
+                "stream_options": {"include_usage": include_usage},
+            }))
+            .send()
+    };
+    let res = ask(false, false).await.expect("POST /v1/chat/completions");
+    assert_eq!(res.status(), 200);
+    let header: u64 = res.headers()["x-gatehouse-usage"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("an integer");
+    let body: Value = res.json().await.expect("JSON");
+    assert_eq!(body["object"], "chat.completion");
+    let reply = body["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content");
+    assert!(
+        reply.starts_with("Hello alice! You said: \"hello there\"."),
+        "{reply}"
+    );
+    let words = reply.split_whitespace().count() as u64;
+    assert_eq!(body["usage"]["prompt_tokens"], 4);
+    assert_eq!(body["usage"]["completion_tokens"], words);
+    assert_eq!(body["usage"]["total_tokens"], 4 + words);
+    assert_eq!(header, 4 + words);
+
+    for include_usage in [true, false] {
+        let res = ask(true, include_usage).await.expect("a stream");
+        assert_eq!(
+            res.headers()["content-type"],
+            "text/event-stream; charset=utf-8"
+        );
+        assert_eq!(
+            res.headers()["x-gatehouse-usage"],
+            header.to_string().as_str()
+        );
+        let text = res.text().await.expect("the events");
+        let events: Vec<&str> = text
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .collect();
+        assert_eq!(events.last(), Some(&"[DONE]"));
+        let chunks: Vec<Value> = events[..events.len() - 1]
+            .iter()
+            .map(|e| serde_json::from_str(e).expect("a JSON chunk"))
+            .collect();
+        let streamed: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(streamed, reply);
+        let usages: Vec<&Value> = chunks
+            .iter()
+            .filter_map(|c| c.get("usage").filter(|u| !u.is_null()))
+            .collect();
+        if include_usage {
+            // Only the last chunk has it (the others say `"usage": null`).
+            assert_eq!(usages.len(), 1, "{text}");
+            assert_eq!(chunks.last().map(|c| &c["usage"]), usages.first().copied());
+            assert_eq!(usages[0]["total_tokens"], 4 + words);
+        } else {
+            assert!(usages.is_empty(), "{text}");
+        }
+    }
+}

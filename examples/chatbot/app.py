@@ -24,9 +24,20 @@ import re
 import secrets
 import sys
 import threading
+import time
 from pathlib import Path
 
-from fastapi import FastAPI, Header, Request, Response, WebSocket, WebSocketDisconnect
+import jwt
+from fastapi import (
+    Depends,
+    FastAPI,
+    Header,
+    HTTPException,
+    Request,
+    Response,
+    WebSocket,
+    WebSocketDisconnect,
+)
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -229,6 +240,134 @@ async def ui_reply(message_id: str, x_auth_user: str = Header(ANONYMOUS)):
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+# ------------------------------------------- the signed identity assertion
+
+# gatehouse signs who the user is (SPEC §12); a backend that verifies it no
+# longer trusts whoever can reach its port. Where gatehouse publishes its
+# keys, which audience this backend is (the upstream's `audience`, default
+# its name in gatehouse's config) and gatehouse's issuer:
+JWKS_URL = os.environ.get(
+    "GATEHOUSE_JWKS_URL", "https://localhost:8443/.well-known/gatehouse/jwks.json"
+)
+AUDIENCE = os.environ.get("GATEHOUSE_AUDIENCE", "chatbot")
+ISSUER = os.environ.get("GATEHOUSE_ISSUER", "https://localhost")
+# Fetched on first use, cached, and fetched again for a key id it has not
+# seen (a rotation).
+_gatehouse_keys = jwt.PyJWKClient(JWKS_URL, cache_keys=True, lifespan=300)
+
+
+def gatehouse_identity(x_gatehouse_assertion: str = Header()) -> dict:
+    """FastAPI dependency: the claims of a valid assertion, else 401."""
+    try:
+        key = _gatehouse_keys.get_signing_key_from_jwt(x_gatehouse_assertion)
+        return jwt.decode(
+            x_gatehouse_assertion,
+            key,
+            algorithms=["ES256", "EdDSA", "RS256"],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            options={"require": ["iss", "aud", "sub", "iat", "exp", "jti"]},
+        )
+    except jwt.PyJWTError as e:
+        raise HTTPException(status_code=401, detail=f"invalid identity assertion: {e}")
+
+
+@app.get("/verified/whoami")
+def verified_whoami(claims: dict = Depends(gatehouse_identity)):
+    return {"sub": claims["sub"], "roles": claims["roles"], "method": claims["method"]}
+
+
+# ------------------------------------------- an OpenAI-compatible completion
+
+# What a chat completion reports it used, in the header gatehouse's
+# token quotas read (SPEC §11 `usage_header`); gatehouse removes it before
+# the client. The body carries OpenAI's own `usage` as well.
+USAGE_HEADER = "X-Gatehouse-Usage"
+
+
+class CompletionMessage(BaseModel):
+    role: str
+    content: str = Field(max_length=20_000)
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class CompletionIn(BaseModel):
+    model: str = "gatehouse-echo-1"
+    messages: list[CompletionMessage] = Field(min_length=1, max_length=100)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+
+def count_tokens(text: str) -> int:
+    """A deterministic stand-in for a tokenizer: one token per word."""
+    return len(text.split())
+
+
+@app.post("/v1/chat/completions")
+async def chat_completions(body: CompletionIn, x_auth_user: str = Header(ANONYMOUS)):
+    """OpenAI's `POST /v1/chat/completions`, answered by echoing the last user
+    message one word at a time, with a `usage` that is a pure function of the
+    request: prompt tokens = words of every message, completion tokens =
+    words of the reply. `"stream": true` answers Server-Sent Events in
+    OpenAI's chunk format (usage in a final chunk only when
+    `stream_options.include_usage` is set, as OpenAI does)."""
+    last = next((m.content for m in reversed(body.messages) if m.role == "user"), "")
+    tokens = reply_tokens(x_auth_user, last)
+    prompt = sum(count_tokens(m.content) for m in body.messages)
+    completion = sum(count_tokens(t) for t in tokens)
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    ident = f"chatcmpl-{secrets.token_hex(12)}"
+    head = {"id": ident, "created": int(time.time()), "model": body.model}
+    headers = {USAGE_HEADER: str(usage["total_tokens"])}
+    if not body.stream:
+        return JSONResponse(
+            {
+                **head,
+                "object": "chat.completion",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "".join(tokens)},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": usage,
+            },
+            headers=headers,
+        )
+
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def chunk(choices: list, usage_value=None) -> str:
+        data = {**head, "object": "chat.completion.chunk", "choices": choices}
+        if include_usage:
+            data["usage"] = usage_value
+        return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+    async def events():
+        yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        for token in tokens:
+            await asyncio.sleep(TOKEN_INTERVAL_S)
+            yield chunk([{"index": 0, "delta": {"content": token}, "finish_reason": None}])
+        yield chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        if include_usage:
+            yield chunk([], usage)
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", **headers},
     )
 
 

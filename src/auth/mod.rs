@@ -14,6 +14,7 @@
 //! what a route requires.
 
 pub mod api_key;
+pub mod assertion;
 pub mod jwks;
 pub mod jwt;
 pub mod password;

@@ -114,6 +114,8 @@ pub struct Upstream {
     /// Time to response headers (default 60s); past it 504. Streamed bodies are not cut.
     #[serde(default = "default_response_timeout")]
     pub response_timeout: Dur,
+    /// The signed assertion's `aud` for this upstream (default: its name).
+    pub audience: Option<Text>,
 }
 
 fn default_connect_timeout() -> Dur {
@@ -372,6 +374,8 @@ pub struct IdentityHeaders {
     pub roles: Text,
     pub method: Text,
     pub request_id: Text,
+    /// The signed identity assertion (SPEC §12); absent: none is sent.
+    pub assertion: Option<Assertion>,
 }
 
 impl Default for IdentityHeaders {
@@ -381,6 +385,35 @@ impl Default for IdentityHeaders {
             roles: text("X-Auth-Roles"),
             method: text("X-Auth-Method"),
             request_id: text("X-Request-Id"),
+            assertion: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Assertion {
+    pub header: Text,
+    /// ES256 | EdDSA | RS256 (default ES256).
+    pub algorithm: Text,
+    /// PKCS#8 PEM; created (mode 0600) if absent.
+    pub key_file: Text,
+    /// Published after a rotation, never used to sign.
+    pub previous_key_files: Vec<Text>,
+    /// Default: `https://<the TLS certificate's first name>`.
+    pub issuer: Option<Text>,
+    pub ttl: Dur,
+}
+
+impl Default for Assertion {
+    fn default() -> Self {
+        Assertion {
+            header: text("X-Gatehouse-Assertion"),
+            algorithm: text("ES256"),
+            key_file: text("../data/assertion.pem"),
+            previous_key_files: Vec::new(),
+            issuer: None,
+            ttl: dur("60s"),
         }
     }
 }

@@ -107,6 +107,9 @@ pub struct Upstream {
     /// `response_timeout`: from the end of the request body to the response
     /// headers; past it 504. Streamed bodies are not cut (default 60s).
     pub response_timeout: Duration,
+    /// `audience`: the signed assertion's `aud` for requests to this
+    /// upstream (default: the upstream's name).
+    pub audience: String,
 }
 
 /// `server:`.
@@ -349,6 +352,49 @@ pub struct IdentityHeaders {
     /// `request_id`: kept when the client's is well-formed, else generated
     /// (default `X-Request-Id`).
     pub request_id: HeaderName,
+    /// `assertion`: a signed identity assertion on every authenticated
+    /// forwarded request (SPEC §12); `None` (the default) sends none.
+    pub assertion: Option<Assertion>,
+}
+
+/// `identity_headers.assertion:` (SPEC §12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assertion {
+    /// `header` (default `X-Gatehouse-Assertion`); a client-sent copy is
+    /// always removed.
+    pub header: HeaderName,
+    /// `algorithm` (default ES256).
+    pub algorithm: AssertionAlgorithm,
+    /// `key_file`: the signing key, PKCS#8 PEM, created (mode 0600) when
+    /// absent (default `../data/assertion.pem`, beside the config).
+    pub key_file: PathBuf,
+    /// `previous_key_files`: keys still published after a rotation, never
+    /// used to sign (default none).
+    pub previous_key_files: Vec<PathBuf>,
+    /// `issuer`: the `iss` claim (default `https://<the TLS certificate's
+    /// first name>`, read when the config is loaded).
+    pub issuer: Option<String>,
+    /// `ttl`: `exp` − `iat` (default 60s; 1s to 1h).
+    pub ttl: Duration,
+}
+
+/// The assertion's signing algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionAlgorithm {
+    Es256,
+    EdDsa,
+    Rs256,
+}
+
+impl AssertionAlgorithm {
+    /// The JOSE `alg` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssertionAlgorithm::Es256 => "ES256",
+            AssertionAlgorithm::EdDsa => "EdDSA",
+            AssertionAlgorithm::Rs256 => "RS256",
+        }
+    }
 }
 
 /// A token bucket, `{ rate: N/s, burst: N }`: `rate.count` per `rate.per`,

@@ -8,8 +8,11 @@
 //! - [`tokens`] — `POST /login`, `/auth/refresh`, `/auth/logout`;
 //! - [`me`] — `GET /auth/me`;
 //! - [`session`] — the browser sign-in page and form (`/auth/login`) and
-//!   signing a browser out (SPEC §9); [`login_page`] draws the page.
+//!   signing a browser out (SPEC §9); [`login_page`] draws the page;
+//! - [`jwks`] — `/.well-known/gatehouse/jwks.json`, the identity
+//!   assertion's keys (SPEC §12).
 
+pub mod jwks;
 pub mod login_page;
 pub mod me;
 pub mod session;
@@ -34,6 +37,8 @@ pub enum Endpoint {
     Me,
     /// The browser sign-in page (GET) and form (POST); only with sessions on.
     SessionLogin,
+    /// The identity assertion's keys (SPEC §12); only with an assertion.
+    Jwks,
 }
 
 /// What the pipeline applies to an endpoint before its handler runs.
@@ -59,7 +64,7 @@ pub struct Spec {
 }
 
 /// Every endpoint, in the order they are matched.
-pub const TABLE: [Spec; 5] = [
+pub const TABLE: [Spec; 6] = [
     Spec {
         endpoint: Endpoint::Login,
         name: "login",
@@ -115,6 +120,17 @@ pub const TABLE: [Spec; 5] = [
         csrf: true,
         session_too: false,
     },
+    Spec {
+        endpoint: Endpoint::Jwks,
+        name: "jwks",
+        methods: &[Method::GET, Method::HEAD],
+        allow: "GET, HEAD",
+        auth: &[],
+        login_limit: false,
+        limited: &[],
+        csrf: false,
+        session_too: false,
+    },
 ];
 
 impl Endpoint {
@@ -131,6 +147,7 @@ impl Endpoint {
             Endpoint::Logout => &paths.logout,
             Endpoint::Me => &paths.me,
             Endpoint::SessionLogin => &paths.session_login,
+            Endpoint::Jwks => jwks::PATH,
         }
     }
 }
@@ -147,6 +164,8 @@ pub struct Cx<'a> {
     pub session_login: &'a str,
     /// `quotas`, for `/auth/me`.
     pub quotas: &'a [config::Quota],
+    /// The identity assertion's JWKS document, when one is configured.
+    pub jwks: Option<bytes::Bytes>,
 }
 
 /// Answers `req` for `endpoint`; `principal` is what the pipeline
@@ -174,6 +193,10 @@ where
         (Endpoint::Logout, Some(p)) => tokens::logout(cx, req, &p, now).await,
         (Endpoint::Login | Endpoint::Refresh, _) => tokens::issue(endpoint, cx, req, now).await,
         (Endpoint::SessionLogin, _) => session::answer(cx, req, now).await,
+        (Endpoint::Jwks, _) => Ok(cx.jwks.clone().map_or_else(
+            || crate::error::Problem::NotFound.to_response(),
+            jwks::response,
+        )),
         // The pipeline authenticates these before calling: not reached.
         (Endpoint::Me, None) => Err(TokenError::InvalidToken),
     }

@@ -17,6 +17,7 @@ use super::csrf::Trusted;
 use super::rate_limit::{self, Limiter, RouteLimit};
 use super::route::RouteTable;
 use crate::auth::api_key::ApiKeys;
+use crate::auth::assertion::{default_issuer, Signer, DEFAULT_ASSERTION_HEADER};
 use crate::auth::jwt::{KeyError, OwnKeys, Verifier};
 use crate::auth::password::Hasher;
 use crate::auth::tokens::Issuer;
@@ -77,6 +78,8 @@ pub struct Gate {
     /// Removed before forwarding: the API key header, and `Authorization`
     /// when `forward_authorization` is false.
     pub strip: Vec<HeaderName>,
+    /// Signs the identity assertion (SPEC §12), when configured.
+    pub assertion: Option<Signer>,
 }
 
 impl Gate {
@@ -101,7 +104,22 @@ impl Gate {
             refresh_ttl: jwt.refresh_ttl,
         };
         let id = &config.identity;
-        let identity_owned = vec![id.user.clone(), id.roles.clone(), id.method.clone()];
+        let assertion = id
+            .assertion
+            .as_ref()
+            .map(|a| Signer::load(a, &default_issuer(&config.tls.cert)))
+            .transpose()
+            .map_err(|e| KeyError {
+                key: "identity_headers.assertion".into(),
+                reason: e.to_string(),
+            })?;
+        let mut identity_owned = vec![id.user.clone(), id.roles.clone(), id.method.clone()];
+        // A client-sent assertion is always removed, even with none
+        // configured (a backend may still trust that header name).
+        identity_owned.push(assertion.as_ref().map_or_else(
+            || HeaderName::from_static(DEFAULT_ASSERTION_HEADER),
+            |s| s.header().clone(),
+        ));
         let mut proxy_owned = identity_owned.clone();
         proxy_owned.push(id.request_id.clone());
         proxy_owned.extend([
@@ -129,6 +147,10 @@ impl Gate {
             // With sessions off, the sign-in page's path is no endpoint: it
             // is routed like any other (SPEC §9).
             if spec.endpoint == Endpoint::SessionLogin && !sessions {
+                continue;
+            }
+            // Likewise the JWKS path without an assertion.
+            if spec.endpoint == Endpoint::Jwks && config.identity.assertion.is_none() {
                 continue;
             }
             let mut auth = spec.auth.to_vec();
@@ -222,6 +244,7 @@ impl Gate {
             proxy_owned,
             identity_owned,
             strip,
+            assertion,
             config,
         })
     }

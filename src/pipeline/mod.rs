@@ -54,6 +54,7 @@ use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
 
 use crate::activity::Activity;
+use crate::auth::assertion::{Signer, Subject};
 use crate::auth::{AuthError, Principal, Scheme};
 use crate::body::{Body, BodyError, Limited};
 use crate::config::{AuthMethod, RouteAuth};
@@ -374,6 +375,7 @@ where
                 sessions,
                 session_login: &gate.config.auth.endpoints.session_login,
                 quotas: &gate.principal_quotas,
+                jwks: gate.assertion.as_ref().map(Signer::jwks),
             };
             // Boxed, like every rare path: the request's future stays small
             // (hyper moves it into place for every request).
@@ -385,11 +387,21 @@ where
             let ended = principal
                 .as_deref()
                 .and_then(|p| session_ended(gate, shared, p));
+            let up = &gate.upstreams[index];
+            let assertion = match (&gate.assertion, principal.as_deref()) {
+                (Some(signer), Some(p)) => Some((signer, signed(signer, p, &up.audience, now)?)),
+                _ => None,
+            };
             let mut outbound = outbound(gate, record, &peer, req, host, &target, principal)?;
+            if let Some((signer, value)) = assertion {
+                outbound
+                    .parts
+                    .headers
+                    .insert(signer.header().clone(), value);
+            }
             if let Some(upgrade) = &mut outbound.upgrade {
                 upgrade.ended = ended.clone().map(|e| (e, SESSION_WATCH));
             }
-            let up = &gate.upstreams[index];
             let forwarded = forward
                 .forward(up, outbound, &shared.tunnels, &shared.metrics)
                 .await;
@@ -416,6 +428,25 @@ where
             Ok(response)
         }
     }
+}
+
+/// A fresh signed identity assertion for `p` (SPEC §12), for the backend
+/// `audience`. A key that cannot sign is gatehouse's own failure: 500,
+/// never a request forwarded without the assertion the backend expects.
+fn signed(
+    signer: &Signer,
+    p: &Principal,
+    audience: &str,
+    now: u64,
+) -> Result<HeaderValue, Failure> {
+    let who = Subject {
+        sub: &p.user,
+        roles: &p.roles,
+        method: p.scheme.as_str(),
+        email: None,
+        sid: p.sid.as_deref(),
+    };
+    signer.sign(&who, audience, now).ok_or(Failure::Unsigned)
 }
 
 /// The answer to a request on a route with `session` that authentication

@@ -53,6 +53,9 @@ pub enum Failure {
     /// a redirect to the sign-in page, or the 401 with `login_url`.
     #[error("sign-in needed: {}", .0.cause)]
     SignIn(Box<SignIn>),
+    /// The identity assertion could not be signed.
+    #[error("the identity assertion could not be signed")]
+    Unsigned,
 }
 
 /// The response for `failure`: the rescue's [`Problem`], or the answer that
@@ -112,6 +115,10 @@ pub fn rescue(failure: &Failure) -> Problem {
             retry_after: *retry_after,
         },
         Failure::Quota(QuotaError::Store(e)) => store(e),
+        Failure::Unsigned => {
+            tracing::error!("the identity assertion's key failed to sign");
+            Problem::Internal
+        }
     }
 }
 

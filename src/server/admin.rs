@@ -1,7 +1,8 @@
-//! The admin listener (SPEC §6): `/metrics`, `/healthz`, `/readyz`, and
-//! the quota counters for `gatehouse quota show|reset` (SPEC §11: the
-//! embedded store's file is held by the running gatehouse, so the CLI asks
-//! it here). Plain HTTP, loopback by default, never on the public listeners.
+//! The admin listener (SPEC §6): `/metrics`, `/healthz`, `/readyz`, the
+//! identity assertion's JWKS when it is configured (SPEC §12), and the
+//! quota counters for `gatehouse quota show|reset` (SPEC §11: the embedded
+//! store's file is held by the running gatehouse, so the CLI asks it here).
+//! Plain HTTP, loopback by default, never on the public listeners.
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -19,6 +20,7 @@ pub fn handle<B>(
     req: &Request<B>,
     metrics: &Metrics,
     readiness: impl FnOnce() -> Readiness,
+    jwks: impl FnOnce() -> Option<bytes::Bytes>,
 ) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return rescue(&Failure::Method { allow: "GET, HEAD" }).to_response();
@@ -39,6 +41,10 @@ pub fn handle<B>(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({ "status": "not_ready", "reason": reason }),
             ),
+        },
+        crate::endpoints::jwks::PATH => match jwks() {
+            Some(document) => crate::endpoints::jwks::response(document),
+            None => rescue(&Failure::Denied).to_response(),
         },
         _ => rescue(&Failure::Denied).to_response(),
     }

@@ -389,9 +389,15 @@ impl Gateway {
                         let now = shared.clock.unix_now();
                         admin::quota(&req, &gate.config.quotas, &shared.store, now).await
                     }
-                    Listener::Admin => {
-                        admin::handle(&req, &this.inner.shared.metrics, || this.readiness())
-                    }
+                    Listener::Admin => admin::handle(
+                        &req,
+                        &this.inner.shared.metrics,
+                        || this.readiness(),
+                        || {
+                            let generation = this.inner.generation.load();
+                            generation.gate.assertion.as_ref().map(|s| s.jwks())
+                        },
+                    ),
                     _ => redirect::redirect(&req, this.inner.https_port.load(Ordering::Relaxed)),
                 }
             }

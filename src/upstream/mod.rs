@@ -39,6 +39,8 @@ pub struct Target {
 /// A named upstream: its targets and its connection pool.
 pub struct Upstream {
     pub name: Arc<str>,
+    /// The signed identity assertion's `aud` for this upstream.
+    pub audience: Arc<str>,
     pub targets: Vec<Target>,
     next: AtomicUsize,
     epoch: Instant,
@@ -72,6 +74,7 @@ impl Upstream {
             .build(connector);
         Upstream {
             name: Arc::from(cfg.name.as_str()),
+            audience: Arc::from(cfg.audience.as_str()),
             targets: cfg
                 .targets
                 .iter()

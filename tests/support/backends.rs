@@ -63,6 +63,26 @@ impl Drop for Backend {
 
 /// The axum backend on `127.0.0.1:<free port>`, in a task of the current runtime.
 pub async fn start_rust_backend() -> Backend {
+    start_rust_backend_with(None).await
+}
+
+/// Keys for the Rust backend's assertion check: gatehouse's JWKS at
+/// `jwks_url`, this backend's `audience`, gatehouse's `issuer`.
+pub fn assertion_keys(
+    jwks_url: &str,
+    audience: &str,
+    issuer: &str,
+) -> std::sync::Arc<super::backend_app::assertion::AssertionKeys> {
+    std::sync::Arc::new(super::backend_app::assertion::AssertionKeys::new(
+        jwks_url, audience, issuer,
+    ))
+}
+
+/// [`start_rust_backend`] whose `/verified/whoami` checks assertions with
+/// `keys`.
+pub async fn start_rust_backend_with(
+    keys: Option<std::sync::Arc<super::backend_app::assertion::AssertionKeys>>,
+) -> Backend {
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .expect("bind 127.0.0.1:0 for the rust backend");
@@ -70,7 +90,7 @@ pub async fn start_rust_backend() -> Backend {
         .local_addr()
         .expect("bound listener has an address");
     let task = tokio::spawn(async move {
-        super::backend_app::serve(listener)
+        super::backend_app::serve(listener, keys)
             .await
             .expect("rust backend serves");
     });
@@ -86,6 +106,11 @@ pub async fn start_rust_backend() -> Backend {
 ///
 /// Panics, naming the set-up command, when the virtualenv is missing.
 pub async fn start_fastapi() -> Backend {
+    start_fastapi_with(&[]).await
+}
+
+/// [`start_fastapi`] with more environment variables.
+pub async fn start_fastapi_with(env: &[(&str, &str)]) -> Backend {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let venv = std::env::var_os("GATEHOUSE_TEST_VENV")
         .map_or_else(|| root.join("target/venv"), PathBuf::from);
@@ -106,6 +131,7 @@ pub async fn start_fastapi() -> Backend {
             // The app exits when this pipe closes, so it dies with the test
             // process even if `Drop` never runs.
             .env("CHATBOT_EXIT_ON_STDIN_EOF", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

@@ -82,6 +82,16 @@ fn upstream(cx: &Ctx, name: &str, up: &file::Upstream) -> Result<Upstream, Confi
             &format!("{key}.response_timeout"),
             up.response_timeout.0,
         )?,
+        audience: match &up.audience {
+            Some(aud) if aud.0.trim().is_empty() || aud.0.chars().any(char::is_control) => {
+                return Err(cx.err(
+                    format!("{key}.audience"),
+                    "must be non-empty, without control characters",
+                ))
+            }
+            Some(aud) => aud.0.trim().to_owned(),
+            None => name.to_owned(),
+        },
     })
 }
 
