@@ -547,3 +547,77 @@ async fn counters_written_behind_survive_a_crash_of_the_real_binary() {
     let show = ["show", "--name", "chat-daily", "--principal", "alice"];
     assert_eq!(cli_json(&path, &show).await["used"], 3);
 }
+
+/// The shipped upstream, as `config/gatehouse.yaml` writes it.
+const SHIPPED_UPSTREAM: &str = "${GATEHOUSE_UPSTREAM:-http://127.0.0.1:8000}";
+
+#[tokio::test]
+async fn the_shipped_config_meters_the_example_chatbots_completions() {
+    let backend = start_fastapi().await;
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (config_dir, certs_dir) = (dir.path().join("config"), dir.path().join("certs"));
+    std::fs::create_dir(&config_dir).expect("config dir");
+    std::fs::create_dir(&certs_dir).expect("certs dir");
+    for name in ["gatehouse.yaml", "users.yaml"] {
+        std::fs::copy(repo.join("config").join(name), config_dir.join(name)).expect("copy");
+    }
+    let (cert, key) = (certs_dir.join("server.crt"), certs_dir.join("server.key"));
+    gatehouse::server::tls::create_self_signed(&cert, &key).expect("test certificate");
+    let pem = std::fs::read_to_string(&cert).expect("certificate");
+    let path = config_dir.join("gatehouse.yaml");
+    let shipped = std::fs::read_to_string(&path).expect("shipped config");
+    assert!(shipped.contains(SHIPPED_UPSTREAM));
+    let yaml = listen_on_free_ports(&shipped).replace(SHIPPED_UPSTREAM, &backend.url(""));
+    std::fs::write(&path, yaml).expect("write config");
+    let certs = TestCerts {
+        dir,
+        cert,
+        key,
+        pem,
+    };
+    let gate = Gatehouse::start_config(certs, path).await;
+    let client = gate.client();
+    let tokens = login(&gate, &client, "demo", "gatehouse-demo").await;
+    let auth = format!("Bearer {}", tokens.access);
+    let res = client
+        .post(gate.url("/v1/chat/completions"))
+        .header("authorization", &auth)
+        .json(
+            &json!({"messages": [{"role": "user", "content": "hello there quotas"}],
+                      "stream": true, "stream_options": {"include_usage": true}}),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("x-gatehouse-usage").is_none(), "removed");
+    let text = res.text().await.expect("stream");
+    let total = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| v["usage"]["total_tokens"].as_u64())
+        .last()
+        .unwrap_or_else(|| panic!("a final usage chunk in {text}"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let me: Value = client
+            .get(gate.url("/auth/me"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .expect("me")
+            .json()
+            .await
+            .expect("json");
+        let q = &me["quotas"][0];
+        assert_eq!(q["name"], "llm-tokens", "{me}");
+        if q["used"] == total {
+            assert_eq!(q["limit"], 100_000);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{me}, want {total}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
