@@ -598,7 +598,7 @@ async fn the_shipped_config_meters_the_example_chatbots_completions() {
         .filter_map(|l| l.strip_prefix("data: "))
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
         .filter_map(|v| v["usage"]["total_tokens"].as_u64())
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("a final usage chunk in {text}"));
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
