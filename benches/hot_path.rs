@@ -1,7 +1,8 @@
 //! Criterion micro-benchmarks of the request hot path: normalize, route
 //! match (10 and 500 routes), JWT verification (HS256, RS256, ES256, EdDSA),
-//! the API-key check, the header rewrite and signing the identity assertion
-//! (ES256, EdDSA, RS256). Compare the numbers of one run
+//! the API-key check, the header rewrite, signing the identity assertion
+//! (ES256, EdDSA, RS256), and a requests quota's admission (embedded store;
+//! Redis too when `redis-server` is installed). Compare the numbers of one run
 //! with each other (ratios); absolute times drift on shared machines.
 //!
 //! `cargo bench --bench hot_path`
@@ -242,6 +243,121 @@ fn header_bench(c: &mut Criterion) {
     });
 }
 
+/// A requests quota's admission as the pipeline makes it
+/// (`pipeline::quota::admit`: the principal, the window, the check and the
+/// `RateLimit-*` decision), on the embedded store (in memory, written
+/// behind) and, when `redis-server` is installed, on a local Redis (one
+/// Lua script, a round trip per request).
+fn quota_bench(c: &mut Criterion) {
+    use gatehouse::pipeline::{quota, Carried, Shared};
+    use std::sync::Arc;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let yaml = |store: &str| {
+        format!(
+            "listen: {{https: 127.0.0.1:0}}\ntls: {{cert: c.pem, key: k.pem}}\n\
+             upstreams: {{app: {{url: http://127.0.0.1:9}}}}\nauth:\n  jwt:\n{jwt}\n{store}\
+             routes:\n  - {{name: chat, path: /chat/**, auth: jwt}}\n\
+             quotas:\n  - {{name: chat-daily, routes: [chat], limit: 1000000000}}\n",
+            jwt = hs_jwt()
+        )
+    };
+    let shared = |config: &config::Config| {
+        let store = runtime
+            .block_on(gatehouse::store::Store::open(
+                &config.store,
+                config.auth.jwt.access_ttl,
+            ))
+            .expect("store");
+        Shared {
+            metrics: gatehouse::metrics::Metrics::new(prometheus::Registry::new())
+                .expect("metrics"),
+            store,
+            hasher: gatehouse::auth::password::Hasher::new(),
+            carried: Carried::default(),
+            tunnels: tokio_util::task::TaskTracker::new(),
+            clock: Arc::new(gatehouse::clock::SystemClock),
+        }
+    };
+    let principal = gatehouse::auth::Principal::new(
+        "alice",
+        vec!["user".into()],
+        gatehouse::auth::Scheme::Jwt,
+        None,
+        None,
+        None,
+    )
+    .expect("principal");
+    let ip: std::net::IpAddr = "192.0.2.1".parse().expect("ip");
+    let now = gatehouse::clock::unix_now();
+    let mut g = c.benchmark_group("quota");
+
+    let path = dir.path().join("gatehouse.yaml");
+    let embedded = format!("store: {{path: {}}}\n", dir.path().join("q.db").display());
+    let config = config::parse(&path, &yaml(&embedded)).expect("bench config");
+    let on_embedded = shared(&config);
+    g.bench_function("requests_embedded", |b| {
+        b.iter(|| {
+            let mut rate = None;
+            quota::admit(
+                &config.quotas,
+                &[0],
+                Some(&principal),
+                ip,
+                &on_embedded,
+                now,
+                &mut rate,
+            )
+            .now_or_never()
+        })
+    });
+
+    let redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "16399",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    match redis {
+        Ok(mut child) => {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let store = "store: {backend: redis, url: \"redis://127.0.0.1:16399/0\"}\n";
+            let config = config::parse(&path, &yaml(store)).expect("bench config");
+            let on_redis = shared(&config);
+            g.bench_function("requests_redis", |b| {
+                b.iter(|| {
+                    let mut rate = None;
+                    let admit = quota::admit(
+                        &config.quotas,
+                        &[0],
+                        Some(&principal),
+                        ip,
+                        &on_redis,
+                        now,
+                        &mut rate,
+                    );
+                    runtime.block_on(admit)
+                })
+            });
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Err(e) => eprintln!("quota/requests_redis skipped: redis-server not found ({e})"),
+    }
+    g.finish();
+}
+
 /// Signing the identity assertion (SPEC §12), once per authenticated
 /// forwarded request: one claims serialization, one signature, the token.
 fn assertion_bench(c: &mut Criterion) {
@@ -285,6 +401,7 @@ criterion_group!(
     jwt_bench,
     api_key_bench,
     header_bench,
-    assertion_bench
+    assertion_bench,
+    quota_bench
 );
 criterion_main!(benches);

@@ -5,7 +5,11 @@
 //! (`anonymous` when absent). Besides the chat endpoints it reports exactly
 //! what reached it (`/echo`) and records every request it saw
 //! (`GET`/`DELETE /__requests`), so tests can assert the backend never saw a
-//! request gatehouse should have refused.
+//! request gatehouse should have refused. For quotas (SPEC §11) it answers
+//! `POST /v1/chat/completions` like OpenAI — JSON, or SSE chunks with a
+//! final `usage` chunk — with a deterministic usage reported in the body,
+//! the `X-Gatehouse-Usage` header, both or neither, and can hold a stream
+//! open after its first event; `/status/{code}` answers any status.
 //!
 //! This file is a module, not a crate: `examples/backend.rs` runs it, and
 //! integration tests include it with
@@ -72,6 +76,8 @@ pub fn router(keys: Option<Arc<assertion::AssertionKeys>>) -> Router {
         .route("/echo/{*path}", any(echo))
         .route("/upload", post(upload))
         .route("/slow", get(slow))
+        .route("/status/{code}", any(status))
+        .route("/v1/chat/completions", post(completions))
         .route(RECORDED_PATH, get(list_recorded).delete(clear_recorded))
         .layer(middleware::from_fn_with_state(recorded.clone(), record))
         .layer(DefaultBodyLimit::disable())
@@ -231,6 +237,77 @@ async fn slow(Query(params): Query<SlowParams>) -> Result<Json<Value>, StatusCod
     let delay = Duration::try_from_secs_f64(seconds).map_err(|_| StatusCode::BAD_REQUEST)?;
     tokio::time::sleep(delay).await;
     Ok(Json(json!({"slept": seconds})))
+}
+
+/// Answers with the status in the path (a backend's own 5xx, for tests).
+async fn status(axum::extract::Path(code): axum::extract::Path<u16>) -> Response {
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+    (code, Json(json!({"status": code.as_u16()}))).into_response()
+}
+
+/// How `/v1/chat/completions` reports its usage, from the query string.
+#[derive(Deserialize)]
+struct UsageParams {
+    /// `body` (default: `usage` in the JSON, or a final SSE chunk when
+    /// `stream_options.include_usage` is set), `header`
+    /// (`X-Gatehouse-Usage` only), `both`, or `none`.
+    report: Option<String>,
+    /// The total tokens reported in the body (default 21).
+    total: Option<u64>,
+    /// The tokens reported in the header (default: `total`).
+    header_tokens: Option<u64>,
+    /// Milliseconds the stream is held open after its first event.
+    hold_ms: Option<u64>,
+}
+
+/// An OpenAI-compatible chat completion with a deterministic `usage`:
+/// JSON, or SSE chunks (`"stream": true`) ending in `data: [DONE]`.
+async fn completions(Query(params): Query<UsageParams>, Json(body): Json<Value>) -> Response {
+    let report = params.report.as_deref().unwrap_or("body");
+    let total = params.total.unwrap_or(21);
+    let in_body = matches!(report, "body" | "both");
+    let usage = json!({"prompt_tokens": 9, "completion_tokens": total.saturating_sub(9), "total_tokens": total});
+    let header = matches!(report, "header" | "both")
+        .then(|| params.header_tokens.unwrap_or(total).to_string());
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    let mut response = if stream {
+        let include_usage = body["stream_options"]["include_usage"]
+            .as_bool()
+            .unwrap_or(false);
+        let chunk = |content: &str| {
+            json!({"id": "chatcmpl-1", "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {"content": content}}], "usage": null})
+            .to_string()
+        };
+        let mut events = vec![chunk("Hel"), chunk("lo")];
+        if include_usage && in_body {
+            events.push(
+                json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [], "usage": usage})
+                    .to_string(),
+            );
+        }
+        events.push("[DONE]".to_owned());
+        let hold = Duration::from_millis(params.hold_ms.unwrap_or(0));
+        let events =
+            stream::iter(events.into_iter().enumerate()).then(move |(i, data)| async move {
+                if i == 1 {
+                    tokio::time::sleep(hold).await;
+                }
+                Ok::<_, Infallible>(Event::default().data(data))
+            });
+        Sse::new(events).into_response()
+    } else {
+        let mut answer = json!({"id": "chatcmpl-1", "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}]});
+        if in_body {
+            answer["usage"] = usage;
+        }
+        Json(answer).into_response()
+    };
+    if let Some(value) = header.and_then(|h| HeaderValue::from_str(&h).ok()) {
+        response.headers_mut().insert("x-gatehouse-usage", value);
+    }
+    response
 }
 
 async fn list_recorded(State(recorded): State<Recorded>) -> Json<Value> {

@@ -30,6 +30,23 @@ pin_project_lite::pin_project! {
         Full { data: Option<Bytes> },
         Stream { #[pin] inner: Incoming },
         Watched { #[pin] inner: Incoming, watch: Box<Watch> },
+        Metered { inner: Box<Body>, meter: Box<dyn Meter> },
+    }
+}
+
+/// Reads a response body's bytes as they pass on to the client (a quota's
+/// token usage, SPEC §11), and hears when the body ends. A meter that is
+/// dropped before it heard the end learns that the client went away.
+pub trait Meter: Send + Sync + 'static {
+    /// The next piece of the body, on its way to the client.
+    fn data(&mut self, bytes: &[u8]);
+    /// The body ended (or failed); called at most once.
+    fn end(&mut self);
+}
+
+impl std::fmt::Debug for dyn Meter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Meter")
     }
 }
 
@@ -72,6 +89,10 @@ impl Body {
     /// only a backend's stream can go on long enough to need it.
     pub fn watched(self, ended: Ended, every: Duration) -> Self {
         match self {
+            Body::Metered { inner, meter } => Body::Metered {
+                inner: Box::new(inner.watched(ended, every)),
+                meter,
+            },
             Body::Stream { inner } => Body::Watched {
                 inner,
                 watch: Box::new(Watch {
@@ -81,6 +102,14 @@ impl Body {
                 }),
             },
             other => other,
+        }
+    }
+
+    /// This body, with every piece shown to `meter` as it passes.
+    pub fn metered(self, meter: Box<dyn Meter>) -> Self {
+        Body::Metered {
+            inner: Box::new(self),
+            meter,
         }
     }
 }
@@ -109,6 +138,24 @@ impl HttpBody for Body {
                 }
                 inner.poll_frame(cx)
             }
+            BodyProj::Metered { inner, meter } => {
+                let polled = Pin::new(&mut **inner).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            meter.data(data);
+                        }
+                        // The server may not ask again once the body says
+                        // it is over.
+                        if inner.is_end_stream() {
+                            meter.end();
+                        }
+                    }
+                    Poll::Ready(Some(Err(_)) | None) => meter.end(),
+                    Poll::Pending => {}
+                }
+                polled
+            }
         }
     }
 
@@ -117,6 +164,7 @@ impl HttpBody for Body {
             Body::Empty => true,
             Body::Full { data } => data.is_none(),
             Body::Stream { inner } | Body::Watched { inner, .. } => inner.is_end_stream(),
+            Body::Metered { inner, .. } => inner.is_end_stream(),
         }
     }
 
@@ -127,6 +175,7 @@ impl HttpBody for Body {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             Body::Stream { inner } | Body::Watched { inner, .. } => inner.size_hint(),
+            Body::Metered { inner, .. } => inner.size_hint(),
         }
     }
 }

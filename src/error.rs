@@ -48,6 +48,14 @@ pub enum Problem {
     UnsupportedMediaType,
     #[error("rate limited, retry after {retry_after}s")]
     RateLimited { retry_after: u64 },
+    /// A quota of SPEC §11 is spent: which, and when it starts over (RFC
+    /// 3339).
+    #[error("quota {quota} exceeded, retry after {retry_after}s")]
+    QuotaExceeded {
+        quota: std::sync::Arc<str>,
+        resets_at: String,
+        retry_after: u64,
+    },
     #[error("bad gateway")]
     BadGateway,
     #[error("store unavailable")]
@@ -76,7 +84,7 @@ impl Problem {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RateLimited { .. } | QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             BadGateway => StatusCode::BAD_GATEWAY,
             StoreUnavailable | ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -101,6 +109,7 @@ impl Problem {
             RequestTimeout => "request_timeout",
             UnsupportedMediaType => "unsupported_media_type",
             RateLimited { .. } => "rate_limited",
+            QuotaExceeded { .. } => "quota_exceeded",
             BadGateway => "bad_gateway",
             StoreUnavailable => "store_unavailable",
             ProviderUnavailable => "provider_unavailable",
@@ -126,6 +135,7 @@ impl Problem {
             RequestTimeout => "The request body was not received in time",
             UnsupportedMediaType => "Unsupported content type",
             RateLimited { .. } => "Too many requests",
+            QuotaExceeded { .. } => "Quota exceeded for this period",
             BadGateway => "The upstream server is unreachable or sent an invalid response",
             StoreUnavailable => "The session store is unavailable",
             ProviderUnavailable => "The identity provider cannot be reached yet",
@@ -145,6 +155,13 @@ impl Problem {
         let mut body = serde_json::json!({ "error": self.code(), "detail": self.detail() });
         if let Some(url) = login_url {
             body["login_url"] = url.into();
+        }
+        if let Problem::QuotaExceeded {
+            quota, resets_at, ..
+        } = self
+        {
+            body["quota"] = (**quota).into();
+            body["resets_at"] = resets_at.as_str().into();
         }
         let mut res = Response::new(Body::full(body.to_string()));
         *res.status_mut() = self.status();
@@ -168,7 +185,7 @@ impl Problem {
             Problem::MethodNotAllowed { allow } => {
                 h.insert(http::header::ALLOW, HeaderValue::from_static(allow));
             }
-            Problem::RateLimited { retry_after } => {
+            Problem::RateLimited { retry_after } | Problem::QuotaExceeded { retry_after, .. } => {
                 h.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}

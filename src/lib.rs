@@ -9,7 +9,8 @@
 //! - [`pipeline`] — the stages every request passes, in order: normalize,
 //!   client IP, CORS, rate limit, route (to a target), authenticate (a
 //!   session's CSRF check, or sending a browser to sign in), authorize,
-//!   then the target, and the log; one rescue for their errors;
+//!   quotas, then the target (a response's token usage read as it
+//!   streams), and the log; one rescue for their errors;
 //! - [`endpoints`] — gatehouse's own route targets: `/login`,
 //!   `/auth/refresh`, `/auth/logout`, `/auth/me`, the browser sign-in
 //!   page and form `/auth/login`, and sign-in through an identity provider
@@ -18,7 +19,7 @@
 //!   users, browser sessions, identity providers: OIDC and GitHub) and the
 //!   token logic;
 //! - [`store`] — refresh families, revocations, lockouts, browser sessions,
-//!   sign-in flows (embedded or Redis);
+//!   sign-in flows, quota counters and their periods (embedded or Redis);
 //! - [`upstream`] — backend pools, header rewriting, streaming, tunnels;
 //!
 //! and the ground floor they all stand on: [`config`] (the YAML model and

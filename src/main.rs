@@ -44,6 +44,32 @@ enum Command {
     },
     /// Print the identity assertion's JWKS (creating its key if missing).
     ExportJwks,
+    /// Show or reset a principal's use of a quota, in the configured store.
+    Quota {
+        #[command(subcommand)]
+        action: QuotaAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuotaAction {
+    /// Print {"name","unit","limit","used","remaining","resets_at"}.
+    Show {
+        /// The quota's name (quotas[].name).
+        #[arg(long)]
+        name: String,
+        /// A sub, an API-key id, or a client IP (an IPv6 /64 as 2001:db8::/64).
+        #[arg(long)]
+        principal: String,
+    },
+    /// Start the principal's period over (at once on every running replica),
+    /// then print its status.
+    Reset {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        principal: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +84,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Some(Command::GenApiKey { name }) => gen_api_key(&name),
+        Some(Command::Quota { action }) => quota(&cli.config, action),
         Some(Command::ExportJwks) => export_jwks(&cli.config),
     };
     match result {
@@ -107,6 +134,102 @@ fn hash_password() -> anyhow::Result<()> {
     let phc = gatehouse::auth::password::hash_password(&password).map_err(anyhow::Error::msg)?;
     println!("{phc}");
     Ok(())
+}
+
+/// `gatehouse quota show|reset` (SPEC §11), against the configured store:
+/// Redis directly; the embedded file directly when no gatehouse holds it,
+/// else through the running gatehouse's admin listener.
+fn quota(path: &Path, action: QuotaAction) -> anyhow::Result<()> {
+    let (name, principal, reset) = match action {
+        QuotaAction::Show { name, principal } => (name, principal, false),
+        QuotaAction::Reset { name, principal } => (name, principal, true),
+    };
+    let config = config::load(path)?;
+    let q = config
+        .quotas
+        .iter()
+        .find(|q| *q.name == *name)
+        .with_context(|| format!("{}: no quota named {name:?}", path.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let status = runtime.block_on(async {
+        use gatehouse::store::{quota::CounterKey, Store, StoreError};
+        let store = match Store::open(&config.store, config.auth.jwt.access_ttl).await {
+            Ok(store) => store,
+            Err(StoreError::Busy(file)) => {
+                let admin = config.listen.admin.with_context(|| {
+                    format!("{file} is held by a running gatehouse whose admin listener is off (listen.admin)")
+                })?;
+                return quota_via_admin(admin, &name, &principal, reset).await;
+            }
+            Err(e) => return Err(e).context("cannot open the store"),
+        };
+        if reset {
+            store
+                .quota_reset(&CounterKey::new(&q.name, &principal))
+                .await
+                .context("cannot reset the quota")?;
+            store.flush_quotas().await;
+        }
+        let now = gatehouse::clock::unix_now();
+        store
+            .quota_status(q, &principal, now)
+            .await
+            .context("cannot read the quota")
+    })?;
+    println!("{status}");
+    Ok(())
+}
+
+/// Asks the running gatehouse's admin listener (`/quota`, `/quota/reset`).
+async fn quota_via_admin(
+    admin: std::net::SocketAddr,
+    name: &str,
+    principal: &str,
+    reset: bool,
+) -> anyhow::Result<serde_json::Value> {
+    use http_body_util::{BodyExt as _, Empty};
+    anyhow::ensure!(
+        admin.port() != 0,
+        "a running gatehouse holds the store file, and listen.admin names no fixed port to reach it on"
+    );
+    let mut addr = admin;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("name", name)
+        .append_pair("principal", principal)
+        .finish();
+    let (method, path) = if reset {
+        (http::Method::POST, server::admin::QUOTA_RESET_PATH)
+    } else {
+        (http::Method::GET, server::admin::QUOTA_PATH)
+    };
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}?{query}"))
+        .body(Empty::<bytes::Bytes>::new())
+        .context("request")?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let response =
+        tokio::time::timeout(std::time::Duration::from_secs(10), client.request(request))
+            .await
+            .context("the admin listener did not answer in time")?
+            .with_context(|| format!("cannot reach gatehouse's admin listener at {addr}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    let json: serde_json::Value =
+        serde_json::from_slice(&body).context("the admin listener answered no JSON")?;
+    anyhow::ensure!(
+        status.is_success(),
+        "{}",
+        json["detail"].as_str().unwrap_or("failed")
+    );
+    Ok(json)
 }
 
 fn check(path: &Path) -> anyhow::Result<()> {

@@ -30,6 +30,9 @@ pub const RATE_LIMIT_FALLBACKS_TOTAL: &str = "gatehouse_rate_limit_fallbacks_tot
 pub const CSRF_REJECTED_TOTAL: &str = "gatehouse_csrf_rejected_total";
 pub const SESSIONS_REVOKED_TOTAL: &str = "gatehouse_sessions_revoked_total";
 pub const OIDC_LOGINS_TOTAL: &str = "gatehouse_oidc_logins_total";
+pub const QUOTA_EXCEEDED_TOTAL: &str = "gatehouse_quota_exceeded_total";
+pub const QUOTA_CONSUMED_TOTAL: &str = "gatehouse_quota_consumed_total";
+pub const QUOTA_USAGE_MISSING_TOTAL: &str = "gatehouse_quota_usage_missing_total";
 
 /// Upstream error kinds (`kind` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +191,14 @@ pub struct Metrics {
     /// (from the config; `unknown` when the callback names no flow) and
     /// `result`: `success`, `denied`, `invalid`, `provider_error`.
     pub oidc_logins: IntCounterVec,
+    /// Requests refused with 429 `quota_exceeded`, by `quota` (SPEC §11).
+    pub quota_exceeded: IntCounterVec,
+    /// Units finally debited, by `quota` and `unit` (a request given back
+    /// is not counted).
+    pub quota_consumed: IntCounterVec,
+    /// Token responses that ended with no usage seen (debited
+    /// `fallback_tokens`), by `quota`.
+    pub quota_usage_missing: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -286,6 +297,24 @@ impl Metrics {
                 OIDC_LOGINS_TOTAL,
                 "Sign-ins through an identity provider, by provider and result.",
                 &["provider", "result"],
+            )?,
+            quota_exceeded: counter(
+                r,
+                QUOTA_EXCEEDED_TOTAL,
+                "Requests refused because a quota was spent, by quota.",
+                &["quota"],
+            )?,
+            quota_consumed: counter(
+                r,
+                QUOTA_CONSUMED_TOTAL,
+                "Quota units debited (requests or tokens), by quota and unit.",
+                &["quota", "unit"],
+            )?,
+            quota_usage_missing: counter(
+                r,
+                QUOTA_USAGE_MISSING_TOTAL,
+                "Token responses that reported no usage (fallback_tokens debited), by quota.",
+                &["quota"],
             )?,
             requests: counter(
                 r,

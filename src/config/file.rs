@@ -47,6 +47,9 @@ pub struct FileConfig {
     pub routes: Vec<Route>,
     #[serde(default)]
     pub default_route: DefaultRoute,
+    /// What each principal may spend per period (SPEC §11; default none).
+    #[serde(default)]
+    pub quotas: Vec<Quota>,
 }
 
 fn yes() -> Flag {
@@ -659,4 +662,48 @@ impl Default for DefaultRoute {
             upstream: None,
         }
     }
+}
+
+/// One entry of `quotas:` (SPEC §11). The token-only keys are options so
+/// that validation can tell one written on a `requests` quota.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub name: Text,
+    /// Route names (`default` for `default_route`).
+    #[serde(default)]
+    pub routes: Vec<Text>,
+    /// `requests` (default) or `tokens`.
+    #[serde(default = "default_quota_unit")]
+    pub unit: Text,
+    /// Per principal per period (required).
+    pub limit: Option<Num>,
+    /// `day` (default), `week`, `month` or a duration.
+    #[serde(default = "default_quota_period")]
+    pub period: Text,
+    #[serde(default)]
+    pub roles: Vec<Text>,
+    #[serde(default)]
+    pub overrides: Vec<QuotaOverride>,
+    /// tokens: `openai` (default) or `header`.
+    pub usage: Option<Text>,
+    /// tokens: the header a backend reports usage in (default `X-Gatehouse-Usage`).
+    pub usage_header: Option<Text>,
+    /// tokens: debited when a response ends with no usage seen (default 0).
+    pub fallback_tokens: Option<Num>,
+}
+
+fn default_quota_unit() -> Text {
+    text("requests")
+}
+fn default_quota_period() -> Text {
+    text("day")
+}
+
+/// `{ principal: alice, limit: 1000 }` or `limit: unlimited`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaOverride {
+    pub principal: Text,
+    pub limit: Text,
 }

@@ -49,6 +49,9 @@ pub struct Config {
     /// `default_route:`, what a request matching no route gets; its name is
     /// `default` (default `auth: jwt`).
     pub default_route: Route,
+    /// `quotas:`, in file order: the 429 names the first spent one (default
+    /// none).
+    pub quotas: Vec<Quota>,
 }
 
 /// `listen:`.
@@ -703,4 +706,104 @@ pub struct Route {
     pub rate_limit: Option<Limit>,
     /// `upstream`: an index into [`Config::upstreams`] (default 0, the first).
     pub upstream: usize,
+}
+
+/// What a quota counts (`unit:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaUnit {
+    /// `requests` (the default): one per admitted request.
+    Requests,
+    /// `tokens`: the LLM tokens a response reports.
+    Tokens,
+}
+
+impl QuotaUnit {
+    /// The `unit` of `/auth/me`, the CLI and the `unit` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaUnit::Requests => "requests",
+            QuotaUnit::Tokens => "tokens",
+        }
+    }
+}
+
+/// The period a quota's count starts over after (`period:`), in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    /// `day` (the default): from 00:00 UTC.
+    Day,
+    /// `week`: from Monday 00:00 UTC (ISO weeks).
+    Week,
+    /// `month`: from the 1st, 00:00 UTC.
+    Month,
+    /// A duration (`6h`), in whole seconds: fixed windows aligned to the
+    /// Unix epoch.
+    Every(u64),
+}
+
+/// Where a tokens quota reads a response's usage (`usage:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageSource {
+    /// `openai` (the default): the `usage_header` when the backend sends it,
+    /// else `usage.total_tokens` of a JSON body or of the last SSE `data:`
+    /// event that has a `usage`.
+    OpenAi,
+    /// `header`: the `usage_header` only.
+    Header,
+}
+
+/// One entry of a quota's `overrides:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaOverride {
+    /// `principal`: a `sub`, an API-key id, or a client IP (`auth: none`;
+    /// an IPv6 client as its /64, `2001:db8:1:2::/64`).
+    pub principal: String,
+    /// `limit`: at least 1; `None` for `unlimited`.
+    pub limit: Option<u64>,
+}
+
+/// One entry of `quotas:` (SPEC §11).
+#[derive(Debug, Clone)]
+pub struct Quota {
+    /// `name`: unique; in 429 bodies, metrics and `/auth/me` (required).
+    pub name: Arc<str>,
+    /// `routes`: the names of the routes it counts on (`default` for
+    /// `default_route`; at least one, each naming a route).
+    pub routes: Vec<Arc<str>>,
+    /// `unit` (default `requests`).
+    pub unit: QuotaUnit,
+    /// `limit`: per principal per period, at least 1 (required).
+    pub limit: u64,
+    /// `period` (default `day`).
+    pub period: Period,
+    /// `roles`: only principals holding one of these count (default none:
+    /// every principal; a client IP holds no role).
+    pub roles: Vec<String>,
+    /// `overrides`: another limit for some principals (default none; one
+    /// entry per principal).
+    pub overrides: Vec<QuotaOverride>,
+    /// `usage` (tokens only; default `openai`).
+    pub usage: UsageSource,
+    /// `usage_header` (tokens only; default `X-Gatehouse-Usage`): an integer
+    /// the backend may set; always removed before the client.
+    pub usage_header: HeaderName,
+    /// `fallback_tokens` (tokens only; default 0): debited when a response
+    /// ends, or its client goes away, with no usage seen.
+    pub fallback_tokens: u64,
+}
+
+impl Quota {
+    /// The limit for `principal`: its override's, else the quota's; `None`
+    /// is unlimited.
+    pub fn limit_for(&self, principal: &str) -> Option<u64> {
+        match self.overrides.iter().find(|o| o.principal == principal) {
+            Some(o) => o.limit,
+            None => Some(self.limit),
+        }
+    }
+
+    /// Whether a principal holding `roles` is counted by this quota.
+    pub fn applies_to(&self, roles: &[String]) -> bool {
+        self.roles.is_empty() || self.roles.iter().any(|w| roles.iter().any(|r| r == w))
+    }
 }

@@ -229,6 +229,8 @@ pub struct Cx<'a> {
     pub sessions: &'a config::Sessions,
     /// `auth.endpoints.session_login`, where the sign-in form posts.
     pub session_login: &'a str,
+    /// `quotas`, for `/auth/me`.
+    pub quotas: &'a [config::Quota],
     /// The identity assertion's JWKS document, when one is configured.
     pub jwks: Option<bytes::Bytes>,
     /// The identity providers (SPEC §10), when configured.
@@ -254,7 +256,9 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Unpin,
 {
     match (endpoint, principal) {
-        (Endpoint::Me, Some(p)) => Ok(me::answer(&p)),
+        (Endpoint::Me, Some(p)) => me::answer(&p, cx.quotas, cx.tokens.store, now)
+            .await
+            .map_err(TokenError::Store),
         // A session, or a session cookie that names none any more (the
         // pipeline lets only that through without a principal).
         (Endpoint::Logout, Some(p)) if p.scheme == Scheme::Session => {

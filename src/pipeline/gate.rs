@@ -45,6 +45,9 @@ pub struct Destination {
     pub limit: Option<RouteLimit>,
     /// The route's request metrics, at hand.
     pub metrics: Arc<RouteMetrics>,
+    /// The quotas on the route: indexes into `config.quotas`, in config
+    /// order (empty: the route pays nothing for quotas).
+    pub quotas: Vec<usize>,
 }
 
 /// Everything one config generation needs to answer requests.
@@ -57,6 +60,9 @@ pub struct Gate {
     default_destination: Destination,
     /// Same order as `config.upstreams`.
     pub upstreams: Vec<Upstream>,
+    /// The quotas that can count an authenticated principal (those on at
+    /// least one route that authenticates), for `/auth/me`.
+    pub principal_quotas: Vec<crate::config::Quota>,
     pub verifier: Verifier,
     pub issuer: Issuer,
     pub api_keys: ApiKeys,
@@ -198,8 +204,15 @@ impl Gate {
                 target: Target::Endpoint(spec.endpoint),
                 limit: login_limit.clone().filter(|_| spec.login_limit),
                 metrics: Arc::new(RouteMetrics::new(Arc::from(spec.name))),
+                // gatehouse's own endpoints forward nothing: no quota.
+                quotas: Vec::new(),
             });
         }
+        let quotas_of = |r: &Route| -> Vec<usize> {
+            let on = |q: &&crate::config::Quota| q.routes.contains(&r.name);
+            let all = config.quotas.iter().enumerate();
+            all.filter(|(_, q)| on(q)).map(|(i, _)| i).collect()
+        };
         let route_limit = |r: &Route| {
             r.rate_limit.map(|limit| {
                 let label = format!("route:{}", r.name);
@@ -217,6 +230,7 @@ impl Gate {
                 target: Target::Upstream(r.upstream),
                 limit: route_limit(r),
                 metrics: Arc::new(RouteMetrics::new(r.name.clone())),
+                quotas: quotas_of(r),
             });
         }
         let default = &config.default_route;
@@ -224,8 +238,21 @@ impl Gate {
             target: Target::Upstream(default.upstream),
             limit: route_limit(default),
             metrics: Arc::new(RouteMetrics::new(default.name.clone())),
+            quotas: quotas_of(default),
         };
+        let authenticates = |name: &Arc<str>| {
+            let all = config.routes.iter().chain([&config.default_route]);
+            all.filter(|r| r.name == *name)
+                .any(|r| matches!(r.auth, RouteAuth::Any(_)))
+        };
+        let principal_quotas = config
+            .quotas
+            .iter()
+            .filter(|q| q.routes.iter().any(authenticates))
+            .cloned()
+            .collect();
         Ok(Gate {
+            principal_quotas,
             cors: Cors::new(&config.cors),
             csrf: Trusted::new(&config.auth.sessions.trusted_origins, &config.cors),
             per_ip: config

@@ -15,7 +15,8 @@
 //! 5. `authn` then `authz` — the route's credentials (a route with
 //!    `session` sends a browser without one to sign in, `session`; a
 //!    session-borne unsafe request passes `csrf`), then its roles; then the
-//!    route's limit per principal;
+//!    route's limit per principal; then the route's quotas (`quota`: all
+//!    or nothing, a response's tokens read by `usage` as it streams);
 //! 6. the target — an endpoint (`crate::endpoints`) answers, or the request
 //!    goes upstream through a [`Forward`] with its headers rewritten;
 //! 7. `log` — HSTS, request id, CORS and `RateLimit-*` headers on the
@@ -32,10 +33,12 @@ pub mod csrf;
 pub mod gate;
 pub mod log;
 pub mod normalize;
+pub mod quota;
 pub mod rate_limit;
 pub mod rescue;
 pub mod route;
 pub mod session;
+pub mod usage;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -339,6 +342,22 @@ where
     if let (Some(p), Some(limit)) = (&principal, &destination.limit) {
         limited(shared, limit, &Key::Principal(p.user.clone()), rate).await?;
     }
+    // Then the quotas (SPEC §11); a route without any pays nothing here.
+    let admitted = if destination.quotas.is_empty() {
+        None
+    } else {
+        let admit = quota::admit(
+            &gate.config.quotas,
+            &destination.quotas,
+            principal.as_deref(),
+            record.client_ip,
+            shared,
+            now,
+            rate,
+        );
+        // Boxed, as what it owes: a route without quotas carries a `None`.
+        Box::pin(admit).await?.map(Box::new)
+    };
 
     // 6. The target answers.
     match destination.target {
@@ -355,6 +374,7 @@ where
                 body_read_timeout: gate.config.server.body_read_timeout,
                 sessions,
                 session_login: &gate.config.auth.endpoints.session_login,
+                quotas: &gate.principal_quotas,
                 jwks: gate.assertion.as_ref().map(Signer::jwks),
                 oidc: gate.oidc.as_ref(),
                 path: &target.path,
@@ -392,12 +412,28 @@ where
             }
             let forwarded = forward
                 .forward(up, outbound, &shared.tunnels, &shared.metrics)
-                .await?;
+                .await;
+            if let Some(admitted) = &admitted {
+                let failed = forwarded.as_ref().err();
+                quota::settle(admitted, failed, &shared.store, &shared.metrics);
+            }
+            let forwarded = forwarded?;
             record.upstream = Some(forwarded.upstream_elapsed);
-            Ok(match ended {
+            let mut response = match ended {
                 Some(ended) => forwarded.response.map(|b| b.watched(ended, SESSION_WATCH)),
                 None => forwarded.response,
-            })
+            };
+            if !destination.quotas.is_empty() {
+                response = quota::response(
+                    &gate.config.quotas,
+                    &destination.quotas,
+                    admitted.map(|a| *a),
+                    response,
+                    &shared.store,
+                    &shared.metrics,
+                );
+            }
+            Ok(response)
         }
     }
 }

@@ -137,10 +137,10 @@ impl Key {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     pub allowed: bool,
-    /// The bucket size (`RateLimit-Limit`).
-    pub limit: u32,
-    /// Requests left right now (`RateLimit-Remaining`).
-    pub remaining: u32,
+    /// The bucket size, or a quota's limit (`RateLimit-Limit`).
+    pub limit: u64,
+    /// Requests (or a quota's units) left right now (`RateLimit-Remaining`).
+    pub remaining: u64,
     /// Seconds until the bucket is full again (`RateLimit-Reset`).
     pub reset: u64,
     /// Seconds until the next request is allowed (`Retry-After`), when denied.
@@ -152,8 +152,8 @@ impl Decision {
     pub fn from_shared(b: crate::store::redis::SharedBucket, limit: u32) -> Self {
         Decision {
             allowed: b.allowed,
-            limit,
-            remaining: b.remaining.min(limit),
+            limit: u64::from(limit),
+            remaining: u64::from(b.remaining.min(limit)),
             reset: ceil_secs(b.reset),
             retry_after: ceil_secs(b.retry_after).max(u64::from(!b.allowed)),
         }
@@ -225,8 +225,8 @@ impl<C: Clock + Clone> Limiter<C> {
                 let missing = self.limit.burst.saturating_sub(remaining);
                 Decision {
                     allowed: true,
-                    limit: self.limit.burst,
-                    remaining,
+                    limit: u64::from(self.limit.burst),
+                    remaining: u64::from(remaining),
                     reset: ceil_secs(interval * missing),
                     retry_after: 0,
                 }
@@ -235,7 +235,7 @@ impl<C: Clock + Clone> Limiter<C> {
                 let wait = not_until.wait_time_from(self.clock.now());
                 Decision {
                     allowed: false,
-                    limit: self.limit.burst,
+                    limit: u64::from(self.limit.burst),
                     remaining: 0,
                     reset: ceil_secs(interval * self.limit.burst.saturating_sub(1) + wait),
                     retry_after: ceil_secs(wait).max(1),

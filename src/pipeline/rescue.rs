@@ -19,6 +19,7 @@ use crate::upstream::ForwardError;
 use super::cors::PreflightRefused;
 use super::csrf::CsrfRejected;
 use super::normalize::Refusal;
+use super::quota::QuotaError;
 use super::rate_limit::RateLimited;
 use super::session::SignIn;
 
@@ -47,6 +48,8 @@ pub enum Failure {
     Token(#[from] TokenError),
     #[error(transparent)]
     Csrf(#[from] CsrfRejected),
+    #[error(transparent)]
+    Quota(#[from] QuotaError),
     /// A route a browser can sign in to, without a credential that holds:
     /// a redirect to the sign-in page, or the 401 with `login_url`.
     #[error("sign-in needed: {}", .0.cause)]
@@ -107,6 +110,16 @@ pub fn rescue(failure: &Failure) -> Problem {
             Problem::CsrfRejected
         }
         Failure::SignIn(sign_in) => rescue(&sign_in.cause.into()),
+        Failure::Quota(QuotaError::Exceeded {
+            quota,
+            resets_at,
+            retry_after,
+        }) => Problem::QuotaExceeded {
+            quota: quota.clone(),
+            resets_at: crate::store::period::rfc3339(*resets_at),
+            retry_after: *retry_after,
+        },
+        Failure::Quota(QuotaError::Store(e)) => store(e),
         Failure::Unsigned => {
             tracing::error!("the identity assertion's key failed to sign");
             Problem::Internal

@@ -502,3 +502,184 @@ async fn signing_out_of_an_ended_session_clears_the_cookie() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(body.contains("login_url"), "{body}");
 }
+
+const QUOTA_ROUTES: &str = "\
+routes:
+  - name: chat
+    path: /chat
+    auth: jwt
+  - name: open
+    path: /open
+    auth: none
+quotas:
+  - name: chat-daily
+    routes: [chat]
+    limit: 3
+    overrides:
+      - { principal: boss, limit: unlimited }
+  - name: chat-hourly
+    routes: [chat]
+    limit: 2
+    period: 1h
+  - name: admins-only
+    routes: [chat]
+    limit: 1
+    roles: [admin]
+  - name: open-daily
+    routes: [open]
+    limit: 1
+";
+
+#[tokio::test]
+async fn a_spent_quota_answers_429_naming_it_and_counts_against_no_other() {
+    let h = Harness::new(QUOTA_ROUTES).await;
+    let alice = bearer(&h.token("alice", &["user"]));
+    let auth = [("authorization", alice.as_str())];
+    for i in 0..2 {
+        let (status, body) = h.get("/chat", &auth).await;
+        assert_eq!(status, StatusCode::OK, "request {i}: {body}");
+    }
+    // The hourly quota is spent: the daily one does not count this one.
+    let req = Request::get("/chat")
+        .header("host", "gate.example")
+        .header("authorization", &alice)
+        .body(Full::default())
+        .expect("request");
+    let (status, headers, body) = h.send(req).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let hour = crate::store::period::window(crate::config::Period::Every(3600), NOW);
+    assert_eq!(json["error"], "quota_exceeded");
+    assert_eq!(json["quota"], "chat-hourly");
+    assert_eq!(
+        json["resets_at"],
+        crate::store::period::rfc3339(hour.end).as_str()
+    );
+    assert!(json["detail"].is_string());
+    let wait = (hour.end - NOW).to_string();
+    assert_eq!(headers["retry-after"], wait.as_str());
+    assert_eq!(headers["ratelimit-limit"], "2");
+    assert_eq!(headers["ratelimit-remaining"], "0");
+    assert_eq!(headers["ratelimit-reset"], wait.as_str());
+    assert_eq!(h.upstream.seen().len(), 2, "never forwarded");
+
+    // An hour later the hourly quota has room again; the daily one has 1.
+    h.clock.advance(3600);
+    let alice = bearer(&h.token("alice", &["user"]));
+    let auth = [("authorization", alice.as_str())];
+    assert_eq!(h.get("/chat", &auth).await.0, StatusCode::OK);
+    let (status, body) = h.get("/chat", &auth).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(body.contains("\"chat-daily\""), "{body}");
+    let metrics = String::from_utf8(h.shared.metrics.render()).expect("utf-8");
+    assert!(
+        metrics.contains("gatehouse_quota_exceeded_total{quota=\"chat-hourly\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("gatehouse_quota_consumed_total{quota=\"chat-daily\",unit=\"requests\"} 3"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_unlimited_override_shows_no_ratelimit_headers_and_roles_pick_who_counts() {
+    let h = Harness::new(QUOTA_ROUTES).await;
+    let boss = bearer(&h.token("boss", &["user"]));
+    for _ in 0..5 {
+        let req = Request::get("/chat")
+            .header("host", "gate.example")
+            .header("authorization", &boss)
+            .body(Full::default())
+            .expect("request");
+        let (status, headers, _) = h.send(req).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // Only the hourly quota can stop the boss.
+            assert_eq!(headers["ratelimit-limit"], "2");
+            continue;
+        }
+        assert_eq!(status, StatusCode::OK);
+        // The hourly quota still shows; the unlimited daily one never does.
+        assert_eq!(headers["ratelimit-limit"], "2");
+    }
+    // The admins-only quota counts admins alone.
+    let admin = bearer(&h.token("root", &["admin"]));
+    assert_eq!(
+        h.get("/chat", &[("authorization", &admin)]).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = h.get("/chat", &[("authorization", &admin)]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(body.contains("admins-only"), "{body}");
+}
+
+#[tokio::test]
+async fn a_refused_credential_counts_against_no_quota_and_auth_none_counts_the_ip() {
+    let h = Harness::new(QUOTA_ROUTES).await;
+    for _ in 0..3 {
+        assert_eq!(h.get("/chat", &[]).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let key = crate::store::quota::CounterKey::new("chat-daily", "alice");
+    let day = crate::store::period::window(crate::config::Period::Day, NOW);
+    assert_eq!(h.shared.store.quota_used(&key, day).await, Ok(0));
+    assert_eq!(h.get("/open", &[]).await.0, StatusCode::OK);
+    let (status, body) = h.get("/open", &[]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let by_ip = crate::store::quota::CounterKey::new("open-daily", "203.0.113.9");
+    assert_eq!(h.shared.store.quota_used(&by_ip, day).await, Ok(1));
+}
+
+#[tokio::test]
+async fn auth_me_shows_the_quotas_that_count_the_principal() {
+    let h = Harness::new(QUOTA_ROUTES).await;
+    let alice = bearer(&h.token("alice", &["user"]));
+    assert_eq!(
+        h.get("/chat", &[("authorization", &alice)]).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = h.get("/auth/me", &[("authorization", &alice)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let me: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let day = crate::store::period::window(crate::config::Period::Day, NOW);
+    assert_eq!(
+        me["quotas"],
+        serde_json::json!([
+            { "name": "chat-daily", "unit": "requests", "limit": 3, "used": 1, "remaining": 2,
+              "resets_at": crate::store::period::rfc3339(day.end) },
+            { "name": "chat-hourly", "unit": "requests", "limit": 2, "used": 1, "remaining": 1,
+              "resets_at": crate::store::period::rfc3339(day.start + 18 * 3600) },
+        ]),
+        "admins-only is for admins; open-daily counts client IPs"
+    );
+    let boss = bearer(&h.token("boss", &["user"]));
+    let (_, body) = h.get("/auth/me", &[("authorization", &boss)]).await;
+    let me: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(me["quotas"][0]["limit"], serde_json::Value::Null);
+    assert_eq!(me["quotas"][0]["remaining"], serde_json::Value::Null);
+    assert_eq!(me["quotas"][0]["used"], 0);
+}
+
+#[tokio::test]
+async fn an_api_key_is_counted_by_its_id() {
+    let key = "gh_quota-test-key";
+    let auth = format!(
+        "  api_keys:\n    keys:\n      - id: ci-bot\n        sha256: {}\n",
+        crate::text::sha256_hex(key)
+    );
+    let routes = "routes:\n  - { name: chat, path: /chat, auth: [jwt, api_key] }\n\
+                  quotas:\n  - { name: keyed, routes: [chat], limit: 1 }\n";
+    let h = Harness::with_auth(&auth, routes).await;
+    assert_eq!(
+        h.get("/chat", &[("x-api-key", key)]).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = h.get("/chat", &[("x-api-key", key)]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let day = crate::store::period::window(crate::config::Period::Day, NOW);
+    let counted = crate::store::quota::CounterKey::new("keyed", "ci-bot");
+    assert_eq!(h.shared.store.quota_used(&counted, day).await, Ok(1));
+    let (_, body) = h.get("/auth/me", &[("x-api-key", key)]).await;
+    let me: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(me["quotas"][0]["used"], 1, "{body}");
+}

@@ -307,6 +307,8 @@ impl Gateway {
                 tracing::warn!("shutdown grace period over: closing the remaining connections")
             }
         }
+        // What the quotas counted since the last write-behind (SPEC §11).
+        self.inner.shared.store.flush_quotas().await;
     }
 
     async fn accept(self, listener: TcpListener, which: Listener) {
@@ -396,19 +398,27 @@ impl Gateway {
         let limits = Limits::from_config(&self.inner.generation.load().gate.config.server);
         let this = self.clone();
         let handler = move |req: http::Request<hyper::body::Incoming>, _: &Arc<Activity>| {
-            let res = match which {
-                Listener::Admin => admin::handle(
-                    &req,
-                    &this.inner.shared.metrics,
-                    || this.readiness(),
-                    || {
-                        let generation = this.inner.generation.load();
-                        generation.gate.assertion.as_ref().map(|s| s.jwks())
-                    },
-                ),
-                _ => redirect::redirect(&req, this.inner.https_port.load(Ordering::Relaxed)),
-            };
-            std::future::ready(res)
+            let this = this.clone();
+            async move {
+                match which {
+                    Listener::Admin if req.uri().path().starts_with(admin::QUOTA_PATH) => {
+                        let gate = this.inner.generation.load().gate.clone();
+                        let shared = &this.inner.shared;
+                        let now = shared.clock.unix_now();
+                        admin::quota(&req, &gate.config.quotas, &shared.store, now).await
+                    }
+                    Listener::Admin => admin::handle(
+                        &req,
+                        &this.inner.shared.metrics,
+                        || this.readiness(),
+                        || {
+                            let generation = this.inner.generation.load();
+                            generation.gate.assertion.as_ref().map(|s| s.jwks())
+                        },
+                    ),
+                    _ => redirect::redirect(&req, this.inner.https_port.load(Ordering::Relaxed)),
+                }
+            }
         };
         conn::serve(tcp, activity, limits, self.inner.shutdown.clone(), handler).await;
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::quota::{self, CounterKey, Counters};
 use super::{Failures, Family, Revoked, Rotation, Session, StoreError};
 use crate::config;
 
@@ -24,6 +25,9 @@ const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 /// hex SHA-256 of a sign-in flow's `state` → its expiry (8 bytes, big
 /// endian) and the flow (SPEC §10).
 const FLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("oidc_flows");
+/// `<quota>\0<principal>` → a quota counter (`quota::encode`), written
+/// behind the in-memory counters.
+const QUOTAS: TableDefinition<&str, &[u8]> = TableDefinition::new("quota_counters");
 
 pub struct Embedded {
     db: Arc<Database>,
@@ -34,23 +38,33 @@ fn broken(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl Embedded {
-    /// Opens (or creates) the file at `path`, and loads its revocations into `revoked`.
-    pub async fn open(path: PathBuf, revoked: Arc<Revoked>) -> Result<Self, StoreError> {
+    /// Opens (or creates) the file at `path`, and loads its revocations into
+    /// `revoked` and its quota counters into `counters`. A file another
+    /// process holds open is [`StoreError::Busy`].
+    pub async fn open(
+        path: PathBuf,
+        revoked: Arc<Revoked>,
+        counters: Arc<Counters>,
+    ) -> Result<Self, StoreError> {
         let db = tokio::task::spawn_blocking(move || -> Result<Database, StoreError> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| broken(format!("{}: {e}", dir.display())))?;
             }
-            let db =
-                Database::create(&path).map_err(|e| broken(format!("{}: {e}", path.display())))?;
+            let db = Database::create(&path).map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    StoreError::Busy(path.display().to_string())
+                }
+                e => broken(format!("{}: {e}", path.display())),
+            })?;
             let txn = db.begin_write().map_err(broken)?;
             {
                 // Create every table so reads never meet a missing one.
                 txn.open_table(FAMILIES).map_err(broken)?;
                 txn.open_table(REFRESH).map_err(broken)?;
                 txn.open_table(REFRESH_EXPIRES).map_err(broken)?;
-                let table = txn.open_table(REVOKED).map_err(broken)?;
                 let now = crate::clock::unix_now();
+                let table = txn.open_table(REVOKED).map_err(broken)?;
                 for entry in table.iter().map_err(broken)? {
                     let (key, until) = entry.map_err(broken)?;
                     let (key, until) = (key.value(), until.value());
@@ -66,6 +80,17 @@ impl Embedded {
                 txn.open_table(FAILURES).map_err(broken)?;
                 txn.open_table(SESSIONS).map_err(broken)?;
                 txn.open_table(FLOWS).map_err(broken)?;
+                let table = txn.open_table(QUOTAS).map_err(broken)?;
+                for entry in table.iter().map_err(broken)? {
+                    let (key, value) = entry.map_err(broken)?;
+                    let key = CounterKey::from_stored(key.value());
+                    let counter = quota::decode(value.value());
+                    if let (Some(key), Some(counter)) = (key, counter) {
+                        if counter.window.end > now {
+                            counters.load(key, counter);
+                        }
+                    }
+                }
             }
             txn.commit().map_err(broken)?;
             Ok(db)
@@ -387,6 +412,39 @@ impl Embedded {
         .await
     }
 
+    /// Writes changed quota counters (`None`: deleted) in one transaction.
+    pub async fn write_counters(
+        &self,
+        entries: Vec<(CounterKey, Option<quota::Counter>)>,
+    ) -> Result<(), (StoreError, Vec<(CounterKey, Option<quota::Counter>)>)> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let written = (|| {
+                let txn = db.begin_write().map_err(broken)?;
+                {
+                    let mut table = txn.open_table(QUOTAS).map_err(broken)?;
+                    for (key, counter) in &entries {
+                        let stored = key.stored();
+                        match counter {
+                            Some(c) => {
+                                table
+                                    .insert(stored.as_str(), quota::encode(c).as_slice())
+                                    .map_err(broken)?;
+                            }
+                            None => {
+                                table.remove(stored.as_str()).map_err(broken)?;
+                            }
+                        }
+                    }
+                }
+                txn.commit().map_err(broken)
+            })();
+            written.map_err(|e| (e, entries))
+        })
+        .await
+        .map_err(|e| (broken(e), Vec::new()))?
+    }
+
     /// Deletes expired revocations, families, refresh hashes and failure records.
     pub async fn purge(&self, now: u64) -> Result<(), StoreError> {
         self.run(move |db| {
@@ -430,6 +488,10 @@ impl Embedded {
                             .and_then(|b| b.try_into().ok())
                             .is_some_and(|b| u64::from_be_bytes(b) >= now)
                     })
+                    .map_err(broken)?;
+                txn.open_table(QUOTAS)
+                    .map_err(broken)?
+                    .retain(|_, value| quota::decode(value).is_some_and(|c| c.window.end > now))
                     .map_err(broken)?;
                 // A failure record older than a day has no window or lock left.
                 txn.open_table(FAILURES)

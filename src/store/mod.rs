@@ -1,6 +1,7 @@
-//! The state gatehouse keeps (SPEC §2 `store`, §4): refresh-token families,
-//! revocations, and login failure counters — in an embedded file (redb) or
-//! in Redis, behind one [`Store`].
+//! The state gatehouse keeps (SPEC §2 `store`, §4, §11): refresh-token
+//! families, revocations, login failure counters and quota counters
+//! ([`quota`], over the periods of [`period`]) — in an embedded file (redb)
+//! or in Redis, behind one [`Store`].
 //!
 //! Only SHA-256 hashes of refresh tokens are stored. Revocations are also
 //! kept in memory ([`Revoked`]) so that checking a token on every request
@@ -12,6 +13,8 @@
 //! (fail closed) until it is back.
 
 pub mod embedded;
+pub mod period;
+pub mod quota;
 pub mod redis;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +33,10 @@ pub enum StoreError {
     /// The store answered something it should not have.
     #[error("store error: {0}")]
     Broken(String),
+    /// The embedded store's file is open in another process (a running
+    /// gatehouse).
+    #[error("{0} is in use by another process")]
+    Busy(String),
 }
 
 /// What presenting a refresh token did.
@@ -226,6 +233,10 @@ pub struct Store {
     /// than `access_ttl` ago, for a revocation (of its family) is only kept
     /// in memory that long.
     sessions_seen: Arc<DashMap<String, Seen, crate::FastHash>>,
+    /// Quota counters: the embedded store's own, or the Redis mirror.
+    counters: Arc<quota::Counters>,
+    /// Redis: counting done while it could not be reached.
+    pending: Arc<quota::Pending>,
 }
 
 /// A session as last read, and when (Unix seconds).
@@ -247,12 +258,16 @@ impl Store {
         match &cfg.backend {
             config::StoreBackend::Embedded { path } => {
                 let revoked = Arc::new(Revoked::new(true, max_stale));
-                let db = embedded::Embedded::open(path.clone(), revoked.clone()).await?;
+                let counters = Arc::new(quota::Counters::default());
+                let db = embedded::Embedded::open(path.clone(), revoked.clone(), counters.clone())
+                    .await?;
                 Ok(Store {
                     backend: Backend::Embedded(Arc::new(db)),
                     revoked,
                     access_ttl: access_ttl.as_secs(),
                     sessions_seen: Arc::default(),
+                    counters,
+                    pending: Arc::default(),
                 })
             }
             config::StoreBackend::Redis { url, key_prefix } => {
@@ -263,6 +278,8 @@ impl Store {
                     revoked,
                     access_ttl: access_ttl.as_secs(),
                     sessions_seen: Arc::default(),
+                    counters: Arc::default(),
+                    pending: Arc::default(),
                 })
             }
         }
@@ -487,6 +504,7 @@ impl Store {
     /// Drops expired entries, in memory and in the store.
     pub async fn purge(&self, now: u64) {
         self.revoked.purge(now);
+        self.counters.purge(now);
         let keep_for = self.access_ttl;
         self.sessions_seen
             .retain(|_, (s, at)| s.expires_at() >= now && now.saturating_sub(*at) < keep_for);
@@ -517,6 +535,20 @@ impl Store {
         if let Backend::Redis(r) = &self.backend {
             r.spawn_sync();
         }
+        // Quota counters: written behind (embedded), or what was counted
+        // during a Redis outage added to Redis.
+        let store = self.clone_weak();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(quota::FLUSH_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(store) = store.upgrade() else {
+                    return;
+                };
+                store.flush_quotas().await;
+            }
+        });
     }
 
     fn clone_weak(&self) -> WeakStore {
@@ -528,6 +560,8 @@ impl Store {
             revoked: Arc::downgrade(&self.revoked),
             access_ttl: self.access_ttl,
             sessions_seen: Arc::downgrade(&self.sessions_seen),
+            counters: Arc::downgrade(&self.counters),
+            pending: Arc::downgrade(&self.pending),
         }
     }
 }
@@ -542,6 +576,8 @@ struct WeakStore {
     revoked: std::sync::Weak<Revoked>,
     access_ttl: u64,
     sessions_seen: std::sync::Weak<DashMap<String, Seen, crate::FastHash>>,
+    counters: std::sync::Weak<quota::Counters>,
+    pending: std::sync::Weak<quota::Pending>,
 }
 
 impl WeakStore {
@@ -554,6 +590,8 @@ impl WeakStore {
             revoked: self.revoked.upgrade()?,
             access_ttl: self.access_ttl,
             sessions_seen: self.sessions_seen.upgrade()?,
+            counters: self.counters.upgrade()?,
+            pending: self.pending.upgrade()?,
         })
     }
 }

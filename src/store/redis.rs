@@ -4,7 +4,9 @@
 //! - `fam:<sid>` — hash {user, current, expires, revoked}: a refresh family;
 //! - `rt:<sha256>` — the family of a refresh token (spent ones too);
 //! - `revocations` — sorted set of `jti:<id>` / `sid:<id>` scored by expiry;
-//! - `fail:<user>` — hash {count, window_start, locked_until}.
+//! - `fail:<user>` — hash {count, window_start, locked_until};
+//! - `q:<quota>:<principal>` — hash {w: window start, n: units used}: a
+//!   quota counter (SPEC §11), expiring a minute after its window.
 //!
 //! Rotation and failure counting are Lua scripts, atomic across replicas. A
 //! revocation is published on `<prefix>revocations` so every replica adds it
@@ -13,7 +15,7 @@
 //! Redis is down, calls fail fast with [`StoreError::Unavailable`] and an
 //! outage is logged once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +23,8 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
+use super::period::Window;
+use super::quota::{Admission, Check, CounterKey};
 use super::{Failures, Family, Revoked, Rotation, Session, StoreError};
 use crate::config;
 
@@ -81,6 +85,64 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_
 return {1, math.floor((tolerance - (new_tat - now)) / interval), new_tat - now, 0}
 ";
 
+/// One admission over every quota of a request, atomic across replicas:
+/// check them all, then count them all. Per key, four ARGV: window start,
+/// window end, limit (-1: unlimited), cost (0: a tokens quota, which only
+/// needs something left). A counter of an older window counts as empty.
+/// Returns {0, used…} when admitted (used after counting), or {i, used} when
+/// KEYS[i] is spent.
+const QUOTA_ADMIT: &str = r"
+local used = {}
+for i = 1, #KEYS do
+  local b = (i - 1) * 4
+  local start = tonumber(ARGV[b + 1])
+  local limit = tonumber(ARGV[b + 3])
+  local cost = tonumber(ARGV[b + 4])
+  local f = redis.call('HMGET', KEYS[i], 'w', 'n')
+  local w = tonumber(f[1])
+  local u = tonumber(f[2]) or 0
+  if not w or w < start then u = 0 end
+  used[i] = u
+  if limit >= 0 and ((cost > 0 and u + cost > limit) or (cost == 0 and u >= limit)) then
+    return {i, u}
+  end
+end
+for i = 1, #KEYS do
+  local b = (i - 1) * 4
+  local cost = tonumber(ARGV[b + 4])
+  if cost > 0 then
+    local w = tonumber(redis.call('HGET', KEYS[i], 'w'))
+    if not w or w < tonumber(ARGV[b + 1]) then
+      redis.call('HSET', KEYS[i], 'w', ARGV[b + 1], 'n', cost)
+      redis.call('EXPIREAT', KEYS[i], tonumber(ARGV[b + 2]) + 60)
+    else
+      redis.call('HINCRBY', KEYS[i], 'n', cost)
+    end
+    used[i] = used[i] + cost
+  end
+end
+table.insert(used, 1, 0)
+return used
+";
+
+/// Adds ARGV[3] units (negative: gives back, never below zero) to the quota
+/// counter KEYS[1] for the window ARGV[1]..ARGV[2]; returns what it holds.
+const QUOTA_ADD: &str = r"
+local start = tonumber(ARGV[1])
+local n = tonumber(ARGV[3])
+local f = redis.call('HMGET', KEYS[1], 'w', 'n')
+local w = tonumber(f[1])
+local u = tonumber(f[2]) or 0
+if not w or w < start then
+  if n <= 0 then return 0 end
+  redis.call('HSET', KEYS[1], 'w', ARGV[1], 'n', n)
+  redis.call('EXPIREAT', KEYS[1], tonumber(ARGV[2]) + 60)
+  return n
+end
+if u + n < 0 then n = -u end
+return redis.call('HINCRBY', KEYS[1], 'n', n)
+";
+
 /// The answer of the shared (Redis) rate limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SharedBucket {
@@ -100,10 +162,14 @@ pub struct RedisStore {
     rotate: redis::Script,
     fail: redis::Script,
     gcra: redis::Script,
+    quota_admit: redis::Script,
+    quota_add: redis::Script,
     /// Redis is known to be unreachable (for logging an outage once).
     down: AtomicBool,
     /// Rate limits fell back to local limiters (for logging once).
     limits_local: AtomicBool,
+    /// Unix seconds of the last answer from Redis (0: none yet).
+    contact: AtomicU64,
 }
 
 impl RedisStore {
@@ -128,8 +194,11 @@ impl RedisStore {
             rotate: redis::Script::new(ROTATE),
             fail: redis::Script::new(FAIL),
             gcra: redis::Script::new(GCRA),
+            quota_admit: redis::Script::new(QUOTA_ADMIT),
+            quota_add: redis::Script::new(QUOTA_ADD),
             down: AtomicBool::new(false),
             limits_local: AtomicBool::new(false),
+            contact: AtomicU64::new(0),
         }))
     }
 
@@ -147,8 +216,15 @@ impl RedisStore {
         StoreError::Unavailable(e.to_string())
     }
 
+    /// Unix seconds of the last answer from Redis (0: none yet).
+    pub fn last_contact(&self) -> u64 {
+        self.contact.load(Ordering::Relaxed)
+    }
+
     fn note(&self, ok: bool, why: &str) {
         if ok {
+            self.contact
+                .fetch_max(crate::clock::unix_now(), Ordering::Relaxed);
             if self.down.swap(false, Ordering::Relaxed) {
                 tracing::info!("redis store reachable again");
             }
@@ -485,6 +561,89 @@ impl RedisStore {
                 Err(StoreError::Unavailable(e.to_string()))
             }
         }
+    }
+
+    fn quota_key(&self, key: &CounterKey) -> String {
+        format!("{}q:{}:{}", self.prefix, key.quota, key.principal)
+    }
+
+    /// One atomic admission over `checks` (see [`QUOTA_ADMIT`]).
+    pub async fn quota_admit(&self, checks: &[Check]) -> Result<Admission, StoreError> {
+        let mut invocation = self.quota_admit.prepare_invoke();
+        for c in checks {
+            invocation
+                .key(self.quota_key(&c.key))
+                .arg(c.window.start)
+                .arg(c.window.end)
+                .arg(c.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)))
+                .arg(c.cost);
+        }
+        let mut conn = self.conn.clone();
+        let out: Vec<i64> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        match out.as_slice() {
+            [0, used @ ..] if used.len() == checks.len() => {
+                Ok(Admission::Admitted(used.iter().map(|&u| n(u)).collect()))
+            }
+            [i, used] if *i >= 1 && n(*i) as usize <= checks.len() => Ok(Admission::Refused {
+                index: n(*i) as usize - 1,
+                used: n(*used),
+            }),
+            _ => Err(StoreError::Broken("unexpected quota answer".into())),
+        }
+    }
+
+    /// Adds `n` units to a counter (negative: gives back); what it holds now.
+    pub async fn quota_add(
+        &self,
+        key: &CounterKey,
+        window: Window,
+        n: i64,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let used: i64 = self
+            .quota_add
+            .key(self.quota_key(key))
+            .arg(window.start)
+            .arg(window.end)
+            .arg(n)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        Ok(u64::try_from(used).unwrap_or(0))
+    }
+
+    /// What a counter has used in `window`.
+    pub async fn quota_used(&self, key: &CounterKey, window: Window) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let (w, n): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
+            .arg(self.quota_key(key))
+            .arg("w")
+            .arg("n")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        Ok(match (w, n) {
+            (Some(w), Some(n)) if w >= window.start => n,
+            _ => 0,
+        })
+    }
+
+    /// Deletes a counter: every replica sees it at once.
+    pub async fn quota_reset(&self, key: &CounterKey) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = conn
+            .del(self.quota_key(key))
+            .await
+            .map_err(|e| self.fail_with(e))?;
+        self.note(true, "");
+        Ok(())
     }
 
     /// Re-reads every live revocation into the in-memory set.

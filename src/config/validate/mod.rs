@@ -15,6 +15,7 @@ mod cors;
 mod identity_headers;
 mod listen;
 mod oidc;
+mod quotas;
 mod rate_limits;
 mod routes;
 mod server;
@@ -79,6 +80,7 @@ pub(super) fn validate(path: &Path, raw: FileConfig) -> Result<Config, ConfigErr
     let sessions = auth.sessions.enabled;
     let routes = routes::routes(&cx, &raw.routes, &upstreams, sessions)?;
     let default_route = routes::default_route(&cx, &raw.default_route, &upstreams, sessions)?;
+    let quotas = quotas::quotas(&cx, &raw.quotas, &routes)?;
 
     Ok(Config {
         path: path.to_owned(),
@@ -94,6 +96,7 @@ pub(super) fn validate(path: &Path, raw: FileConfig) -> Result<Config, ConfigErr
         store,
         routes,
         default_route,
+        quotas,
     })
 }
 
