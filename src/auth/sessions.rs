@@ -217,11 +217,15 @@ pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Found<'a> {
 /// into one header: HTTP/2 sends each cookie as a field of its own, an
 /// HTTP/1.1 upstream reads one (RFC 9113 §8.2.3).
 pub fn strip(headers: &mut HeaderMap, name: &str) {
-    let flows = format!("{name}{}", super::oidc::FLOW_COOKIE_INFIX);
+    // The session cookie, or a sign-in flow's (`<name><infix>…`); tested
+    // in place: this runs for every forwarded request.
+    let infix = super::oidc::FLOW_COOKIE_INFIX.as_bytes();
     let ours = |pair: &[u8]| {
         let n = pair.split(|b| *b == b'=').next().unwrap_or_default();
         let n = n.trim_ascii();
-        pair.contains(&b'=') && (n == name.as_bytes() || n.starts_with(flows.as_bytes()))
+        pair.contains(&b'=')
+            && n.strip_prefix(name.as_bytes())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(infix))
     };
     let (mut fields, mut has_ours) = (0, false);
     for value in headers.get_all(COOKIE) {
@@ -376,6 +380,10 @@ mod tests {
         let mut h = headers(&["app=1"]);
         strip(&mut h, NAME);
         assert_eq!(h[COOKIE], "app=1");
+        // Only our name and our flows' prefix: a longer name is the app's.
+        let mut h = headers(&["__Host-gatehouse2=a; __Host-gatehouse-app=b; __Host-gatehouse=c"]);
+        strip(&mut h, NAME);
+        assert_eq!(h[COOKIE], "__Host-gatehouse2=a; __Host-gatehouse-app=b");
         let mut h = headers(&["__Host-gatehouse=only"]);
         strip(&mut h, NAME);
         assert!(!h.contains_key(COOKIE));
