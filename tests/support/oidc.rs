@@ -100,6 +100,35 @@ impl RealProvider {
         clients: &[Client],
         accounts: Value,
     ) -> RealProvider {
+        // A port picked free can be taken by another test before node
+        // binds it: then try another (a port asked for is tried once).
+        for _ in 0..5 {
+            let chosen = if port == 0 {
+                super::closed_port().port()
+            } else {
+                port
+            };
+            if let Some(provider) =
+                Self::try_start(ca, chosen, redirect_uri, clients, accounts.clone())
+            {
+                return provider;
+            }
+            if port != 0 {
+                break;
+            }
+        }
+        panic!("the OpenID provider did not start listening (its output is above)");
+    }
+
+    /// Starts the provider on `port`; `None` if it does not listen (the
+    /// port was taken, or it failed: its output says which).
+    fn try_start(
+        ca: &TestCa,
+        port: u16,
+        redirect_uri: &str,
+        clients: &[Client],
+        accounts: Value,
+    ) -> Option<RealProvider> {
         let dir = fixture_dir();
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -120,13 +149,6 @@ impl RealProvider {
                 })
             })
             .collect();
-        // The issuer of a provider started on port 0 is only known once it
-        // listens: pick the port first.
-        let port = if port == 0 {
-            super::closed_port().port()
-        } else {
-            port
-        };
         let issuer = format!("https://127.0.0.1:{port}");
         let config = json!({
             "port": port,
@@ -165,13 +187,16 @@ impl RealProvider {
                 }
             }
         });
-        rx.recv_timeout(Duration::from_secs(30))
-            .expect("the OpenID provider listens within 30 s");
-        RealProvider {
+        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        Some(RealProvider {
             port,
             issuer,
             child,
-        }
+        })
     }
 
     pub fn stop(&mut self) {
