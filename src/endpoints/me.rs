@@ -35,7 +35,7 @@ fn identity(p: &Principal) -> serde_json::Value {
         serde_json::json!({ "sub": &*p.user, "roles": p.roles, "method": p.scheme.as_str() });
     match (p.scheme, p.exp) {
         // A session's end slides with its use: said as a time (SPEC §9).
-        (Scheme::Session, Some(exp)) => body["expires_at"] = super::session::rfc3339(exp).into(),
+        (Scheme::Session, Some(exp)) => body["expires_at"] = crate::clock::rfc3339(exp).into(),
         (_, Some(exp)) => body["exp"] = exp.into(),
         (_, None) => {}
     }

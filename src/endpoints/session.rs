@@ -56,7 +56,7 @@ where
             &serde_json::json!({
                 "sub": session.sub,
                 "roles": user.roles,
-                "expires_at": rfc3339(session.expires_at()),
+                "expires_at": crate::clock::rfc3339(session.expires_at()),
             }),
         ),
     };
@@ -184,27 +184,9 @@ fn is_form_or_navigation(headers: &HeaderMap) -> bool {
     navigate || (headers.get("sec-fetch-mode").is_none() && form)
 }
 
-/// Unix seconds as RFC 3339 UTC (`2026-11-29T18:00:00Z`).
-pub fn rfc3339(unix: u64) -> String {
-    i64::try_from(unix)
-        .ok()
-        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_are_rfc3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_796_000_000), "2026-11-30T00:53:20Z");
-    }
 
     #[test]
     fn the_page_rd_comes_from_the_query() {

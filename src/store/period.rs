@@ -69,17 +69,7 @@ fn month(now: u64) -> Option<Window> {
     })
 }
 
-/// `unix` as RFC 3339 in UTC (`2026-11-30T00:00:00Z`).
-pub fn rfc3339(unix: u64) -> String {
-    i64::try_from(unix)
-        .ok()
-        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
+pub use crate::clock::rfc3339;
 
 #[cfg(test)]
 mod tests {
