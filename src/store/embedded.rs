@@ -1,8 +1,19 @@
 //! The embedded store: one crash-safe redb file (created with its folder if
 //! missing). redb calls block, so each runs on the blocking pool.
+//!
+//! Every commit is durable when it returns (redb's default, two-phase and
+//! fsynced), so what gatehouse acknowledged survives a `kill -9`. When the
+//! file fails I/O (the disk is full, say), redb refuses every later call
+//! until the database is closed and opened again; so a failed call closes
+//! it, the call is answered [`StoreError::Unavailable`] (503
+//! `store_unavailable`), and the next call opens the file again (redb's
+//! recovery rolls back to the last commit), at most every [`REOPEN_EVERY`]:
+//! the store comes back by itself once there is space again.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -29,12 +40,57 @@ const FLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("oidc_flows");
 /// behind the in-memory counters.
 const QUOTAS: TableDefinition<&str, &[u8]> = TableDefinition::new("quota_counters");
 
+/// How often a store file that failed I/O is tried again.
+pub const REOPEN_EVERY: Duration = Duration::from_millis(250);
+
 pub struct Embedded {
-    db: Arc<Database>,
+    file: Arc<File>,
 }
 
+/// The database file, open or (after an I/O failure) waiting to be opened
+/// again.
+struct File {
+    path: PathBuf,
+    /// `None` after an I/O failure, until the file is open again. Held for
+    /// reading by every call; for writing only to close and reopen it.
+    db: RwLock<Option<Database>>,
+    /// How many times the file was opened, so that calls that failed on
+    /// one opening close only that one.
+    opened: AtomicU64,
+    /// No new opening before this instant.
+    next_try: Mutex<Instant>,
+}
+
+/// Anything that is not redb's (a JSON record, the blocking pool).
 fn broken(e: impl std::fmt::Display) -> StoreError {
     StoreError::Broken(e.to_string())
+}
+
+/// A redb error: I/O (the disk is full, the file vanished) makes the store
+/// unavailable until it is reopened; anything else is a broken store.
+fn failed(e: impl Into<redb::Error>) -> StoreError {
+    let e: redb::Error = e.into();
+    match e {
+        redb::Error::Io(_)
+        | redb::Error::PreviousIo
+        | redb::Error::DatabaseClosed
+        | redb::Error::Backend(_) => StoreError::Unavailable(e.to_string()),
+        e => StoreError::Broken(e.to_string()),
+    }
+}
+
+/// Opens (or creates) the file at `path`; one that another process holds
+/// open is [`StoreError::Busy`].
+fn open_file(path: &Path) -> Result<Database, StoreError> {
+    Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Busy(path.display().to_string()),
+        e => match failed(e) {
+            StoreError::Unavailable(why) => {
+                StoreError::Unavailable(format!("{}: {why}", path.display()))
+            }
+            other => broken(format!("{}: {other}", path.display())),
+        },
+    })
 }
 
 impl Embedded {
@@ -46,27 +102,22 @@ impl Embedded {
         revoked: Arc<Revoked>,
         counters: Arc<Counters>,
     ) -> Result<Self, StoreError> {
-        let db = tokio::task::spawn_blocking(move || -> Result<Database, StoreError> {
+        let file = tokio::task::spawn_blocking(move || -> Result<File, StoreError> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| broken(format!("{}: {e}", dir.display())))?;
             }
-            let db = Database::create(&path).map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => {
-                    StoreError::Busy(path.display().to_string())
-                }
-                e => broken(format!("{}: {e}", path.display())),
-            })?;
-            let txn = db.begin_write().map_err(broken)?;
+            let db = open_file(&path)?;
+            let txn = db.begin_write().map_err(failed)?;
             {
                 // Create every table so reads never meet a missing one.
-                txn.open_table(FAMILIES).map_err(broken)?;
-                txn.open_table(REFRESH).map_err(broken)?;
-                txn.open_table(REFRESH_EXPIRES).map_err(broken)?;
+                txn.open_table(FAMILIES).map_err(failed)?;
+                txn.open_table(REFRESH).map_err(failed)?;
+                txn.open_table(REFRESH_EXPIRES).map_err(failed)?;
                 let now = crate::clock::unix_now();
-                let table = txn.open_table(REVOKED).map_err(broken)?;
-                for entry in table.iter().map_err(broken)? {
-                    let (key, until) = entry.map_err(broken)?;
+                let table = txn.open_table(REVOKED).map_err(failed)?;
+                for entry in table.iter().map_err(failed)? {
+                    let (key, until) = entry.map_err(failed)?;
                     let (key, until) = (key.value(), until.value());
                     if until < now {
                         continue;
@@ -77,12 +128,12 @@ impl Embedded {
                         revoked.insert_sid(sid, until);
                     }
                 }
-                txn.open_table(FAILURES).map_err(broken)?;
-                txn.open_table(SESSIONS).map_err(broken)?;
-                txn.open_table(FLOWS).map_err(broken)?;
-                let table = txn.open_table(QUOTAS).map_err(broken)?;
-                for entry in table.iter().map_err(broken)? {
-                    let (key, value) = entry.map_err(broken)?;
+                txn.open_table(FAILURES).map_err(failed)?;
+                txn.open_table(SESSIONS).map_err(failed)?;
+                txn.open_table(FLOWS).map_err(failed)?;
+                let table = txn.open_table(QUOTAS).map_err(failed)?;
+                for entry in table.iter().map_err(failed)? {
+                    let (key, value) = entry.map_err(failed)?;
                     let key = CounterKey::from_stored(key.value());
                     let counter = quota::decode(value.value());
                     if let (Some(key), Some(counter)) = (key, counter) {
@@ -92,20 +143,27 @@ impl Embedded {
                     }
                 }
             }
-            txn.commit().map_err(broken)?;
-            Ok(db)
+            txn.commit().map_err(failed)?;
+            Ok(File {
+                path,
+                db: RwLock::new(Some(db)),
+                opened: AtomicU64::new(1),
+                next_try: Mutex::new(Instant::now()),
+            })
         })
         .await
         .map_err(broken)??;
-        Ok(Embedded { db: Arc::new(db) })
+        Ok(Embedded {
+            file: Arc::new(file),
+        })
     }
 
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || file.with(f))
             .await
             .map_err(broken)?
     }
@@ -113,23 +171,23 @@ impl Embedded {
     pub async fn new_family(&self, sid: &str, family: Family) -> Result<(), StoreError> {
         let sid = sid.to_owned();
         self.run(move |db| {
-            let txn = db.begin_write().map_err(broken)?;
+            let txn = db.begin_write().map_err(failed)?;
             {
                 let json = serde_json::to_vec(&family).map_err(broken)?;
                 txn.open_table(FAMILIES)
-                    .map_err(broken)?
+                    .map_err(failed)?
                     .insert(sid.as_str(), json.as_slice())
-                    .map_err(broken)?;
+                    .map_err(failed)?;
                 txn.open_table(REFRESH)
-                    .map_err(broken)?
+                    .map_err(failed)?
                     .insert(family.current.as_str(), sid.as_str())
-                    .map_err(broken)?;
+                    .map_err(failed)?;
                 txn.open_table(REFRESH_EXPIRES)
-                    .map_err(broken)?
+                    .map_err(failed)?
                     .insert(family.current.as_str(), family.expires)
-                    .map_err(broken)?;
+                    .map_err(failed)?;
             }
-            txn.commit().map_err(broken)
+            txn.commit().map_err(failed)
         })
         .await
     }
@@ -143,15 +201,15 @@ impl Embedded {
     ) -> Result<Rotation, StoreError> {
         let (presented, new) = (presented.to_owned(), new.to_owned());
         self.run(move |db| {
-            let txn = db.begin_write().map_err(broken)?;
+            let txn = db.begin_write().map_err(failed)?;
             let outcome = {
-                let mut refresh = txn.open_table(REFRESH).map_err(broken)?;
-                let sid = match refresh.get(presented.as_str()).map_err(broken)? {
+                let mut refresh = txn.open_table(REFRESH).map_err(failed)?;
+                let sid = match refresh.get(presented.as_str()).map_err(failed)? {
                     Some(sid) => sid.value().to_owned(),
                     None => return Ok(Rotation::Unknown),
                 };
-                let mut families = txn.open_table(FAMILIES).map_err(broken)?;
-                let mut family: Family = match families.get(sid.as_str()).map_err(broken)? {
+                let mut families = txn.open_table(FAMILIES).map_err(failed)?;
+                let mut family: Family = match families.get(sid.as_str()).map_err(failed)? {
                     Some(json) => serde_json::from_slice(json.value()).map_err(broken)?,
                     None => return Ok(Rotation::Unknown),
                 };
@@ -163,7 +221,7 @@ impl Embedded {
                     let json = serde_json::to_vec(&family).map_err(broken)?;
                     families
                         .insert(sid.as_str(), json.as_slice())
-                        .map_err(broken)?;
+                        .map_err(failed)?;
                     Rotation::Reused { sid }
                 } else {
                     family.current = new.clone();
@@ -171,19 +229,19 @@ impl Embedded {
                     let json = serde_json::to_vec(&family).map_err(broken)?;
                     families
                         .insert(sid.as_str(), json.as_slice())
-                        .map_err(broken)?;
-                    refresh.insert(new.as_str(), sid.as_str()).map_err(broken)?;
+                        .map_err(failed)?;
+                    refresh.insert(new.as_str(), sid.as_str()).map_err(failed)?;
                     txn.open_table(REFRESH_EXPIRES)
-                        .map_err(broken)?
+                        .map_err(failed)?
                         .insert(new.as_str(), expires)
-                        .map_err(broken)?;
+                        .map_err(failed)?;
                     Rotation::Rotated {
                         sid,
                         user: family.user,
                     }
                 }
             };
-            txn.commit().map_err(broken)?;
+            txn.commit().map_err(failed)?;
             Ok(outcome)
         })
         .await
@@ -192,11 +250,11 @@ impl Embedded {
     pub async fn family_of(&self, hash: &str) -> Result<Option<String>, StoreError> {
         let hash = hash.to_owned();
         self.run(move |db| {
-            let txn = db.begin_read().map_err(broken)?;
-            let table = txn.open_table(REFRESH).map_err(broken)?;
+            let txn = db.begin_read().map_err(failed)?;
+            let table = txn.open_table(REFRESH).map_err(failed)?;
             Ok(table
                 .get(hash.as_str())
-                .map_err(broken)?
+                .map_err(failed)?
                 .map(|v| v.value().to_owned()))
         })
         .await
@@ -210,18 +268,18 @@ impl Embedded {
         let jti = jti.map(|(j, u)| (format!("jti:{j}"), u));
         let sid = sid.map(|(s, u)| (s.to_owned(), u));
         self.run(move |db| {
-            let txn = db.begin_write().map_err(broken)?;
+            let txn = db.begin_write().map_err(failed)?;
             {
-                let mut revoked = txn.open_table(REVOKED).map_err(broken)?;
+                let mut revoked = txn.open_table(REVOKED).map_err(failed)?;
                 if let Some((key, until)) = &jti {
-                    revoked.insert(key.as_str(), until).map_err(broken)?;
+                    revoked.insert(key.as_str(), until).map_err(failed)?;
                 }
                 if let Some((sid, until)) = &sid {
                     revoked
                         .insert(format!("sid:{sid}").as_str(), until)
-                        .map_err(broken)?;
-                    let mut families = txn.open_table(FAMILIES).map_err(broken)?;
-                    let family: Option<Family> = match families.get(sid.as_str()).map_err(broken)? {
+                        .map_err(failed)?;
+                    let mut families = txn.open_table(FAMILIES).map_err(failed)?;
+                    let family: Option<Family> = match families.get(sid.as_str()).map_err(failed)? {
                         Some(json) => Some(serde_json::from_slice(json.value()).map_err(broken)?),
                         None => None,
                     };
@@ -230,11 +288,11 @@ impl Embedded {
                         let json = serde_json::to_vec(&family).map_err(broken)?;
                         families
                             .insert(sid.as_str(), json.as_slice())
-                            .map_err(broken)?;
+                            .map_err(failed)?;
                     }
                 }
             }
-            txn.commit().map_err(broken)
+            txn.commit().map_err(failed)
         })
         .await
     }
@@ -249,18 +307,18 @@ impl Embedded {
         let json = serde_json::to_vec(session).map_err(broken)?;
         let family = serde_json::to_vec(&family).map_err(broken)?;
         self.run(move |db| {
-            let txn = db.begin_write().map_err(broken)?;
+            let txn = db.begin_write().map_err(failed)?;
             {
                 txn.open_table(FAMILIES)
-                    .map_err(broken)?
+                    .map_err(failed)?
                     .insert(sid.as_str(), family.as_slice())
-                    .map_err(broken)?;
+                    .map_err(failed)?;
                 txn.open_table(SESSIONS)
-                    .map_err(broken)?
+                    .map_err(failed)?
                     .insert(hash.as_str(), json.as_slice())
-                    .map_err(broken)?;
+                    .map_err(failed)?;
             }
-            txn.commit().map_err(broken)
+            txn.commit().map_err(failed)
         })
         .await
     }
@@ -269,14 +327,14 @@ impl Embedded {
     pub async fn session(&self, hash: &str) -> Result<Option<(Session, bool)>, StoreError> {
         let hash = hash.to_owned();
         self.run(move |db| {
-            let txn = db.begin_read().map_err(broken)?;
-            let sessions = txn.open_table(SESSIONS).map_err(broken)?;
-            let Some(json) = sessions.get(hash.as_str()).map_err(broken)? else {
+            let txn = db.begin_read().map_err(failed)?;
+            let sessions = txn.open_table(SESSIONS).map_err(failed)?;
+            let Some(json) = sessions.get(hash.as_str()).map_err(failed)? else {
                 return Ok(None);
             };
             let session: Session = serde_json::from_slice(json.value()).map_err(broken)?;
-            let families = txn.open_table(FAMILIES).map_err(broken)?;
-            let revoked = match families.get(session.sid.as_str()).map_err(broken)? {
+            let families = txn.open_table(FAMILIES).map_err(failed)?;
+            let revoked = match families.get(session.sid.as_str()).map_err(failed)? {
                 Some(json) => {
                     serde_json::from_slice::<Family>(json.value())
                         .map_err(broken)?
@@ -293,18 +351,18 @@ impl Embedded {
         let hash = hash.to_owned();
         let json = serde_json::to_vec(session).map_err(broken)?;
         self.run(move |db| {
-            let txn = db.begin_write().map_err(broken)?;
+            let txn = db.begin_write().map_err(failed)?;
             {
-                let mut sessions = txn.open_table(SESSIONS).map_err(broken)?;
+                let mut sessions = txn.open_table(SESSIONS).map_err(failed)?;
                 // Only a session still there is written back: one ended
                 // meanwhile stays ended.
-                if sessions.get(hash.as_str()).map_err(broken)?.is_some() {
+                if sessions.get(hash.as_str()).map_err(failed)?.is_some() {
                     sessions
                         .insert(hash.as_str(), json.as_slice())
-                        .map_err(broken)?;
+                        .map_err(failed)?;
                 }
             }
-            txn.commit().map_err(broken)
+            txn.commit().map_err(failed)
         })
         .await
     }
@@ -312,12 +370,12 @@ impl Embedded {
     pub async fn end_session(&self, hash: &str) -> Result<(), StoreError> {
         let hash = hash.to_owned();
         self.run(move |db| {
-            let txn = db.begin_write().map_err(broken)?;
+            let txn = db.begin_write().map_err(failed)?;
             txn.open_table(SESSIONS)
-                .map_err(broken)?
+                .map_err(failed)?
                 .remove(hash.as_str())
-                .map_err(broken)?;
-            txn.commit().map_err(broken)
+                .map_err(failed)?;
+            txn.commit().map_err(failed)
         })
         .await
     }
@@ -327,12 +385,12 @@ impl Embedded {
         let mut value = expires.to_be_bytes().to_vec();
         value.extend_from_slice(flow.as_bytes());
         self.run(move |db| {
-            let txn = db.begin_write().map_err(broken)?;
+            let txn = db.begin_write().map_err(failed)?;
             txn.open_table(FLOWS)
-                .map_err(broken)?
+                .map_err(failed)?
                 .insert(key.as_str(), value.as_slice())
-                .map_err(broken)?;
-            txn.commit().map_err(broken)
+                .map_err(failed)?;
+            txn.commit().map_err(failed)
         })
         .await
     }
@@ -343,10 +401,10 @@ impl Embedded {
     pub async fn take_flow(&self, key: &str, now: u64) -> Result<Option<String>, StoreError> {
         let key = key.to_owned();
         self.run(move |db| {
-            let txn = db.begin_write().map_err(broken)?;
+            let txn = db.begin_write().map_err(failed)?;
             let taken = {
-                let mut table = txn.open_table(FLOWS).map_err(broken)?;
-                let removed = table.remove(key.as_str()).map_err(broken)?;
+                let mut table = txn.open_table(FLOWS).map_err(failed)?;
+                let removed = table.remove(key.as_str()).map_err(failed)?;
                 removed.and_then(|v| {
                     let v = v.value();
                     let expires = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
@@ -354,7 +412,7 @@ impl Embedded {
                     (expires >= now).then_some(flow)
                 })
             };
-            txn.commit().map_err(broken)?;
+            txn.commit().map_err(failed)?;
             Ok(taken)
         })
         .await
@@ -363,9 +421,9 @@ impl Embedded {
     pub async fn failures(&self, user: &str) -> Result<Option<Failures>, StoreError> {
         let user = user.to_owned();
         self.run(move |db| {
-            let txn = db.begin_read().map_err(broken)?;
-            let table = txn.open_table(FAILURES).map_err(broken)?;
-            match table.get(user.as_str()).map_err(broken)? {
+            let txn = db.begin_read().map_err(failed)?;
+            let table = txn.open_table(FAILURES).map_err(failed)?;
+            match table.get(user.as_str()).map_err(failed)? {
                 Some(json) => Ok(Some(serde_json::from_slice(json.value()).map_err(broken)?)),
                 None => Ok(None),
             }
@@ -381,10 +439,10 @@ impl Embedded {
     ) -> Result<(), StoreError> {
         let user = user.to_owned();
         self.run(move |db| {
-            let txn = db.begin_write().map_err(broken)?;
+            let txn = db.begin_write().map_err(failed)?;
             {
-                let mut table = txn.open_table(FAILURES).map_err(broken)?;
-                let mut f: Failures = match table.get(user.as_str()).map_err(broken)? {
+                let mut table = txn.open_table(FAILURES).map_err(failed)?;
+                let mut f: Failures = match table.get(user.as_str()).map_err(failed)? {
                     Some(json) => serde_json::from_slice(json.value()).map_err(broken)?,
                     None => Failures::default(),
                 };
@@ -392,9 +450,9 @@ impl Embedded {
                 let json = serde_json::to_vec(&f).map_err(broken)?;
                 table
                     .insert(user.as_str(), json.as_slice())
-                    .map_err(broken)?;
+                    .map_err(failed)?;
             }
-            txn.commit().map_err(broken)
+            txn.commit().map_err(failed)
         })
         .await
     }
@@ -402,12 +460,12 @@ impl Embedded {
     pub async fn login_succeeded(&self, user: &str) -> Result<(), StoreError> {
         let user = user.to_owned();
         self.run(move |db| {
-            let txn = db.begin_write().map_err(broken)?;
+            let txn = db.begin_write().map_err(failed)?;
             txn.open_table(FAILURES)
-                .map_err(broken)?
+                .map_err(failed)?
                 .remove(user.as_str())
-                .map_err(broken)?;
-            txn.commit().map_err(broken)
+                .map_err(failed)?;
+            txn.commit().map_err(failed)
         })
         .await
     }
@@ -417,28 +475,28 @@ impl Embedded {
         &self,
         entries: Vec<(CounterKey, Option<quota::Counter>)>,
     ) -> Result<(), (StoreError, Vec<(CounterKey, Option<quota::Counter>)>)> {
-        let db = self.db.clone();
+        let file = self.file.clone();
         tokio::task::spawn_blocking(move || {
-            let written = (|| {
-                let txn = db.begin_write().map_err(broken)?;
+            let written = file.with(|db| {
+                let txn = db.begin_write().map_err(failed)?;
                 {
-                    let mut table = txn.open_table(QUOTAS).map_err(broken)?;
+                    let mut table = txn.open_table(QUOTAS).map_err(failed)?;
                     for (key, counter) in &entries {
                         let stored = key.stored();
                         match counter {
                             Some(c) => {
                                 table
                                     .insert(stored.as_str(), quota::encode(c).as_slice())
-                                    .map_err(broken)?;
+                                    .map_err(failed)?;
                             }
                             None => {
-                                table.remove(stored.as_str()).map_err(broken)?;
+                                table.remove(stored.as_str()).map_err(failed)?;
                             }
                         }
                     }
                 }
-                txn.commit().map_err(broken)
-            })();
+                txn.commit().map_err(failed)
+            });
             written.map_err(|e| (e, entries))
         })
         .await
@@ -448,21 +506,21 @@ impl Embedded {
     /// Deletes expired revocations, families, refresh hashes and failure records.
     pub async fn purge(&self, now: u64) -> Result<(), StoreError> {
         self.run(move |db| {
-            let txn = db.begin_write().map_err(broken)?;
+            let txn = db.begin_write().map_err(failed)?;
             {
                 txn.open_table(REVOKED)
-                    .map_err(broken)?
+                    .map_err(failed)?
                     .retain(|_, until| until >= now)
-                    .map_err(broken)?;
+                    .map_err(failed)?;
                 txn.open_table(FAMILIES)
-                    .map_err(broken)?
+                    .map_err(failed)?
                     .retain(|_, json| {
                         serde_json::from_slice::<Family>(json).is_ok_and(|f| f.expires >= now)
                     })
-                    .map_err(broken)?;
+                    .map_err(failed)?;
                 let mut expired = Vec::new();
                 txn.open_table(REFRESH_EXPIRES)
-                    .map_err(broken)?
+                    .map_err(failed)?
                     .retain(|hash, expires| {
                         let keep = expires >= now;
                         if !keep {
@@ -470,40 +528,127 @@ impl Embedded {
                         }
                         keep
                     })
-                    .map_err(broken)?;
-                let mut refresh = txn.open_table(REFRESH).map_err(broken)?;
+                    .map_err(failed)?;
+                let mut refresh = txn.open_table(REFRESH).map_err(failed)?;
                 for hash in expired {
-                    refresh.remove(hash.as_str()).map_err(broken)?;
+                    refresh.remove(hash.as_str()).map_err(failed)?;
                 }
                 txn.open_table(SESSIONS)
-                    .map_err(broken)?
+                    .map_err(failed)?
                     .retain(|_, json| {
                         serde_json::from_slice::<Session>(json).is_ok_and(|s| s.expires_at() >= now)
                     })
-                    .map_err(broken)?;
+                    .map_err(failed)?;
                 txn.open_table(FLOWS)
-                    .map_err(broken)?
+                    .map_err(failed)?
                     .retain(|_, v| {
                         v.get(..8)
                             .and_then(|b| b.try_into().ok())
                             .is_some_and(|b| u64::from_be_bytes(b) >= now)
                     })
-                    .map_err(broken)?;
+                    .map_err(failed)?;
                 txn.open_table(QUOTAS)
-                    .map_err(broken)?
+                    .map_err(failed)?
                     .retain(|_, value| quota::decode(value).is_some_and(|c| c.window.end > now))
-                    .map_err(broken)?;
+                    .map_err(failed)?;
                 // A failure record older than a day has no window or lock left.
                 txn.open_table(FAILURES)
-                    .map_err(broken)?
+                    .map_err(failed)?
                     .retain(|_, json| {
                         serde_json::from_slice::<Failures>(json)
                             .is_ok_and(|f| f.locked_until >= now || f.window_start + 86_400 >= now)
                     })
-                    .map_err(broken)?;
+                    .map_err(failed)?;
             }
-            txn.commit().map_err(broken)
+            txn.commit().map_err(failed)
         })
         .await
+    }
+}
+
+impl File {
+    /// Runs `f` on the open database, opening it again first if an I/O
+    /// failure closed it. A call that fails I/O closes the database: redb
+    /// would refuse every later call on it.
+    fn with<T>(&self, f: impl FnOnce(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        if self
+            .db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+        {
+            self.reopen()?;
+        }
+        let (result, opened) = {
+            let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+            let Some(db) = db.as_ref() else {
+                // Closed again meanwhile, by another call's failure.
+                return Err(StoreError::Unavailable(self.closed()));
+            };
+            (f(db), self.opened.load(Ordering::Acquire))
+        };
+        match result {
+            Err(StoreError::Unavailable(why)) => {
+                let why = format!("{}: {why}", self.path.display());
+                self.close(opened, &why);
+                Err(StoreError::Unavailable(why))
+            }
+            other => other,
+        }
+    }
+
+    /// Why a call finds the database closed.
+    fn closed(&self) -> String {
+        format!(
+            "{}: closed after an I/O failure, not open again yet",
+            self.path.display()
+        )
+    }
+
+    /// Closes the database if it is still the `opened`th opening, after a
+    /// call on it failed I/O (`why`).
+    fn close(&self, opened: u64, why: &str) {
+        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if db.is_some() && self.opened.load(Ordering::Acquire) == opened {
+            tracing::error!(
+                error = %why,
+                "the embedded store failed I/O: closed, and opened again at its next use"
+            );
+            *db = None;
+        }
+    }
+
+    /// Opens the closed database again (redb rolls back to the last
+    /// commit), at most every [`REOPEN_EVERY`].
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if db.is_some() {
+            return Ok(());
+        }
+        {
+            let mut next_try = self.next_try.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            if now < *next_try {
+                return Err(StoreError::Unavailable(self.closed()));
+            }
+            *next_try = now + REOPEN_EVERY;
+        }
+        match open_file(&self.path) {
+            Ok(opened) => {
+                *db = Some(opened);
+                self.opened.fetch_add(1, Ordering::AcqRel);
+                tracing::warn!(file = %self.path.display(), "the embedded store is open again");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the embedded store cannot be opened again yet");
+                Err(match e {
+                    StoreError::Unavailable(why) | StoreError::Broken(why) => {
+                        StoreError::Unavailable(why)
+                    }
+                    busy @ StoreError::Busy(_) => busy,
+                })
+            }
+        }
     }
 }

@@ -27,7 +27,8 @@ use crate::config;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    /// The store cannot be reached (Redis down): 503 `store_unavailable`.
+    /// The store cannot be reached (Redis down) or written (the embedded
+    /// file failed I/O: a full disk): 503 `store_unavailable`.
     #[error("store unavailable: {0}")]
     Unavailable(String),
     /// The store answered something it should not have.
