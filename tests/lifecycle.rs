@@ -14,7 +14,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use futures_util::StreamExt;
 use serde_json::Value;
 use support::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -54,58 +53,8 @@ fn spawn(certs: &TestCerts, backend: &Backend, extra: &str) -> (Process, PathBuf
     (Process::spawn(&path), path)
 }
 
-/// An HTTPS client for `process` trusting `certs`, resolving `localhost` to it.
-fn https_client(certs: &TestCerts, process: &Process) -> reqwest::ClientBuilder {
-    https_client_builder(certs, process.https)
-}
-
-fn url(process: &Process, path: &str) -> String {
-    format!("https://localhost:{}{path}", process.https.port())
-}
-
 async fn status(client: &reqwest::Client, process: &Process, path: &str) -> u16 {
-    status_of_sent(client.get(url(process, path))).await
-}
-
-/// The admin listener's `/metrics` text.
-async fn metrics(process: &Process) -> String {
-    scrape(process.admin.expect("admin listener")).await
-}
-
-/// Waits until `/metrics` has the sample line `sample` (e.g.
-/// `gatehouse_config_reloads_total{result="success"} 1`).
-async fn wait_for_sample(process: &Process, sample: &str) {
-    let (series, value) = sample.rsplit_once(' ').expect("a `series value` line");
-    let value: f64 = value.parse().expect("a sample value");
-    let admin = process.admin.expect("admin listener");
-    let text = support::wait_for_sample(admin, series, value).await;
-    assert!(
-        find_sample(&text, series) == Some(value),
-        "no `{sample}` in /metrics:\n{text}\nstderr:\n{}",
-        process.stderr_text()
-    );
-}
-
-/// Waits until some stderr line satisfies `pred`, and returns it.
-async fn wait_for_stderr(process: &Process, what: &str, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + SOON;
-    loop {
-        if let Some(line) = process
-            .stderr
-            .lock()
-            .expect("lock")
-            .iter()
-            .find(|l| pred(l))
-        {
-            return line.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no stderr line {what}; stderr:\n{}",
-            process.stderr_text()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    status_of_sent(client.get(process.url(path))).await
 }
 
 /// Reads one HTTP/1.1 response from a keep-alive connection (it stays
@@ -161,35 +110,6 @@ async fn tls_connect(
     trust: &TestCerts,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     try_tls_connect(https, tls_client_config(trust, &[b"http/1.1"], None)).await
-}
-
-/// Streams `path` and counts its Server-Sent Events; signals `first` when the
-/// first one arrived. Returns (events, whether the stream ended cleanly).
-async fn count_events(
-    client: reqwest::Client,
-    url: String,
-    version: reqwest::Version,
-    first: tokio::sync::oneshot::Sender<()>,
-) -> (usize, bool) {
-    let res = client.get(url).send().await.expect("start the stream");
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.version(), version);
-    let mut first = Some(first);
-    let mut text = String::new();
-    let mut body = res.bytes_stream();
-    let clean = loop {
-        match body.next().await {
-            None => break true,
-            Some(Err(_)) => break false,
-            Some(Ok(bytes)) => text.push_str(&String::from_utf8_lossy(&bytes)),
-        }
-        if text.contains("data:") {
-            if let Some(tx) = first.take() {
-                let _ = tx.send(());
-            }
-        }
-    };
-    (text.matches("data:").count(), clean)
 }
 
 /// What a finished CLI run left behind.
@@ -265,13 +185,11 @@ async fn sighup_swaps_in_the_new_routes_and_counts_a_successful_reload() {
     let backend = start_rust_backend().await;
     let certs = TestCerts::new();
     let (process, path) = spawn(&certs, &backend, DENY);
-    let client = https_client(&certs, &process).build().expect("client");
+    let client = process.client_builder(&certs).build().expect("client");
     assert_eq!(status(&client, &process, "/echo").await, 404);
-    wait_for_sample(
-        &process,
-        r#"gatehouse_config_reloads_total{result="success"} 0"#,
-    )
-    .await;
+    process
+        .wait_for_sample(r#"gatehouse_config_reloads_total{result="success"} 0"#)
+        .await;
 
     let yaml = config_yaml(
         &certs,
@@ -280,17 +198,16 @@ async fn sighup_swaps_in_the_new_routes_and_counts_a_successful_reload() {
     );
     std::fs::write(&path, yaml).expect("rewrite config");
     process.signal("HUP");
-    wait_for_sample(
-        &process,
-        r#"gatehouse_config_reloads_total{result="success"} 1"#,
-    )
-    .await;
+    process
+        .wait_for_sample(r#"gatehouse_config_reloads_total{result="success"} 1"#)
+        .await;
 
     assert_eq!(status(&client, &process, "/echo").await, 200);
     assert_eq!(status(&client, &process, "/echo/deeper").await, 200);
     assert_eq!(status(&client, &process, "/elsewhere").await, 404);
     assert!(
-        metrics(&process)
+        process
+            .metrics()
             .await
             .contains(r#"gatehouse_config_reloads_total{result="error"} 0"#),
         "a good reload is not an error"
@@ -302,7 +219,7 @@ async fn sighup_with_an_invalid_config_keeps_serving_the_old_one_and_says_why() 
     let backend = start_rust_backend().await;
     let certs = TestCerts::new();
     let (process, path) = spawn(&certs, &backend, &format!("{ECHO_ROUTE}{DENY}"));
-    let client = https_client(&certs, &process).build().expect("client");
+    let client = process.client_builder(&certs).build().expect("client");
     assert_eq!(status(&client, &process, "/echo").await, 200);
 
     // Valid YAML that would open everything, but with an unknown key.
@@ -313,23 +230,23 @@ async fn sighup_with_an_invalid_config_keeps_serving_the_old_one_and_says_why() 
     );
     std::fs::write(&path, yaml).expect("rewrite config");
     process.signal("HUP");
-    wait_for_sample(
-        &process,
-        r#"gatehouse_config_reloads_total{result="error"} 1"#,
-    )
-    .await;
+    process
+        .wait_for_sample(r#"gatehouse_config_reloads_total{result="error"} 1"#)
+        .await;
 
     let file = path.display().to_string();
-    let line = wait_for_stderr(&process, "naming the file and the unknown key", |l| {
-        l.contains(&file) && l.contains("bogus_key")
-    })
-    .await;
+    let line = process
+        .wait_for_stderr("naming the file and the unknown key", |l| {
+            l.contains(&file) && l.contains("bogus_key")
+        })
+        .await;
     assert!(line.contains("unknown field"), "reason missing: {line}");
 
     // The old config still answers: /echo open, everything else 404.
     assert_eq!(status(&client, &process, "/echo").await, 200);
     assert_eq!(status(&client, &process, "/elsewhere").await, 404);
-    assert!(metrics(&process)
+    assert!(process
+        .metrics()
         .await
         .contains(r#"gatehouse_config_reloads_total{result="success"} 0"#));
 }
@@ -353,11 +270,9 @@ async fn sighup_rotates_the_certificate_for_new_connections_while_open_ones_keep
     std::fs::copy(&rotated.key, &certs.key).expect("replace key");
     std::fs::copy(&rotated.cert, &certs.cert).expect("replace cert");
     process.signal("HUP");
-    wait_for_sample(
-        &process,
-        r#"gatehouse_config_reloads_total{result="success"} 1"#,
-    )
-    .await;
+    process
+        .wait_for_sample(r#"gatehouse_config_reloads_total{result="success"} 1"#)
+        .await;
 
     // The connection opened before the rotation still serves requests.
     old_conn.write_all(request).await.expect("second request");
@@ -398,14 +313,15 @@ async fn sigterm_stops_accepting_but_lets_streams_finish_then_exits_zero() {
         &backend,
         &open_with_server("  shutdown_grace: 10s\n"),
     );
-    let stream = url(&process, "/chat/stream?n=6&interval_ms=300");
+    let stream = process.url("/chat/stream?n=6&interval_ms=300");
 
     // One stream over HTTP/1.1 and one over HTTP/2: each drains its own way.
-    let h1 = https_client(&certs, &process)
+    let h1 = process
+        .client_builder(&certs)
         .http1_only()
         .build()
         .expect("client");
-    let h2 = https_client(&certs, &process).build().expect("client");
+    let h2 = process.client_builder(&certs).build().expect("client");
     let (first1, got1) = tokio::sync::oneshot::channel();
     let (first2, got2) = tokio::sync::oneshot::channel();
     let s1 = tokio::spawn(count_events(
@@ -455,11 +371,11 @@ async fn sigterm_exits_zero_after_shutdown_grace_even_with_a_stream_unfinished()
         &backend,
         &open_with_server("  shutdown_grace: 1s\n"),
     );
-    let client = https_client(&certs, &process).build().expect("client");
+    let client = process.client_builder(&certs).build().expect("client");
     let (first, got) = tokio::sync::oneshot::channel();
     let stream = tokio::spawn(count_events(
         client,
-        url(&process, "/chat/stream?n=10&interval_ms=500"),
+        process.url("/chat/stream?n=10&interval_ms=500"),
         reqwest::Version::HTTP_2,
         first,
     ));
@@ -789,7 +705,7 @@ async fn access_log_has_one_json_line_per_request_and_nothing_from_the_query() {
     let backend = start_rust_backend().await;
     let certs = TestCerts::new();
     let (process, _path) = spawn(&certs, &backend, &format!("{ECHO_ROUTE}{DENY}"));
-    let client = https_client(&certs, &process).build().expect("client");
+    let client = process.client_builder(&certs).build().expect("client");
 
     // Forwarded, denied by the default route, and refused as ambiguous.
     let mut sent = Vec::new();
@@ -797,11 +713,7 @@ async fn access_log_has_one_json_line_per_request_and_nothing_from_the_query() {
         ("/echo//a?api_key=SECRETVALUE&x=1", 200),
         ("/nowhere?api_key=SECRETVALUE", 404),
     ] {
-        let res = client
-            .get(url(&process, path))
-            .send()
-            .await
-            .expect("request");
+        let res = client.get(process.url(path)).send().await.expect("request");
         assert_eq!(res.status(), want);
         let id = res.headers()["x-request-id"]
             .to_str()
@@ -915,10 +827,11 @@ async fn first_run_of_the_shipped_config_creates_a_self_signed_certificate_and_w
         let mode = std::fs::metadata(&key).expect("key").permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "the key is private");
     }
-    let warning = wait_for_stderr(&process, "warning about the self-signed certificate", |l| {
-        l.contains("WARN") && l.contains("self-signed")
-    })
-    .await;
+    let warning = process
+        .wait_for_stderr("warning about the self-signed certificate", |l| {
+            l.contains("WARN") && l.contains("self-signed")
+        })
+        .await;
     assert!(warning.contains("server.crt"), "{warning}");
 
     // And it is the certificate served.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::{config_yaml_with_auth, jwt_auth, upstream, Gatehouse, TestCerts};
+use super::{config_yaml_with_auth, jwt_auth, upstream, Https, TestCerts};
 
 /// Routes of the login and store tests: `/echo/**` needs a JWT, `/health` is
 /// open, nothing else is routed.
@@ -111,7 +111,7 @@ pub async fn bearer_get(client: &reqwest::Client, url: String, token: &str) -> r
 
 /// `POST /login` with a JSON username and password.
 pub async fn login_res(
-    gate: &Gatehouse,
+    gate: &impl Https,
     client: &reqwest::Client,
     user: &str,
     pw: &str,
@@ -125,7 +125,7 @@ pub async fn login_res(
 }
 
 /// Logs in, asserting 200; the token response.
-pub async fn login(gate: &Gatehouse, client: &reqwest::Client, user: &str, pw: &str) -> Tokens {
+pub async fn login(gate: &impl Https, client: &reqwest::Client, user: &str, pw: &str) -> Tokens {
     let (status, _, body) = answer(login_res(gate, client, user, pw).await).await;
     assert_eq!(status, 200, "login of {user}: {body}");
     Tokens::from(&body)
@@ -133,7 +133,7 @@ pub async fn login(gate: &Gatehouse, client: &reqwest::Client, user: &str, pw: &
 
 /// `POST /auth/refresh` with `refresh`.
 pub async fn refresh_res(
-    gate: &Gatehouse,
+    gate: &impl Https,
     client: &reqwest::Client,
     refresh: &str,
 ) -> reqwest::Response {
@@ -146,13 +146,13 @@ pub async fn refresh_res(
 }
 
 /// Status of `GET /auth/me` with `token`.
-pub async fn me_status(gate: &Gatehouse, client: &reqwest::Client, token: &str) -> u16 {
+pub async fn me_status(gate: &impl Https, client: &reqwest::Client, token: &str) -> u16 {
     let res = bearer_get(client, gate.url("/auth/me"), token).await;
     res.status().as_u16()
 }
 
 /// Status of a proxied `GET /echo/x` (a JWT route) with `token`.
-pub async fn echo_status(gate: &Gatehouse, client: &reqwest::Client, token: &str) -> u16 {
+pub async fn echo_status(gate: &impl Https, client: &reqwest::Client, token: &str) -> u16 {
     let res = bearer_get(client, gate.url("/echo/x"), token).await;
     res.status().as_u16()
 }

@@ -37,7 +37,7 @@ pub use auth::*;
 #[allow(unused_imports)]
 pub use backends::{
     assert_never_seen, clear_recorded, only_request, recorded, seen, start_fastapi,
-    start_rust_backend, Backend,
+    start_raw_backend, start_rust_backend, Backend, RawBackend,
 };
 #[allow(unused_imports)]
 pub use login::*;
@@ -338,6 +338,31 @@ impl Gatehouse {
     }
 }
 
+/// A gatehouse's HTTPS listener, in this process ([`Gatehouse`]) or in the
+/// real binary ([`Process`]), for helpers that work with either.
+pub trait Https {
+    /// `https://localhost:<port><path>`.
+    fn url(&self, path: &str) -> String;
+}
+
+impl Https for Gatehouse {
+    fn url(&self, path: &str) -> String {
+        Gatehouse::url(self, path)
+    }
+}
+
+impl Https for Process {
+    fn url(&self, path: &str) -> String {
+        Process::url(self, path)
+    }
+}
+
+impl<T: Https> Https for Arc<T> {
+    fn url(&self, path: &str) -> String {
+        T::url(self, path)
+    }
+}
+
 /// A client for the HTTPS listener at `https`, trusting `certs` and
 /// resolving `localhost` to it; no proxy, no redirects, a 30 s timeout.
 pub fn https_client_builder(certs: &TestCerts, https: SocketAddr) -> reqwest::ClientBuilder {
@@ -565,6 +590,65 @@ impl Process {
 
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().expect("lock").join("\n")
+    }
+
+    /// `https://localhost:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.https.port())
+    }
+
+    /// [`https_client_builder`] for this process, which serves `certs`.
+    pub fn client_builder(&self, certs: &TestCerts) -> reqwest::ClientBuilder {
+        https_client_builder(certs, self.https)
+    }
+
+    /// A client for this process, which serves `certs`.
+    pub fn client(&self, certs: &TestCerts) -> reqwest::Client {
+        self.client_builder(certs).build().expect("reqwest client")
+    }
+
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        metrics::scrape(self.admin.expect("admin listener")).await
+    }
+
+    /// Waits (up to 5 s) until `/metrics` has the sample line `sample` (e.g.
+    /// `gatehouse_config_reloads_total{result="success"} 1`); fails the test,
+    /// showing the metrics and stderr, if it does not.
+    pub async fn wait_for_sample(&self, sample: &str) {
+        let (series, value) = sample.rsplit_once(' ').expect("a `series value` line");
+        let value: f64 = value.parse().expect("a sample value");
+        let admin = self.admin.expect("admin listener");
+        let text = metrics::wait_for_sample(admin, series, value).await;
+        assert!(
+            find_sample(&text, series) == Some(value),
+            "no `{sample}` in /metrics:\n{text}\nstderr:\n{}",
+            self.stderr_text()
+        );
+    }
+
+    /// Waits (up to 5 s) until some stderr line satisfies `pred` (`what`
+    /// says which line, for the failure message), and returns it.
+    pub async fn wait_for_stderr(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(line) = self.stderr.lock().expect("lock").iter().find(|l| pred(l)) {
+                return line.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no stderr line {what}; stderr:\n{}",
+                self.stderr_text()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Kills the process with SIGKILL (`kill -9`: no shutdown, no flush)
+    /// and reaps it.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL gatehouse");
+        self.child.wait().expect("reap gatehouse");
     }
 
     pub fn stdout_lines(&self) -> Vec<String> {

@@ -1,9 +1,11 @@
 //! Requests sent through a gatehouse and assertions on its answers: raw
 //! HTTP/1.1 requests whose exact bytes matter (dot-segments, header-name
 //! spellings, several `Authorization` headers; reqwest would resolve `..`
-//! and lowercase names), bearer-token requests, and gatehouse's SPEC §5
-//! errors with their RFC 6750 `WWW-Authenticate` challenges.
+//! and lowercase names), bearer-token requests, gatehouse's SPEC §5
+//! errors with their RFC 6750 `WWW-Authenticate` challenges, and counting
+//! the events of a streamed (SSE) answer.
 
+use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::{
@@ -163,4 +165,33 @@ pub fn assert_identity(request: &Value, user: &str, roles: &str, method: &str, w
         [method],
         "{what}: {request}"
     );
+}
+
+/// Streams `path` and counts its Server-Sent Events; signals `first` when the
+/// first one arrived. Returns (events, whether the stream ended cleanly).
+pub async fn count_events(
+    client: reqwest::Client,
+    url: String,
+    version: reqwest::Version,
+    first: tokio::sync::oneshot::Sender<()>,
+) -> (usize, bool) {
+    let res = client.get(url).send().await.expect("start the stream");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.version(), version);
+    let mut first = Some(first);
+    let mut text = String::new();
+    let mut body = res.bytes_stream();
+    let clean = loop {
+        match body.next().await {
+            None => break true,
+            Some(Err(_)) => break false,
+            Some(Ok(bytes)) => text.push_str(&String::from_utf8_lossy(&bytes)),
+        }
+        if text.contains("data:") {
+            if let Some(tx) = first.take() {
+                let _ = tx.send(());
+            }
+        }
+    };
+    (text.matches("data:").count(), clean)
 }
