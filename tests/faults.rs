@@ -63,8 +63,7 @@ async fn wait_until_received(backend: &Backend, path: &str) {
 // ------------------------------------------------------- upstream faults
 
 #[tokio::test(flavor = "multi_thread")]
-async fn upstream_killed_mid_request_ends_streams_answers_502_and_serves_again_within_a_second_of_its_return(
-) {
+async fn killed_upstream_gets_502_ends_its_streams_and_serves_within_1s_of_its_return() {
     let mut backend = start_fastapi().await;
     let certs = TestCerts::new();
     let gate = spawn_yaml(
@@ -696,8 +695,7 @@ async fn full_disk_answers_logins_503_while_proxied_traffic_flows_and_logins_ret
 const GARBAGE: &[u8] = b"\x00\x9f\xff this is not what it should be \xfe\xfd\n";
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sighup_with_a_garbage_certificate_or_key_keeps_the_old_pair_counts_an_error_and_names_the_file(
-) {
+async fn sighup_with_a_garbage_cert_or_key_keeps_the_old_pair_counts_an_error_names_the_file() {
     let backend = start_rust_backend().await;
     let certs = TestCerts::new();
     let gate = spawn_yaml(
