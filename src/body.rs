@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::{Body as HttpBody, Incoming};
+use hyper::client::conn::http1::SendRequest;
 
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -28,8 +29,8 @@ pin_project_lite::pin_project! {
     pub enum Body {
         Empty,
         Full { data: Option<Bytes> },
-        Stream { #[pin] inner: Incoming },
-        Watched { #[pin] inner: Incoming, watch: Box<Watch> },
+        Stream { #[pin] inner: Backend },
+        Watched { #[pin] inner: Backend, watch: Box<Watch> },
         Metered { inner: Box<Body>, meter: Box<dyn Meter> },
     }
 }
@@ -67,6 +68,78 @@ impl std::fmt::Debug for Watch {
     }
 }
 
+/// Where a backend connection goes once a response body is done with it:
+/// its upstream target's pool of idle connections.
+pub trait Home: Send + Sync + 'static {
+    /// Takes `sender` back for the next request.
+    fn put(&self, sender: SendRequest<Limited>);
+}
+
+/// The backend connection a response came on, lent to its body.
+pub struct Lease {
+    pub sender: SendRequest<Limited>,
+    pub home: Arc<dyn Home>,
+}
+
+/// A backend's response body. The connection it came on goes back to its
+/// pool when the body was read to its end; a body dropped before its end
+/// (the client went away, a signed-out session's stream was cut) takes the
+/// connection with it, since HTTP/1.1 cannot tell where the next response
+/// would start.
+pub struct Backend {
+    inner: Incoming,
+    lease: Option<Lease>,
+    /// The body was read to its end.
+    read: bool,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("read", &self.read)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpBody for Backend {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.read = true,
+            Poll::Ready(Some(Ok(_))) => self.read = self.inner.is_end_stream(),
+            Poll::Ready(Some(Err(_))) => self.lease = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        // A body the server never polled because it knew it empty (a 204,
+        // a HEAD) was read to its end too.
+        if self.read || self.inner.is_end_stream() {
+            if let Some(Lease { sender, home }) = self.lease.take() {
+                home.put(sender);
+            }
+        }
+    }
+}
+
 impl Body {
     pub fn empty() -> Self {
         Body::Empty
@@ -81,8 +154,15 @@ impl Body {
         }
     }
 
-    pub fn stream(inner: Incoming) -> Self {
-        Body::Stream { inner }
+    /// A backend's response body; `lease` is the connection it came on.
+    pub fn stream(inner: Incoming, lease: Option<Lease>) -> Self {
+        Body::Stream {
+            inner: Backend {
+                inner,
+                lease,
+                read: false,
+            },
+        }
     }
 
     /// This body, ending early once `ended` says so (asked every `every`);

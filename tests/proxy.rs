@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -314,4 +316,153 @@ async fn http2_and_http1_clients_are_both_served() {
     let res = h1.get(gate.url("/health")).send().await.unwrap();
     assert_eq!(res.version(), reqwest::Version::HTTP_11);
     assert_eq!(res.status(), 200);
+}
+
+// ---- Upstream connections: kept alive, reused, never reused when spoiled --
+
+/// How a raw test backend answers each request on a connection.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// `200`, `Content-Length`, the connection kept.
+    Sized,
+    /// `200`, chunked, the connection kept.
+    Chunked,
+    /// `204`, no body, the connection kept.
+    NoContent,
+    /// `200` with a large body, the connection kept.
+    Large,
+    /// `200`, then the backend closes the connection without saying so
+    /// (what a keep-alive timeout does to an idle connection).
+    ThenClose,
+}
+
+/// A backend speaking raw HTTP/1.1: answers every request on a connection
+/// the same way, with a body naming the connection (`conn-N`). Returns its
+/// address and how many connections carried a request (gatehouse's
+/// readiness probe connects without sending any).
+async fn raw_backend(answer: Answer) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind raw backend");
+    let addr = listener.local_addr().expect("raw backend address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut n = 0;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request head at a time (the test sends no bodies).
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    }
+                    let end = buf
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .expect("head end")
+                        + 4;
+                    buf.drain(..end);
+                    if n == 0 {
+                        n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                    }
+                    let name = format!("conn-{n}");
+                    let reply = match answer {
+                        Answer::Sized | Answer::ThenClose => format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}",
+                            name.len()
+                        ),
+                        Answer::Chunked => format!(
+                            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{name}\r\n0\r\n\r\n",
+                            name.len()
+                        ),
+                        Answer::NoContent => "HTTP/1.1 204 No Content\r\n\r\n".to_owned(),
+                        Answer::Large => {
+                            let body = format!("{name};{}", "x".repeat(8 << 20));
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len())
+                        }
+                    };
+                    if stream.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    if matches!(answer, Answer::ThenClose) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn one_backend_connection_carries_request_after_request_whatever_the_body_framing() {
+    for answer in [Answer::Sized, Answer::Chunked, Answer::NoContent] {
+        let (addr, accepted) = raw_backend(answer).await;
+        let gate = Gatehouse::start(&format!("http://{addr}"), OPEN).await;
+        let client = gate.client();
+        for i in 0..20 {
+            let res = client
+                .get(gate.url("/x"))
+                .send()
+                .await
+                .expect("request through gatehouse");
+            let status = res.status().as_u16();
+            let body = res.text().await.expect("body");
+            match answer {
+                Answer::NoContent => assert_eq!((status, body.as_str()), (204, ""), "request {i}"),
+                _ => assert_eq!((status, body.as_str()), (200, "conn-1"), "request {i}"),
+            }
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "connections opened");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_the_backend_closed_costs_no_request() {
+    // The backend closes each connection after one answer, unannounced:
+    // every request still gets its answer (a closed connection is never
+    // handed a request; one closing as the request goes out is replaced).
+    let (addr, accepted) = raw_backend(Answer::ThenClose).await;
+    let gate = Gatehouse::start(&format!("http://{addr}"), OPEN).await;
+    let client = gate.client();
+    for i in 0..30 {
+        let res = client.get(gate.url("/x")).send().await.expect("request");
+        assert_eq!(res.status(), 200, "request {i}");
+        let body = res.text().await.expect("body");
+        assert_eq!(body, format!("conn-{}", i + 1), "request {i}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 30);
+}
+
+#[tokio::test]
+async fn a_response_the_client_left_unread_never_leaks_into_the_next_one() {
+    let (addr, accepted) = raw_backend(Answer::Large).await;
+    let gate = Gatehouse::start(&format!("http://{addr}"), OPEN).await;
+    // The first client reads the head only and goes away mid-body.
+    let first = gate.client();
+    let res = first.get(gate.url("/x")).send().await.expect("first");
+    assert_eq!(res.status(), 200);
+    drop(res);
+    drop(first);
+    // The next request gets a whole answer of its own, on a connection
+    // that never carried the half-read one.
+    let res = gate
+        .client()
+        .get(gate.url("/x"))
+        .send()
+        .await
+        .expect("second");
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.expect("body");
+    let (name, rest) = body.split_once(';').expect("conn name");
+    assert_eq!(rest.len(), 8 << 20);
+    assert_ne!(name, "conn-1", "the half-read connection was reused");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }

@@ -7,6 +7,9 @@
 #
 #   benches/load/callgrind.sh            4,000 requests over 8 connections
 #   REQUESTS=10000 benches/load/callgrind.sh
+#   GATEHOUSE_BIN=/tmp/old/gatehouse NO_BUILD=1 benches/load/callgrind.sh
+#                                        another build (an older tree's),
+#                                        to compare two in one sitting
 #
 # Prints one line per proxy and keeps the callgrind files in a temporary
 # folder for `callgrind_annotate --inclusive=yes FILE`.
@@ -15,7 +18,7 @@ set -euo pipefail
 LOAD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$LOAD_DIR/../.." && pwd)
 REQUESTS=${REQUESTS:-4000}
-GH="$ROOT/target/release/gatehouse"
+GH=${GATEHOUSE_BIN:-$ROOT/target/release/gatehouse}
 FLOOR="$ROOT/target/release/examples/floor_proxy"
 
 need=()
@@ -26,7 +29,7 @@ if ((${#need[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-(cd "$ROOT" && cargo build --release --quiet --bin gatehouse --example floor_proxy)
+[ -n "${NO_BUILD:-}" ] || (cd "$ROOT" && cargo build --release --quiet --bin gatehouse --example floor_proxy)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-callgrind.XXXXXX")
 PIDS=()

@@ -68,6 +68,10 @@ pub struct Spec {
     /// cookie is one more credential it takes.
     pub csrf: bool,
     pub session_too: bool,
+    /// A session cookie naming an ended session is no refusal here: what
+    /// the endpoint does (signing out) is done already, and it clears the
+    /// cookie.
+    pub ended_session_done: bool,
 }
 
 /// Every endpoint, in the order they are matched.
@@ -82,6 +86,7 @@ pub const TABLE: [Spec; 8] = [
         limited: &[Method::POST],
         csrf: false,
         session_too: false,
+        ended_session_done: false,
     },
     Spec {
         endpoint: Endpoint::Refresh,
@@ -93,6 +98,7 @@ pub const TABLE: [Spec; 8] = [
         limited: &[],
         csrf: false,
         session_too: false,
+        ended_session_done: false,
     },
     Spec {
         endpoint: Endpoint::Logout,
@@ -104,6 +110,7 @@ pub const TABLE: [Spec; 8] = [
         limited: &[],
         csrf: true,
         session_too: true,
+        ended_session_done: true,
     },
     Spec {
         endpoint: Endpoint::Me,
@@ -115,6 +122,7 @@ pub const TABLE: [Spec; 8] = [
         limited: &[],
         csrf: false,
         session_too: true,
+        ended_session_done: false,
     },
     Spec {
         endpoint: Endpoint::SessionLogin,
@@ -126,6 +134,7 @@ pub const TABLE: [Spec; 8] = [
         limited: &[Method::POST],
         csrf: true,
         session_too: false,
+        ended_session_done: false,
     },
     Spec {
         endpoint: Endpoint::Jwks,
@@ -137,6 +146,7 @@ pub const TABLE: [Spec; 8] = [
         limited: &[],
         csrf: false,
         session_too: false,
+        ended_session_done: false,
     },
     // A sign-in through a provider: every start and callback counts as a
     // login attempt (SPEC §10). They change nothing a cross-site request
@@ -151,6 +161,7 @@ pub const TABLE: [Spec; 8] = [
         limited: &[Method::GET],
         csrf: false,
         session_too: false,
+        ended_session_done: false,
     },
     Spec {
         endpoint: Endpoint::OidcCallback,
@@ -162,6 +173,7 @@ pub const TABLE: [Spec; 8] = [
         limited: &[Method::GET],
         csrf: false,
         session_too: false,
+        ended_session_done: false,
     },
 ];
 

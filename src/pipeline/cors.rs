@@ -80,7 +80,9 @@ impl Cors {
     /// forwarded; anything else goes on.
     pub fn stage(&self, method: &Method, headers: &HeaderMap) -> Result<Flow, PreflightRefused> {
         if Cors::is_preflight(method, headers) {
-            return self.preflight(headers).map(Flow::Respond);
+            return self
+                .preflight(headers)
+                .map(|res| Flow::Respond(Box::new(res)));
         }
         Ok(Flow::Continue)
     }

@@ -69,10 +69,11 @@ use log::{Logged, Record};
 use rate_limit::{Decision, Key, RouteLimit};
 use rescue::Failure;
 
-/// What a stage decided: go on to the next one, or answer now.
+/// What a stage decided: go on to the next one, or answer now (rare:
+/// boxed, so that going on costs no room).
 pub enum Flow {
     Continue,
-    Respond(Response<Body>),
+    Respond(Box<Response<Body>>),
 }
 
 /// A request on its way to an upstream, headers rewritten.
@@ -244,7 +245,7 @@ where
 
     // 2. CORS preflight: answered here, never forwarded.
     if let Flow::Respond(res) = gate.cors.stage(req.method(), req.headers())? {
-        return Ok(res);
+        return Ok(*res);
     }
 
     // 3. Rate limit per client IP; what is for gatehouse itself to answer.
@@ -261,7 +262,7 @@ where
         .await?;
     }
     if let Flow::Respond(res) = max_forwards_zero(&req) {
-        return Ok(res);
+        return Ok(*res);
     }
 
     // 4. Route to a target; its method rule and its limit per client IP.
@@ -312,11 +313,12 @@ where
                 authn::credentials(req.headers(), query, methods, &keys.header, param, cookie);
             let p = match authn::authenticate(&checkers, &route.name, methods, &creds, now).await {
                 Ok(p) => p,
-                // Signing out of a session that has already ended is done
-                // already: the endpoint clears the cookie (its form was
+                // An endpoint for which an ended session is done already
+                // (signing out): it clears the cookie (its form was
                 // checked for CSRF above).
                 Err(AuthError::SessionEnded)
-                    if destination.target == Target::Endpoint(endpoints::Endpoint::Logout) =>
+                    if matches!(destination.target,
+                        Target::Endpoint(e) if e.spec().ended_session_done) =>
                 {
                     break 'auth None;
                 }
@@ -652,7 +654,7 @@ fn max_forwards_zero<B>(req: &Request<B>) -> Flow {
     let mut res = Response::new(Body::empty());
     res.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(PROXIED_METHODS));
-    Flow::Respond(res)
+    Flow::Respond(Box::new(res))
 }
 
 /// `Max-Forwards` as a number, when it is one (RFC 9110 §7.6.2).

@@ -39,7 +39,8 @@ impl Gateway {
     }
 
     /// Evicts idle rate-limit keys every [`pipeline::rate_limit::EVICT_EVERY`]
-    /// and reports how many each limiter still tracks.
+    /// and reports how many each limiter still tracks; closes upstream
+    /// connections idle for longer than [`crate::upstream::pool::IDLE_FOR`].
     pub(super) async fn evict_idle_rate_limit_keys(self) {
         let mut tick = tokio::time::interval(pipeline::rate_limit::EVICT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -49,6 +50,10 @@ impl Gateway {
                 _ = self.inner.shutdown.cancelled() => return,
             }
             let shared = &self.inner.shared;
+            // Upstream connections unused for long are closed on the way.
+            for up in &self.inner.generation.load().gate.upstreams {
+                up.reap_idle();
+            }
             shared.metrics.rate_limiter_keys.reset();
             for (name, keys) in shared.carried.limiters.evict_idle() {
                 shared

@@ -17,17 +17,17 @@
 //! either way. A `101` to anything else is a protocol error (502): no tunnel
 //! ever carries what authentication did not see.
 
-use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::request::Parts;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_util::task::TaskTracker;
 
+use super::pool::{Answered, SendError};
 use super::{Target, Upstream};
 use crate::activity::Activity;
 use crate::body::{Body, BodyError, Ended, Limited, Progress};
@@ -88,11 +88,11 @@ pub fn forward<'u, 't, 'm>(
     // Only a request with no body can be replayed on another target.
     let retry = (upstream.targets.len() > 1 && body.is_end_stream())
         .then(|| (parts.method.clone(), parts.headers.clone(), path.clone()));
-    parts.uri = target_uri(target, path);
-    let request = upstream.client.request(Request::from_parts(parts, body));
+    // Origin-form: the backend is reached directly, `Host` is set.
+    parts.uri = Uri::from(path);
+    let request = Box::pin(target.dial.send(Request::from_parts(parts, body)));
     async move {
         let mut target = target;
-        tokio::pin!(request);
         let mut result = answer(request, progress, upstream.response_timeout).await;
         if let (Err(SendError::Connect), Some((method, headers, path))) = (&result, retry) {
             upstream.mark_down(target);
@@ -105,9 +105,9 @@ pub fn forward<'u, 't, 'm>(
                 let mut req = Request::new(Limited::empty());
                 *req.method_mut() = method;
                 *req.headers_mut() = headers;
-                *req.uri_mut() = target_uri(target, path);
+                *req.uri_mut() = Uri::from(path);
                 // Boxed: a rare path, kept out of every request's future.
-                let again = upstream.client.request(req);
+                let again = target.dial.send(req);
                 result = Box::pin(answer(again, None, upstream.response_timeout)).await;
             }
         }
@@ -128,14 +128,14 @@ fn respond(
     upstream: &Upstream,
     target: &Target,
     started: Instant,
-    result: Result<Response<hyper::body::Incoming>, SendError>,
+    result: Result<Answered, SendError>,
     client_upgrade: Option<ClientUpgrade>,
     tunnels: &TaskTracker,
     metrics: &Metrics,
 ) -> Result<Forwarded, ForwardError> {
     let upstream_elapsed = started.elapsed();
-    let response = match result {
-        Ok(res) => res,
+    let (mut response, lease) = match result {
+        Ok(answered) => answered,
         Err(err) => {
             let kind = match err {
                 SendError::Body(e) => return Err(ForwardError::Body(e)),
@@ -156,7 +156,6 @@ fn respond(
     };
     upstream.observe(metrics, upstream_elapsed);
 
-    let mut response = response;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let answered_websocket = super::headers::names_websocket(response.headers());
         let Some(client_upgrade) = client_upgrade.filter(|_| answered_websocket) else {
@@ -169,6 +168,8 @@ fn respond(
                 .inc();
             return Err(ForwardError::Upstream(UpstreamErrorKind::Protocol));
         };
+        // The connection is the tunnel's now: never back to the pool.
+        drop(lease);
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         tunnels.spawn(tunnel(client_upgrade, upstream_upgrade));
         let (mut parts, _) = response.into_parts();
@@ -183,26 +184,9 @@ fn respond(
     parts.version = Version::HTTP_11;
     super::headers::rewrite_response(&mut parts.headers, false);
     Ok(Forwarded {
-        response: Response::from_parts(parts, Body::stream(incoming)),
+        response: Response::from_parts(parts, Body::stream(incoming, Some(lease))),
         upstream_elapsed,
     })
-}
-
-fn target_uri(target: &Target, path: PathAndQuery) -> Uri {
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(target.authority.clone());
-    parts.path_and_query = Some(path);
-    // Scheme, authority and path are each valid, so the URI is.
-    Uri::from_parts(parts).expect("scheme, authority and path form a valid URI")
-}
-
-enum SendError {
-    Connect,
-    Timeout,
-    Reset,
-    Protocol,
-    Body(BodyError),
 }
 
 /// Waits for the response headers of a request handed to the client:
@@ -210,20 +194,19 @@ enum SendError {
 /// stops taking it), then for `limit` (`response_timeout`) from the end of
 /// the body.
 async fn answer<R>(
-    mut request: R,
+    request: R,
     progress: Option<Arc<Progress>>,
     limit: Duration,
-) -> Result<Response<hyper::body::Incoming>, SendError>
+) -> Result<Answered, SendError>
 where
-    R: std::future::Future<
-            Output = Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>,
-        > + Unpin,
+    R: std::future::Future<Output = Result<Answered, SendError>>,
 {
+    tokio::pin!(request);
     if let Some(progress) = progress {
         let mut look_at = progress.last_taken() + limit;
         while !progress.is_done() {
             tokio::select! {
-                res = &mut request => return res.map_err(|e| classify(&e)),
+                res = &mut request => return res,
                 () = progress.finished() => break,
                 () = tokio::time::sleep_until(look_at.into()) => {
                     let now = Instant::now();
@@ -243,28 +226,8 @@ where
     }
     match tokio::time::timeout(limit, request).await {
         Err(_) => Err(SendError::Timeout),
-        Ok(Ok(res)) => Ok(res),
-        Ok(Err(e)) => Err(classify(&e)),
+        Ok(answered) => answered,
     }
-}
-
-fn classify(err: &hyper_util::client::legacy::Error) -> SendError {
-    if let Some(body) = BodyError::find(err) {
-        return SendError::Body(body);
-    }
-    if err.is_connect() {
-        return SendError::Connect;
-    }
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
-                return SendError::Protocol;
-            }
-        }
-        cur = e.source();
-    }
-    SendError::Reset
 }
 
 /// Relays bytes both ways between an upgraded client and backend connection

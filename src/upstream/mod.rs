@@ -1,25 +1,22 @@
 //! Upstreams: named groups of backend targets with their connection pools.
 //!
-//! Each upstream has one pooled HTTP/1.1 client (keep-alive, `TCP_NODELAY`,
-//! `connect_timeout`) and picks targets round-robin. A target that refused a
+//! Each target keeps its own HTTP/1.1 keep-alive connections (`pool.rs`);
+//! an upstream picks its targets round-robin. A target that refused a
 //! connection is skipped for [`DOWN_FOR`]; when every target is down the
 //! least-recently-failed one is tried anyway rather than failing outright.
 //! `forward.rs` sends requests, `headers.rs` rewrites them.
 
 pub mod forward;
 pub mod headers;
+pub mod pool;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus::Histogram;
 
-use crate::body::Limited;
 use crate::config;
 use crate::metrics::Metrics;
 
@@ -29,14 +26,24 @@ pub use forward::{forward, ClientUpgrade, ForwardError, Forwarded};
 pub const DOWN_FOR: Duration = Duration::from_secs(10);
 
 /// One backend address.
-#[derive(Debug)]
 pub struct Target {
     pub authority: Authority,
     /// Milliseconds since [`Upstream::epoch`] until which this target is skipped (0: up).
     down_until: AtomicU64,
+    /// Its connections.
+    pub dial: pool::Dial,
 }
 
-/// A named upstream: its targets and its connection pool.
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("authority", &self.authority)
+            .field("idle", &self.dial.idle.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A named upstream: its targets, each with its connections.
 pub struct Upstream {
     pub name: Arc<str>,
     /// The signed identity assertion's `aud` for this upstream.
@@ -44,7 +51,6 @@ pub struct Upstream {
     pub targets: Vec<Target>,
     next: AtomicUsize,
     epoch: Instant,
-    pub client: Client<HttpConnector, Limited>,
     pub response_timeout: Duration,
     pub connect_timeout: Duration,
     /// `gatehouse_upstream_duration_seconds{upstream}`, looked up on first
@@ -63,15 +69,6 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     pub fn new(cfg: &config::Upstream) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.connect_timeout));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(connector);
         Upstream {
             name: Arc::from(cfg.name.as_str()),
             audience: Arc::from(cfg.audience.as_str()),
@@ -80,13 +77,19 @@ impl Upstream {
                 .iter()
                 .filter_map(|u| u.authority().cloned())
                 .map(|authority| Target {
+                    dial: pool::Dial {
+                        // An IPv6 literal without its brackets.
+                        host: authority.host().trim_matches(['[', ']']).into(),
+                        port: authority.port_u16().unwrap_or(80),
+                        idle: Arc::default(),
+                        connect_timeout: cfg.connect_timeout,
+                    },
                     authority,
                     down_until: AtomicU64::new(0),
                 })
                 .collect(),
             next: AtomicUsize::new(0),
             epoch: Instant::now(),
-            client,
             response_timeout: cfg.response_timeout,
             connect_timeout: cfg.connect_timeout,
             duration: OnceLock::new(),
@@ -98,6 +101,13 @@ impl Upstream {
         self.duration
             .get_or_init(|| metrics.upstream_duration.with_label_values(&[&self.name]))
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Drops the connections idle for longer than [`pool::IDLE_FOR`].
+    pub fn reap_idle(&self) {
+        for target in &self.targets {
+            target.dial.idle.reap(pool::IDLE_FOR);
+        }
     }
 
     fn now_ms(&self) -> u64 {
