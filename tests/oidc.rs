@@ -14,7 +14,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::oidc::{Browser, Client, FakeGithub, GithubUser, Page, RealProvider, TestCa};
+use support::oidc::{orgs, Browser, Client, FakeGithub, GithubUser, Page, RealProvider, TestCa};
 use support::*;
 
 const CLIENT: Client = Client {
@@ -865,7 +865,7 @@ async fn a_real_browser_signs_in_through_the_provider_from_the_sign_in_page() {
 // --- GitHub, against a fake of its OAuth and API endpoints ---------------
 
 struct GithubSetup {
-    _ca: TestCa,
+    ca: TestCa,
     _backend: Backend,
     github: FakeGithub,
     gw: Gatehouse,
@@ -891,7 +891,7 @@ async fn github(user: GithubUser, rules: &str) -> GithubSetup {
     let gw = Gatehouse::start_config(certs, path).await;
     let browser = Browser::new(&gw, &ca);
     GithubSetup {
-        _ca: ca,
+        ca,
         _backend: backend,
         github,
         gw,
@@ -934,7 +934,7 @@ async fn github_signs_in_with_the_login_and_the_primary_verified_email() {
         GithubUser {
             login: "octocat",
             emails: emails(true),
-            orgs: vec!["acme"],
+            orgs: orgs(&["acme"]),
         },
         "        allowed_orgs: [ACME]\n",
     )
@@ -966,7 +966,7 @@ async fn github_with_an_unverified_primary_email_signs_in_without_x_auth_email()
         GithubUser {
             login: "octocat",
             emails: emails(false),
-            orgs: vec![],
+            orgs: Vec::new(),
         },
         "",
     )
@@ -983,7 +983,7 @@ async fn github_outside_the_allowed_orgs_is_denied() {
         GithubUser {
             login: "octocat",
             emails: emails(true),
-            orgs: vec!["other-org"],
+            orgs: orgs(&["other-org"]),
         },
         "        allowed_orgs: [acme]\n",
     )
@@ -997,11 +997,108 @@ async fn github_outside_the_allowed_orgs_is_denied() {
         GithubUser {
             login: "octocat",
             emails: emails(false),
-            orgs: vec![],
+            orgs: Vec::new(),
         },
         "        allowed_email_domains: [example.com]\n",
     )
     .await;
     assert_eq!(s.sign_in().await.status, 403);
     assert_eq!(s.logins("denied").await, 1.0);
+}
+
+/// `n` organizations named `org-0000`, … with `allowed` at index `at`.
+fn many_orgs(n: usize, allowed: &str, at: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            if i == at {
+                allowed.to_owned()
+            } else {
+                format!("org-{i:04}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn github_organizations_are_read_page_after_page_up_to_ten_pages() {
+    // 250 organizations, the allowed one on page 2 of 3: two pages read.
+    let s = github(
+        GithubUser {
+            login: "octocat",
+            emails: emails(true),
+            orgs: many_orgs(250, "acme", 150),
+        },
+        "        allowed_orgs: [acme]\n",
+    )
+    .await;
+    let page = s.sign_in().await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(
+        s.github.api_requests("/api/user/orgs"),
+        [
+            "/api/user/orgs?per_page=100",
+            "/api/user/orgs?per_page=100&page=2"
+        ]
+    );
+    assert_eq!(s.logins("success").await, 1.0);
+
+    // In none of them: every page read, then denied.
+    let s = github(
+        GithubUser {
+            login: "octocat",
+            emails: emails(true),
+            orgs: many_orgs(250, "org-x", 0),
+        },
+        "        allowed_orgs: [acme]\n",
+    )
+    .await;
+    assert_eq!(s.sign_in().await.status, 403);
+    assert_eq!(s.github.api_requests("/api/user/orgs").len(), 3);
+    assert_eq!(s.logins("denied").await, 1.0);
+
+    // 1050 organizations, the allowed one on page 11: ten pages read, denied.
+    let s = github(
+        GithubUser {
+            login: "octocat",
+            emails: emails(true),
+            orgs: many_orgs(1050, "acme", 1020),
+        },
+        "        allowed_orgs: [acme]\n",
+    )
+    .await;
+    assert_eq!(s.sign_in().await.status, 403);
+    let read = s.github.api_requests("/api/user/orgs");
+    assert_eq!(read.len(), 10, "{read:?}");
+    assert_eq!(read[9], "/api/user/orgs?per_page=100&page=10");
+    assert_eq!(s.logins("denied").await, 1.0);
+}
+
+#[tokio::test]
+async fn github_never_follows_a_next_page_link_to_another_origin_with_the_token() {
+    let user = GithubUser {
+        login: "octocat",
+        emails: emails(true),
+        orgs: many_orgs(150, "acme", 120),
+    };
+    let s = github(user.clone(), "        allowed_orgs: [acme]\n").await;
+    // Another host, with a certificate gatehouse trusts, that would answer
+    // with the allowed organization had it been asked (it takes the same
+    // token).
+    let elsewhere = FakeGithub::start(&s.ca, user).await;
+    *s.github.orgs_next.lock().expect("lock") =
+        Some(elsewhere.url("/api/user/orgs?per_page=100&page=2"));
+    let page = s.sign_in().await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("Sign-in refused"), "{}", page.body);
+    assert!(
+        elsewhere.api.lock().expect("lock").is_empty(),
+        "the other origin got {:?}",
+        elsewhere.api.lock().expect("lock")
+    );
+    assert_eq!(
+        s.github.api_requests("/api/user/orgs"),
+        ["/api/user/orgs?per_page=100"]
+    );
+    assert_eq!(s.logins("provider_error").await, 1.0);
+    assert_eq!(s.logins("success").await, 0.0);
 }
