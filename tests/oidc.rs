@@ -433,6 +433,54 @@ async fn a_wrong_iss_parameter_is_refused() {
     s.assert_refused(&s.browser.get(u.as_str()).await);
 }
 
+/// SPEC §10: the provider's keys are fetched again when an `id_token`
+/// names a `kid` gatehouse does not know — once: a second unknown `kid`
+/// within 30 s of that fetch fetches nothing and signs nobody in. The
+/// provider rotates for real (a new key signs, first in its JWKS), and
+/// its own request log counts the JWKS fetches.
+#[tokio::test]
+async fn a_rotated_signing_key_is_fetched_on_first_use_and_a_second_unknown_kid_within_30_s_is_refused(
+) {
+    let mut s = setup("").await;
+    // The fetch at discovery, in the background.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.idp.jwks_fetches().await == 0 {
+        assert!(Instant::now() < deadline, "the JWKS was never fetched");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.sign_in("alice", "/echo/").await.status, 303);
+    assert_eq!(s.idp.jwks_fetches().await, 1, "a known kid needs no fetch");
+
+    // The provider rotates: its next id_token names a kid never seen.
+    let kid = s.idp.rotate_key().await;
+    s.browser.remove_cookie(&s.gw.url("/"), "__Host-gatehouse");
+    let window = Instant::now();
+    let page = s.sign_in("alice", "/echo/rotated").await;
+    assert_eq!(page.status, 303, "signed with {kid}: {}", page.body);
+    assert_eq!(s.idp.jwks_fetches().await, 2, "one fetch for {kid}");
+    let page = s.browser.get(&s.gw.url("/echo/rotated")).await;
+    assert_eq!(seen_one(&page.json(), "x-auth-user"), "alice@example.com");
+
+    // Another rotation at once: gatehouse may not fetch again yet.
+    let second = s.idp.rotate_key().await;
+    assert_ne!(second, kid);
+    s.browser.remove_cookie(&s.gw.url("/"), "__Host-gatehouse");
+    let page = s.sign_in("alice", "/echo/").await;
+    assert!(
+        window.elapsed() < Duration::from_secs(30),
+        "the test took {:?}: no longer within 30 s of the fetch",
+        window.elapsed()
+    );
+    s.assert_refused(&page);
+    assert_eq!(
+        s.idp.jwks_fetches().await,
+        2,
+        "{second} within 30 s of the last fetch: no fetch"
+    );
+    assert_eq!(s.logins("invalid").await, 1.0);
+    assert_eq!(s.logins("success").await, 2.0);
+}
+
 #[tokio::test]
 async fn an_id_token_with_a_foreign_nonce_is_refused() {
     let s = setup("").await;

@@ -83,12 +83,24 @@ pub struct Client {
 }
 
 /// The real OpenID provider (panva's oidc-provider) in a child process;
-/// stopped on drop.
+/// stopped on drop. It logs every request it receives (method and path),
+/// read back with [`RealProvider::requests`], and rotates its signing key
+/// when told ([`RealProvider::rotate_key`]).
 pub struct RealProvider {
     pub port: u16,
     pub issuer: String,
     child: Child,
+    stdin: std::process::ChildStdin,
+    /// Every line it printed, in order.
+    lines: Arc<Mutex<Vec<String>>>,
+    /// A client trusting the test CA, for log markers.
+    client: reqwest::Client,
 }
+
+/// The path of the provider's JWKS (oidc-provider's default `jwks_uri`).
+pub const JWKS_PATH: &str = "/jwks";
+/// Requests to paths under this one mark a point in the request log.
+const MARKER: &str = "/__log-marker/";
 
 impl RealProvider {
     /// Starts it on `port` (0: any), with `clients` whose redirect URI is
@@ -164,6 +176,7 @@ impl RealProvider {
             .arg(dir.join("provider.mjs"))
             .arg(&config_path)
             .current_dir(&dir)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -179,12 +192,15 @@ impl RealProvider {
             }
         });
         let stdout = child.stdout.take().expect("provider stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if line.starts_with("listening ") {
                     let _ = tx.send(());
                 }
+                log.lock().expect("provider log").push(line);
             }
         });
         if rx.recv_timeout(Duration::from_secs(30)).is_err() {
@@ -192,11 +208,86 @@ impl RealProvider {
             let _ = child.wait();
             return None;
         }
+        let stdin = child.stdin.take().expect("provider stdin");
+        let client = reqwest::Client::builder()
+            .add_root_certificate(ca.reqwest_cert())
+            .build()
+            .expect("a client of the provider");
         Some(RealProvider {
             port,
             issuer,
             child,
+            stdin,
+            lines,
+            client,
         })
+    }
+
+    /// Rotates its signing key: from now on it signs with a new key (a new
+    /// `kid`, first in its JWKS). The new `kid`.
+    pub async fn rotate_key(&mut self) -> String {
+        use std::io::Write as _;
+        let rotated = |lines: &[String]| -> Vec<String> {
+            lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("rotated ").map(str::to_owned))
+                .collect()
+        };
+        let before = rotated(&self.lines.lock().expect("provider log")).len();
+        self.stdin
+            .write_all(b"rotate\n")
+            .and_then(|()| self.stdin.flush())
+            .expect("tell the provider to rotate its key");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(kid) = rotated(&self.lines.lock().expect("provider log")).get(before) {
+                return kid.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the provider did not rotate its key (its output is above)"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every request it has received up to now, as `METHOD /path`, oldest
+    /// first. Exact: a marker request is sent and the log read up to it,
+    /// so nothing that reached the provider before this call is missing.
+    pub async fn requests(&self) -> Vec<String> {
+        let marker = format!("{MARKER}{}", rand::random::<u64>());
+        // oidc-provider answers 404: only its log line matters.
+        self.client
+            .get(format!("{}{marker}", self.issuer))
+            .send()
+            .await
+            .expect("the provider answers a marker request");
+        let marker_line = format!("request GET {marker}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            {
+                let lines = self.lines.lock().expect("provider log");
+                if let Some(at) = lines.iter().position(|l| *l == marker_line) {
+                    return lines[..at]
+                        .iter()
+                        .filter_map(|l| l.strip_prefix("request "))
+                        .filter(|r| !r.contains(MARKER))
+                        .map(str::to_owned)
+                        .collect();
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the marker request never reached the provider's log"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// How many times its JWKS has been fetched up to now.
+    pub async fn jwks_fetches(&self) -> usize {
+        let want = format!("GET {JWKS_PATH}");
+        self.requests().await.iter().filter(|r| **r == want).count()
     }
 
     pub fn stop(&mut self) {
