@@ -14,6 +14,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::backends::{assertion_keys, start_rust_backend_with};
 use support::oidc::{orgs, Browser, Client, FakeGithub, GithubUser, Page, RealProvider, TestCa};
 use support::*;
 
@@ -23,7 +24,9 @@ const CLIENT: Client = Client {
     auth: "client_secret_basic",
 };
 
-const ROUTES: &str = "routes:\n  - name: app\n    path: /echo/**\n    auth: [session]\ndefault_route:\n  auth: deny\n";
+/// `/echo/**` and the backend's assertion check `/verified/**` behind a
+/// session; nothing else.
+const ROUTES: &str = "routes:\n  - name: app\n    path: /echo/**\n    auth: [session]\n  - name: verified\n    path: /verified/**\n    auth: [session]\ndefault_route:\n  auth: deny\n";
 
 /// The accounts of the real provider: `alice` in example.com with groups,
 /// `mallory` in another domain, `eve` with an unverified address.
@@ -40,7 +43,7 @@ struct Setup {
     _ca: TestCa,
     idp: RealProvider,
     gw: Gatehouse,
-    _backend: Backend,
+    backend: Backend,
     browser: Browser,
 }
 
@@ -62,16 +65,18 @@ fn write_config(
     backend: &Backend,
     providers: &str,
 ) -> std::path::PathBuf {
-    write_config_with(certs, port, backend, providers, "")
+    write_config_with(certs, port, backend, providers, "", None)
 }
 
-/// [`write_config`] with `extra` top-level YAML (a store).
+/// [`write_config`] with `extra` top-level YAML (a store), and the admin
+/// listener on `admin` when given.
 fn write_config_with(
     certs: &TestCerts,
     port: u16,
     backend: &Backend,
     providers: &str,
     extra: &str,
+    admin: Option<u16>,
 ) -> std::path::PathBuf {
     let auth = format!(
         "{}  sessions:\n    enabled: true\n    app_name: Chat\n  oidc:\n    providers:\n{providers}",
@@ -83,7 +88,11 @@ fn write_config_with(
         &auth,
         &format!("{ROUTES}{extra}"),
     )
-    .replace("https: 127.0.0.1:0", &format!("https: 127.0.0.1:{port}"));
+    .replace("https: 127.0.0.1:0", &format!("https: 127.0.0.1:{port}"))
+    .replace(
+        "admin: 127.0.0.1:0",
+        &format!("admin: 127.0.0.1:{}", admin.unwrap_or(0)),
+    );
     let path = certs.dir.path().join("gatehouse.yaml");
     std::fs::write(&path, yaml).expect("write config");
     path
@@ -96,14 +105,19 @@ async fn setup(rules: &str) -> Setup {
 
 /// [`setup`] with `extra` top-level YAML.
 async fn setup_with(rules: &str, extra: &str) -> Setup {
+    setup_behind(rules, extra, start_rust_backend().await, None).await
+}
+
+/// [`setup_with`] in front of `backend`, with the admin listener on
+/// `admin` when given.
+async fn setup_behind(rules: &str, extra: &str, backend: Backend, admin: Option<u16>) -> Setup {
     let ca = TestCa::new();
-    let backend = start_rust_backend().await;
     let port = closed_port().port();
     let redirect = format!("https://localhost:{port}/auth/oidc/callback");
     let idp = RealProvider::start(&ca, 0, &redirect, &[CLIENT], accounts());
     let certs = TestCerts::new();
     let providers = provider_yaml(&idp.issuer, &ca, rules);
-    let path = write_config_with(&certs, port, &backend, &providers, extra);
+    let path = write_config_with(&certs, port, &backend, &providers, extra, admin);
     let gw = Gatehouse::start_config(certs, path).await;
     let browser = Browser::new(&gw, &ca);
     wait_discovered(&gw, &browser, "idp", Duration::from_secs(15)).await;
@@ -111,7 +125,7 @@ async fn setup_with(rules: &str, extra: &str) -> Setup {
         _ca: ca,
         idp,
         gw,
-        _backend: backend,
+        backend,
         browser,
     }
 }
@@ -299,6 +313,85 @@ async fn a_browser_signs_in_through_the_provider_and_the_backend_sees_who() {
     let me = s.browser.get(&s.gw.url("/auth/me")).await;
     assert_eq!(me.json()["sub"], "alice@example.com", "{}", me.body);
     assert_eq!(s.logins("success").await, 1.0);
+}
+
+/// SPEC §12 through a provider: the backend verifies the signed assertion
+/// of a provider sign-in against gatehouse's published keys, and its
+/// `email` is the address the provider says is verified (as is
+/// `X-Auth-Email`); an unverified address is in neither.
+#[tokio::test]
+async fn the_backend_verifies_the_assertion_of_a_provider_sign_in_and_its_verified_email() {
+    const ISSUER: &str = "https://gate.test";
+    let admin = closed_port().port();
+    let jwks = format!("http://127.0.0.1:{admin}/.well-known/gatehouse/jwks.json");
+    let backend = start_rust_backend_with(Some(assertion_keys(&jwks, "app", ISSUER))).await;
+    let assertion = format!(
+        "identity_headers:\n  assertion:\n    issuer: {ISSUER}\n    key_file: keys/assertion.pem\n"
+    );
+    // The user name is `sub`, so the email is a claim of its own.
+    let s = setup_behind(
+        "        username_claim: sub\n",
+        &assertion,
+        backend,
+        Some(admin),
+    )
+    .await;
+    assert_eq!(s.sign_in("alice", "/verified/whoami").await.status, 303);
+    clear_recorded(s.backend.addr).await;
+    let page = s.browser.get(&s.gw.url("/verified/whoami")).await;
+    assert_eq!(page.status, 200, "the backend verified it: {}", page.body);
+    let who = page.json();
+    assert_eq!(who["sub"], "alice", "{who}");
+    assert_eq!(who["email"], "alice@example.com", "{who}");
+    assert_eq!(who["method"], "session", "{who}");
+    let request = only_request(&s.backend, "the verified request").await;
+    assert_eq!(seen_one(&request, "x-auth-email"), "alice@example.com");
+    let token = seen_one(&request, "x-gatehouse-assertion");
+    let claims = jwt_part(token, 1);
+    assert_eq!(claims["email"], "alice@example.com", "{claims}");
+    assert_eq!(claims["iss"], ISSUER);
+    assert_eq!(claims["aud"], "app");
+    assert!(
+        claims["sid"].as_str().is_some_and(|sid| !sid.is_empty()),
+        "{claims}"
+    );
+
+    // Its signature, checked here too, with the key gatehouse publishes.
+    let kid = jsonwebtoken::decode_header(token)
+        .expect("a JWS header")
+        .kid
+        .expect("a kid");
+    let set: jsonwebtoken::jwk::JwkSet = reqwest::get(&jwks)
+        .await
+        .expect("gatehouse's JWKS")
+        .json()
+        .await
+        .expect("a JWKS");
+    let key = set.find(&kid).expect("the assertion's key is published");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&["app"]);
+    validation.set_issuer(&[ISSUER]);
+    let verified = jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_jwk(key).expect("a public key"),
+        &validation,
+    )
+    .expect("signed by gatehouse");
+    assert_eq!(verified.claims["email"], "alice@example.com");
+
+    // eve's address is not verified: signed in (no email rules), no email.
+    s.forget_provider();
+    s.browser.remove_cookie(&s.gw.url("/"), "__Host-gatehouse");
+    assert_eq!(s.sign_in("eve", "/verified/whoami").await.status, 303);
+    clear_recorded(s.backend.addr).await;
+    let page = s.browser.get(&s.gw.url("/verified/whoami")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.json()["sub"], "eve");
+    assert_eq!(page.json()["email"], Value::Null, "{}", page.body);
+    let request = only_request(&s.backend, "eve's request").await;
+    assert!(seen(&request, "x-auth-email").is_empty(), "{request}");
+    let claims = jwt_part(seen_one(&request, "x-gatehouse-assertion"), 1);
+    assert!(claims.get("email").is_none(), "{claims}");
 }
 
 #[tokio::test]
