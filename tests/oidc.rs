@@ -14,7 +14,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::oidc::{Browser, Client, FakeGithub, GithubUser, Page, RealProvider, TestCa};
+use support::backends::{assertion_keys, start_rust_backend_with};
+use support::oidc::{orgs, Browser, Client, FakeGithub, GithubUser, Page, RealProvider, TestCa};
 use support::*;
 
 const CLIENT: Client = Client {
@@ -23,7 +24,9 @@ const CLIENT: Client = Client {
     auth: "client_secret_basic",
 };
 
-const ROUTES: &str = "routes:\n  - name: app\n    path: /echo/**\n    auth: [session]\ndefault_route:\n  auth: deny\n";
+/// `/echo/**` and the backend's assertion check `/verified/**` behind a
+/// session; nothing else.
+const ROUTES: &str = "routes:\n  - name: app\n    path: /echo/**\n    auth: [session]\n  - name: verified\n    path: /verified/**\n    auth: [session]\ndefault_route:\n  auth: deny\n";
 
 /// The accounts of the real provider: `alice` in example.com with groups,
 /// `mallory` in another domain, `eve` with an unverified address.
@@ -40,7 +43,7 @@ struct Setup {
     _ca: TestCa,
     idp: RealProvider,
     gw: Gatehouse,
-    _backend: Backend,
+    backend: Backend,
     browser: Browser,
 }
 
@@ -62,16 +65,18 @@ fn write_config(
     backend: &Backend,
     providers: &str,
 ) -> std::path::PathBuf {
-    write_config_with(certs, port, backend, providers, "")
+    write_config_with(certs, port, backend, providers, "", None)
 }
 
-/// [`write_config`] with `extra` top-level YAML (a store).
+/// [`write_config`] with `extra` top-level YAML (a store), and the admin
+/// listener on `admin` when given.
 fn write_config_with(
     certs: &TestCerts,
     port: u16,
     backend: &Backend,
     providers: &str,
     extra: &str,
+    admin: Option<u16>,
 ) -> std::path::PathBuf {
     let auth = format!(
         "{}  sessions:\n    enabled: true\n    app_name: Chat\n  oidc:\n    providers:\n{providers}",
@@ -83,7 +88,11 @@ fn write_config_with(
         &auth,
         &format!("{ROUTES}{extra}"),
     )
-    .replace("https: 127.0.0.1:0", &format!("https: 127.0.0.1:{port}"));
+    .replace("https: 127.0.0.1:0", &format!("https: 127.0.0.1:{port}"))
+    .replace(
+        "admin: 127.0.0.1:0",
+        &format!("admin: 127.0.0.1:{}", admin.unwrap_or(0)),
+    );
     let path = certs.dir.path().join("gatehouse.yaml");
     std::fs::write(&path, yaml).expect("write config");
     path
@@ -96,14 +105,19 @@ async fn setup(rules: &str) -> Setup {
 
 /// [`setup`] with `extra` top-level YAML.
 async fn setup_with(rules: &str, extra: &str) -> Setup {
+    setup_behind(rules, extra, start_rust_backend().await, None).await
+}
+
+/// [`setup_with`] in front of `backend`, with the admin listener on
+/// `admin` when given.
+async fn setup_behind(rules: &str, extra: &str, backend: Backend, admin: Option<u16>) -> Setup {
     let ca = TestCa::new();
-    let backend = start_rust_backend().await;
     let port = closed_port().port();
     let redirect = format!("https://localhost:{port}/auth/oidc/callback");
     let idp = RealProvider::start(&ca, 0, &redirect, &[CLIENT], accounts());
     let certs = TestCerts::new();
     let providers = provider_yaml(&idp.issuer, &ca, rules);
-    let path = write_config_with(&certs, port, &backend, &providers, extra);
+    let path = write_config_with(&certs, port, &backend, &providers, extra, admin);
     let gw = Gatehouse::start_config(certs, path).await;
     let browser = Browser::new(&gw, &ca);
     wait_discovered(&gw, &browser, "idp", Duration::from_secs(15)).await;
@@ -111,7 +125,7 @@ async fn setup_with(rules: &str, extra: &str) -> Setup {
         _ca: ca,
         idp,
         gw,
-        _backend: backend,
+        backend,
         browser,
     }
 }
@@ -301,6 +315,85 @@ async fn a_browser_signs_in_through_the_provider_and_the_backend_sees_who() {
     assert_eq!(s.logins("success").await, 1.0);
 }
 
+/// SPEC §12 through a provider: the backend verifies the signed assertion
+/// of a provider sign-in against gatehouse's published keys, and its
+/// `email` is the address the provider says is verified (as is
+/// `X-Auth-Email`); an unverified address is in neither.
+#[tokio::test]
+async fn the_backend_verifies_the_assertion_of_a_provider_sign_in_and_its_verified_email() {
+    const ISSUER: &str = "https://gate.test";
+    let admin = closed_port().port();
+    let jwks = format!("http://127.0.0.1:{admin}/.well-known/gatehouse/jwks.json");
+    let backend = start_rust_backend_with(Some(assertion_keys(&jwks, "app", ISSUER))).await;
+    let assertion = format!(
+        "identity_headers:\n  assertion:\n    issuer: {ISSUER}\n    key_file: keys/assertion.pem\n"
+    );
+    // The user name is `sub`, so the email is a claim of its own.
+    let s = setup_behind(
+        "        username_claim: sub\n",
+        &assertion,
+        backend,
+        Some(admin),
+    )
+    .await;
+    assert_eq!(s.sign_in("alice", "/verified/whoami").await.status, 303);
+    clear_recorded(s.backend.addr).await;
+    let page = s.browser.get(&s.gw.url("/verified/whoami")).await;
+    assert_eq!(page.status, 200, "the backend verified it: {}", page.body);
+    let who = page.json();
+    assert_eq!(who["sub"], "alice", "{who}");
+    assert_eq!(who["email"], "alice@example.com", "{who}");
+    assert_eq!(who["method"], "session", "{who}");
+    let request = only_request(&s.backend, "the verified request").await;
+    assert_eq!(seen_one(&request, "x-auth-email"), "alice@example.com");
+    let token = seen_one(&request, "x-gatehouse-assertion");
+    let claims = jwt_part(token, 1);
+    assert_eq!(claims["email"], "alice@example.com", "{claims}");
+    assert_eq!(claims["iss"], ISSUER);
+    assert_eq!(claims["aud"], "app");
+    assert!(
+        claims["sid"].as_str().is_some_and(|sid| !sid.is_empty()),
+        "{claims}"
+    );
+
+    // Its signature, checked here too, with the key gatehouse publishes.
+    let kid = jsonwebtoken::decode_header(token)
+        .expect("a JWS header")
+        .kid
+        .expect("a kid");
+    let set: jsonwebtoken::jwk::JwkSet = reqwest::get(&jwks)
+        .await
+        .expect("gatehouse's JWKS")
+        .json()
+        .await
+        .expect("a JWKS");
+    let key = set.find(&kid).expect("the assertion's key is published");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&["app"]);
+    validation.set_issuer(&[ISSUER]);
+    let verified = jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_jwk(key).expect("a public key"),
+        &validation,
+    )
+    .expect("signed by gatehouse");
+    assert_eq!(verified.claims["email"], "alice@example.com");
+
+    // eve's address is not verified: signed in (no email rules), no email.
+    s.forget_provider();
+    s.browser.remove_cookie(&s.gw.url("/"), "__Host-gatehouse");
+    assert_eq!(s.sign_in("eve", "/verified/whoami").await.status, 303);
+    clear_recorded(s.backend.addr).await;
+    let page = s.browser.get(&s.gw.url("/verified/whoami")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.json()["sub"], "eve");
+    assert_eq!(page.json()["email"], Value::Null, "{}", page.body);
+    let request = only_request(&s.backend, "eve's request").await;
+    assert!(seen(&request, "x-auth-email").is_empty(), "{request}");
+    let claims = jwt_part(seen_one(&request, "x-gatehouse-assertion"), 1);
+    assert!(claims.get("email").is_none(), "{claims}");
+}
+
 #[tokio::test]
 async fn a_client_sent_x_auth_email_never_reaches_the_backend() {
     let s = setup("").await;
@@ -431,6 +524,54 @@ async fn a_wrong_iss_parameter_is_refused() {
         .collect();
     u.query_pairs_mut().clear().extend_pairs(kept);
     s.assert_refused(&s.browser.get(u.as_str()).await);
+}
+
+/// SPEC §10: the provider's keys are fetched again when an `id_token`
+/// names a `kid` gatehouse does not know — once: a second unknown `kid`
+/// within 30 s of that fetch fetches nothing and signs nobody in. The
+/// provider rotates for real (a new key signs, first in its JWKS), and
+/// its own request log counts the JWKS fetches.
+#[tokio::test]
+async fn a_rotated_signing_key_is_fetched_on_first_use_and_a_second_unknown_kid_within_30_s_is_refused(
+) {
+    let mut s = setup("").await;
+    // The fetch at discovery, in the background.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.idp.jwks_fetches().await == 0 {
+        assert!(Instant::now() < deadline, "the JWKS was never fetched");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.sign_in("alice", "/echo/").await.status, 303);
+    assert_eq!(s.idp.jwks_fetches().await, 1, "a known kid needs no fetch");
+
+    // The provider rotates: its next id_token names a kid never seen.
+    let kid = s.idp.rotate_key().await;
+    s.browser.remove_cookie(&s.gw.url("/"), "__Host-gatehouse");
+    let window = Instant::now();
+    let page = s.sign_in("alice", "/echo/rotated").await;
+    assert_eq!(page.status, 303, "signed with {kid}: {}", page.body);
+    assert_eq!(s.idp.jwks_fetches().await, 2, "one fetch for {kid}");
+    let page = s.browser.get(&s.gw.url("/echo/rotated")).await;
+    assert_eq!(seen_one(&page.json(), "x-auth-user"), "alice@example.com");
+
+    // Another rotation at once: gatehouse may not fetch again yet.
+    let second = s.idp.rotate_key().await;
+    assert_ne!(second, kid);
+    s.browser.remove_cookie(&s.gw.url("/"), "__Host-gatehouse");
+    let page = s.sign_in("alice", "/echo/").await;
+    assert!(
+        window.elapsed() < Duration::from_secs(30),
+        "the test took {:?}: no longer within 30 s of the fetch",
+        window.elapsed()
+    );
+    s.assert_refused(&page);
+    assert_eq!(
+        s.idp.jwks_fetches().await,
+        2,
+        "{second} within 30 s of the last fetch: no fetch"
+    );
+    assert_eq!(s.logins("invalid").await, 1.0);
+    assert_eq!(s.logins("success").await, 2.0);
 }
 
 #[tokio::test]
@@ -865,7 +1006,7 @@ async fn a_real_browser_signs_in_through_the_provider_from_the_sign_in_page() {
 // --- GitHub, against a fake of its OAuth and API endpoints ---------------
 
 struct GithubSetup {
-    _ca: TestCa,
+    ca: TestCa,
     _backend: Backend,
     github: FakeGithub,
     gw: Gatehouse,
@@ -891,7 +1032,7 @@ async fn github(user: GithubUser, rules: &str) -> GithubSetup {
     let gw = Gatehouse::start_config(certs, path).await;
     let browser = Browser::new(&gw, &ca);
     GithubSetup {
-        _ca: ca,
+        ca,
         _backend: backend,
         github,
         gw,
@@ -934,7 +1075,7 @@ async fn github_signs_in_with_the_login_and_the_primary_verified_email() {
         GithubUser {
             login: "octocat",
             emails: emails(true),
-            orgs: vec!["acme"],
+            orgs: orgs(&["acme"]),
         },
         "        allowed_orgs: [ACME]\n",
     )
@@ -966,7 +1107,7 @@ async fn github_with_an_unverified_primary_email_signs_in_without_x_auth_email()
         GithubUser {
             login: "octocat",
             emails: emails(false),
-            orgs: vec![],
+            orgs: Vec::new(),
         },
         "",
     )
@@ -983,7 +1124,7 @@ async fn github_outside_the_allowed_orgs_is_denied() {
         GithubUser {
             login: "octocat",
             emails: emails(true),
-            orgs: vec!["other-org"],
+            orgs: orgs(&["other-org"]),
         },
         "        allowed_orgs: [acme]\n",
     )
@@ -997,11 +1138,108 @@ async fn github_outside_the_allowed_orgs_is_denied() {
         GithubUser {
             login: "octocat",
             emails: emails(false),
-            orgs: vec![],
+            orgs: Vec::new(),
         },
         "        allowed_email_domains: [example.com]\n",
     )
     .await;
     assert_eq!(s.sign_in().await.status, 403);
     assert_eq!(s.logins("denied").await, 1.0);
+}
+
+/// `n` organizations named `org-0000`, … with `allowed` at index `at`.
+fn many_orgs(n: usize, allowed: &str, at: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            if i == at {
+                allowed.to_owned()
+            } else {
+                format!("org-{i:04}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn github_organizations_are_read_page_after_page_up_to_ten_pages() {
+    // 250 organizations, the allowed one on page 2 of 3: two pages read.
+    let s = github(
+        GithubUser {
+            login: "octocat",
+            emails: emails(true),
+            orgs: many_orgs(250, "acme", 150),
+        },
+        "        allowed_orgs: [acme]\n",
+    )
+    .await;
+    let page = s.sign_in().await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(
+        s.github.api_requests("/api/user/orgs"),
+        [
+            "/api/user/orgs?per_page=100",
+            "/api/user/orgs?per_page=100&page=2"
+        ]
+    );
+    assert_eq!(s.logins("success").await, 1.0);
+
+    // In none of them: every page read, then denied.
+    let s = github(
+        GithubUser {
+            login: "octocat",
+            emails: emails(true),
+            orgs: many_orgs(250, "org-x", 0),
+        },
+        "        allowed_orgs: [acme]\n",
+    )
+    .await;
+    assert_eq!(s.sign_in().await.status, 403);
+    assert_eq!(s.github.api_requests("/api/user/orgs").len(), 3);
+    assert_eq!(s.logins("denied").await, 1.0);
+
+    // 1050 organizations, the allowed one on page 11: ten pages read, denied.
+    let s = github(
+        GithubUser {
+            login: "octocat",
+            emails: emails(true),
+            orgs: many_orgs(1050, "acme", 1020),
+        },
+        "        allowed_orgs: [acme]\n",
+    )
+    .await;
+    assert_eq!(s.sign_in().await.status, 403);
+    let read = s.github.api_requests("/api/user/orgs");
+    assert_eq!(read.len(), 10, "{read:?}");
+    assert_eq!(read[9], "/api/user/orgs?per_page=100&page=10");
+    assert_eq!(s.logins("denied").await, 1.0);
+}
+
+#[tokio::test]
+async fn github_never_follows_a_next_page_link_to_another_origin_with_the_token() {
+    let user = GithubUser {
+        login: "octocat",
+        emails: emails(true),
+        orgs: many_orgs(150, "acme", 120),
+    };
+    let s = github(user.clone(), "        allowed_orgs: [acme]\n").await;
+    // Another host, with a certificate gatehouse trusts, that would answer
+    // with the allowed organization had it been asked (it takes the same
+    // token).
+    let elsewhere = FakeGithub::start(&s.ca, user).await;
+    *s.github.orgs_next.lock().expect("lock") =
+        Some(elsewhere.url("/api/user/orgs?per_page=100&page=2"));
+    let page = s.sign_in().await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("Sign-in refused"), "{}", page.body);
+    assert!(
+        elsewhere.api.lock().expect("lock").is_empty(),
+        "the other origin got {:?}",
+        elsewhere.api.lock().expect("lock")
+    );
+    assert_eq!(
+        s.github.api_requests("/api/user/orgs"),
+        ["/api/user/orgs?per_page=100"]
+    );
+    assert_eq!(s.logins("provider_error").await, 1.0);
+    assert_eq!(s.logins("success").await, 0.0);
 }

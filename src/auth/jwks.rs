@@ -230,10 +230,11 @@ impl RemoteKeys {
             let Ok(mut last) = self.last_refetch.lock() else {
                 return None;
             };
-            if last.is_some_and(|t| t.elapsed() < REFETCH_AFTER) {
+            let now = Instant::now();
+            if !refetch_due(*last, now) {
                 return None;
             }
-            *last = Some(Instant::now());
+            *last = Some(now);
         }
         self.fetch_and_store().await;
         found(&self.keys.load())
@@ -302,6 +303,13 @@ impl RemoteKeys {
     }
 }
 
+/// Whether an unknown `kid` may trigger a fetch at `now`, the last one it
+/// triggered having been at `last`: never more than once per
+/// [`REFETCH_AFTER`].
+fn refetch_due(last: Option<Instant>, now: Instant) -> bool {
+    last.is_none_or(|t| now.saturating_duration_since(t) >= REFETCH_AFTER)
+}
+
 /// The remote key sets of the process, by URL: a config reload reuses the
 /// set (and its keys) of every `jwks_url` it keeps, so an IdP that is down
 /// during a reload does not log anyone out.
@@ -327,5 +335,23 @@ impl RemoteKeySets {
         keys.keep_fresh();
         map.insert(url.to_string(), keys.clone());
         Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_kid_refetches_at_most_once_per_thirty_seconds() {
+        let t0 = Instant::now();
+        assert!(refetch_due(None, t0), "the first unknown kid fetches");
+        assert!(!refetch_due(Some(t0), t0));
+        assert!(!refetch_due(Some(t0), t0 + Duration::from_secs(29)));
+        assert!(
+            refetch_due(Some(t0), t0 + REFETCH_AFTER),
+            "and again after 30 s"
+        );
+        assert_eq!(REFETCH_AFTER, Duration::from_secs(30), "SPEC §10");
     }
 }

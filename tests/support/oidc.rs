@@ -83,12 +83,24 @@ pub struct Client {
 }
 
 /// The real OpenID provider (panva's oidc-provider) in a child process;
-/// stopped on drop.
+/// stopped on drop. It logs every request it receives (method and path),
+/// read back with [`RealProvider::requests`], and rotates its signing key
+/// when told ([`RealProvider::rotate_key`]).
 pub struct RealProvider {
     pub port: u16,
     pub issuer: String,
     child: Child,
+    stdin: std::process::ChildStdin,
+    /// Every line it printed, in order.
+    lines: Arc<Mutex<Vec<String>>>,
+    /// A client trusting the test CA, for log markers.
+    client: reqwest::Client,
 }
+
+/// The path of the provider's JWKS (oidc-provider's default `jwks_uri`).
+pub const JWKS_PATH: &str = "/jwks";
+/// Requests to paths under this one mark a point in the request log.
+const MARKER: &str = "/__log-marker/";
 
 impl RealProvider {
     /// Starts it on `port` (0: any), with `clients` whose redirect URI is
@@ -164,6 +176,7 @@ impl RealProvider {
             .arg(dir.join("provider.mjs"))
             .arg(&config_path)
             .current_dir(&dir)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -179,12 +192,15 @@ impl RealProvider {
             }
         });
         let stdout = child.stdout.take().expect("provider stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if line.starts_with("listening ") {
                     let _ = tx.send(());
                 }
+                log.lock().expect("provider log").push(line);
             }
         });
         if rx.recv_timeout(Duration::from_secs(30)).is_err() {
@@ -192,11 +208,86 @@ impl RealProvider {
             let _ = child.wait();
             return None;
         }
+        let stdin = child.stdin.take().expect("provider stdin");
+        let client = reqwest::Client::builder()
+            .add_root_certificate(ca.reqwest_cert())
+            .build()
+            .expect("a client of the provider");
         Some(RealProvider {
             port,
             issuer,
             child,
+            stdin,
+            lines,
+            client,
         })
+    }
+
+    /// Rotates its signing key: from now on it signs with a new key (a new
+    /// `kid`, first in its JWKS). The new `kid`.
+    pub async fn rotate_key(&mut self) -> String {
+        use std::io::Write as _;
+        let rotated = |lines: &[String]| -> Vec<String> {
+            lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("rotated ").map(str::to_owned))
+                .collect()
+        };
+        let before = rotated(&self.lines.lock().expect("provider log")).len();
+        self.stdin
+            .write_all(b"rotate\n")
+            .and_then(|()| self.stdin.flush())
+            .expect("tell the provider to rotate its key");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(kid) = rotated(&self.lines.lock().expect("provider log")).get(before) {
+                return kid.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the provider did not rotate its key (its output is above)"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every request it has received up to now, as `METHOD /path`, oldest
+    /// first. Exact: a marker request is sent and the log read up to it,
+    /// so nothing that reached the provider before this call is missing.
+    pub async fn requests(&self) -> Vec<String> {
+        let marker = format!("{MARKER}{}", rand::random::<u64>());
+        // oidc-provider answers 404: only its log line matters.
+        self.client
+            .get(format!("{}{marker}", self.issuer))
+            .send()
+            .await
+            .expect("the provider answers a marker request");
+        let marker_line = format!("request GET {marker}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            {
+                let lines = self.lines.lock().expect("provider log");
+                if let Some(at) = lines.iter().position(|l| *l == marker_line) {
+                    return lines[..at]
+                        .iter()
+                        .filter_map(|l| l.strip_prefix("request "))
+                        .filter(|r| !r.contains(MARKER))
+                        .map(str::to_owned)
+                        .collect();
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the marker request never reached the provider's log"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// How many times its JWKS has been fetched up to now.
+    pub async fn jwks_fetches(&self) -> usize {
+        let want = format!("GET {JWKS_PATH}");
+        self.requests().await.iter().filter(|r| **r == want).count()
     }
 
     pub fn stop(&mut self) {
@@ -216,18 +307,30 @@ impl Drop for RealProvider {
 pub struct GithubUser {
     pub login: &'static str,
     pub emails: Value,
-    pub orgs: Vec<&'static str>,
+    pub orgs: Vec<String>,
+}
+
+/// Organization names for a [`GithubUser`].
+pub fn orgs(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
 }
 
 /// A fake of GitHub's OAuth endpoints and REST API (`/login/oauth/authorize`,
 /// `/login/oauth/access_token`, `/api/user`, `/api/user/emails`,
 /// `/api/user/orgs`) over HTTPS with the test CA: GitHub itself cannot run
 /// here. It signs in [`GithubUser`] at once (no login form), checks the
-/// client secret and PKCE verifier like GitHub does, and records the
-/// authorization requests it saw.
+/// client secret and PKCE verifier like GitHub does, pages `/user/orgs` as
+/// GitHub does (`per_page`, default 30, at most 100; `page`; a `Link`
+/// header with `next`, `last`, `first` and `prev`), and records the
+/// authorization requests (`seen`) and API requests (`api`) it got.
 pub struct FakeGithub {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<String>>>,
+    /// Every request to its API, as `path?query`, oldest first.
+    pub api: Arc<Mutex<Vec<String>>>,
+    /// When set, the first page of `/user/orgs` names this as its `next`
+    /// link instead of its own second page (a hostile `Link`).
+    pub orgs_next: Arc<Mutex<Option<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -252,10 +355,15 @@ impl FakeGithub {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let api = Arc::new(Mutex::new(Vec::new()));
+        let orgs_next = Arc::new(Mutex::new(None));
         let state = Arc::new(FakeState {
             user,
+            base: format!("https://127.0.0.1:{}", addr.port()),
             codes: Mutex::new(HashMap::new()),
             seen: seen.clone(),
+            api: api.clone(),
+            orgs_next: orgs_next.clone(),
         });
         let task = tokio::spawn(async move {
             loop {
@@ -277,11 +385,29 @@ impl FakeGithub {
                 });
             }
         });
-        FakeGithub { addr, seen, task }
+        FakeGithub {
+            addr,
+            seen,
+            api,
+            orgs_next,
+            task,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.addr.port())
+    }
+
+    /// The API requests it got for `path` (e.g. `/api/user/orgs`), as
+    /// `path?query`.
+    pub fn api_requests(&self, path: &str) -> Vec<String> {
+        self.api
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|r| r.split('?').next() == Some(path))
+            .cloned()
+            .collect()
     }
 }
 
@@ -293,9 +419,13 @@ impl Drop for FakeGithub {
 
 struct FakeState {
     user: GithubUser,
+    /// `https://127.0.0.1:<port>`: where its page links point.
+    base: String,
     /// code → (PKCE challenge, redirect_uri)
     codes: Mutex<HashMap<String, (String, String)>>,
     seen: Arc<Mutex<Vec<String>>>,
+    api: Arc<Mutex<Vec<String>>>,
+    orgs_next: Arc<Mutex<Option<String>>>,
 }
 
 pub const GITHUB_CLIENT: &str = "gh-client";
@@ -310,6 +440,12 @@ impl FakeState {
         use http_body_util::BodyExt;
         let path = req.uri().path().to_owned();
         let query = req.uri().query().unwrap_or("").to_owned();
+        if path.starts_with("/api/") {
+            self.api
+                .lock()
+                .expect("lock")
+                .push(format!("{path}?{query}"));
+        }
         let params = |text: &str| -> HashMap<String, String> {
             form_urlencoded::parse(text.as_bytes())
                 .into_owned()
@@ -402,18 +538,66 @@ impl FakeState {
             _ if !authorized || !has_agent => json(401, json!({"message": "Bad credentials"})),
             "/api/user" => json(200, json!({"login": self.user.login, "id": 42})),
             "/api/user/emails" => json(200, self.user.emails.clone()),
-            "/api/user/orgs" => json(
-                200,
-                Value::Array(
-                    self.user
-                        .orgs
-                        .iter()
-                        .map(|o| json!({"login": o, "id": 7}))
-                        .collect(),
-                ),
-            ),
+            "/api/user/orgs" => self.orgs_page(&params(&query)),
             _ => json(404, json!({"message": "Not Found"})),
         }
+    }
+}
+
+impl FakeState {
+    /// One page of `/user/orgs`, as GitHub pages it: `per_page` (default
+    /// 30, at most 100) and `page` (from 1), with a `Link` header naming
+    /// the `next`, `last`, `first` and `prev` pages that exist.
+    fn orgs_page(
+        &self,
+        q: &HashMap<String, String>,
+    ) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+        let number = |name: &str, default: usize| {
+            q.get(name)
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(default)
+        };
+        let per_page = number("per_page", 30).min(100);
+        let page = number("page", 1);
+        let orgs = &self.user.orgs;
+        let last = orgs.len().div_ceil(per_page).max(1);
+        let body: Vec<Value> = orgs
+            .iter()
+            .enumerate()
+            .skip((page - 1).saturating_mul(per_page))
+            .take(per_page)
+            .map(|(i, o)| json!({"login": o, "id": i + 1}))
+            .collect();
+        let link = |n: usize, rel: &str| {
+            format!(
+                "<{}/api/user/orgs?per_page={per_page}&page={n}>; rel=\"{rel}\"",
+                self.base
+            )
+        };
+        let mut links = Vec::new();
+        if page < last {
+            let hostile = self.orgs_next.lock().expect("lock").clone();
+            match hostile.filter(|_| page == 1) {
+                Some(next) => links.push(format!("<{next}>; rel=\"next\"")),
+                None => links.push(link(page + 1, "next")),
+            }
+            links.push(link(last, "last"));
+        }
+        if page > 1 {
+            links.push(link(1, "first"));
+            links.push(link(page - 1, "prev"));
+        }
+        let mut res = hyper::Response::builder()
+            .status(200)
+            .header("content-type", "application/json");
+        if !links.is_empty() {
+            res = res.header("link", links.join(", "));
+        }
+        res.body(http_body_util::Full::new(bytes::Bytes::from(
+            Value::Array(body).to_string(),
+        )))
+        .expect("response")
     }
 }
 
