@@ -65,6 +65,10 @@ pub enum Problem {
     ProviderUnavailable,
     #[error("gateway timeout")]
     GatewayTimeout,
+    /// Too much at once for gatehouse itself (password checks queued
+    /// full during a login flood): `503 overloaded`, with `Retry-After`.
+    #[error("overloaded, retry after {retry_after}s")]
+    Overloaded { retry_after: u64 },
     /// gatehouse failed itself (a token it cannot sign): `500 internal`.
     #[error("internal error")]
     Internal,
@@ -86,7 +90,9 @@ impl Problem {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RateLimited { .. } | QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             BadGateway => StatusCode::BAD_GATEWAY,
-            StoreUnavailable | ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            StoreUnavailable | ProviderUnavailable | Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -114,6 +120,7 @@ impl Problem {
             StoreUnavailable => "store_unavailable",
             ProviderUnavailable => "provider_unavailable",
             GatewayTimeout => "gateway_timeout",
+            Overloaded { .. } => "overloaded",
             Internal => "internal",
         }
     }
@@ -140,6 +147,7 @@ impl Problem {
             StoreUnavailable => "The session store is unavailable",
             ProviderUnavailable => "The identity provider cannot be reached yet",
             GatewayTimeout => "The upstream server did not answer in time",
+            Overloaded { .. } => "Too many sign-ins at once; try again shortly",
             Internal => "gatehouse failed to answer",
         }
     }
@@ -185,7 +193,9 @@ impl Problem {
             Problem::MethodNotAllowed { allow } => {
                 h.insert(http::header::ALLOW, HeaderValue::from_static(allow));
             }
-            Problem::RateLimited { retry_after } | Problem::QuotaExceeded { retry_after, .. } => {
+            Problem::RateLimited { retry_after }
+            | Problem::QuotaExceeded { retry_after, .. }
+            | Problem::Overloaded { retry_after } => {
                 h.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}

@@ -2,16 +2,18 @@
 //! parameters m=19456 KiB, t=2, p=1) and bcrypt (`$2a$`, `$2b$`, `$2y$`).
 //!
 //! Verifying is deliberately slow, so it never runs on the async workers:
-//! [`Hasher::verify`] runs it on the blocking pool, at most as many at once
-//! as there are cores — a login flood queues there instead of stalling
-//! proxied traffic. An unknown user is checked against a dummy hash so that
-//! it takes as long as a wrong password.
-
-use std::sync::Arc;
+//! [`Hasher::verify`] hands it to gatehouse's own hashing threads — as many
+//! as there are cores, at a lower OS priority (nice 10), so that a login
+//! flood takes what the proxy leaves rather than starving it — through a
+//! bounded queue: when [`QUEUED_PER_THREAD`] per thread wait already, the
+//! login is refused at once ([`Busy`]: 503 with `Retry-After`) instead of
+//! waiting behind the flood. An unknown user is checked against a dummy
+//! hash so that it takes as long as a wrong password.
 
 use argon2::password_hash::{PasswordHash as Phc, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tokio::sync::oneshot;
 
 /// A stored password hash, checked to be one of the supported formats.
 #[derive(Clone, PartialEq, Eq)]
@@ -70,42 +72,112 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Verifies passwords off the async workers, a bounded number at a time.
+/// How many checks may wait per hashing thread before logins are refused
+/// (an argon2id check takes ~20–50 ms on one core: a full queue drains in
+/// well under a second).
+pub const QUEUED_PER_THREAD: usize = 16;
+
+/// Every hashing thread is busy and the queue is full: try again shortly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("password checks are queued full")]
+pub struct Busy;
+
+/// One password to check, and where its answer goes.
+struct Job {
+    hash: PasswordHash,
+    password: String,
+    answer: oneshot::Sender<bool>,
+}
+
+/// Verifies passwords on gatehouse's hashing threads (see the module).
+/// The threads end once the `Hasher` is dropped.
 pub struct Hasher {
-    permits: Arc<Semaphore>,
+    jobs: Sender<Job>,
     dummy: PasswordHash,
 }
 
 impl Hasher {
+    /// One hashing thread per core.
     pub fn new() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self::with_threads(cores, cores * QUEUED_PER_THREAD)
+    }
+
+    /// `threads` hashing threads, at most `queue` checks waiting for one.
+    pub fn with_threads(threads: usize, queue: usize) -> Self {
         let dummy = hash_password("gatehouse dummy password: never matches")
             .map(PasswordHash::Argon2)
             .expect("hashing a constant password works");
-        Hasher {
-            permits: Arc::new(Semaphore::new(cores)),
-            dummy,
+        let (jobs, waiting) = crossbeam_channel::bounded(queue);
+        for i in 0..threads.max(1) {
+            let waiting = waiting.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("gh-hash-{i}"))
+                .spawn(move || hash_thread(&waiting));
+            if let Err(e) = spawned {
+                // With none at all every login answers 503: said loudly.
+                tracing::error!(error = %e, "could not start a password hashing thread");
+            }
         }
+        Hasher { jobs, dummy }
     }
 
     /// Whether `password` matches `hash`; with no hash (unknown user), checks
-    /// the dummy hash and answers false, taking the same time.
-    pub async fn verify(&self, hash: Option<&PasswordHash>, password: String) -> bool {
+    /// the dummy hash and answers false, taking the same time. [`Busy`] when
+    /// the queue is full: nothing was checked.
+    pub async fn verify(
+        &self,
+        hash: Option<&PasswordHash>,
+        password: String,
+    ) -> Result<bool, Busy> {
         let known = hash.is_some();
         let hash = hash.unwrap_or(&self.dummy).clone();
-        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
-            return false;
-        };
-        let ok = tokio::task::spawn_blocking(move || hash.verify_blocking(password.as_bytes()))
-            .await
-            .unwrap_or(false);
-        ok && known
+        let (answer, answered) = oneshot::channel();
+        match self.jobs.try_send(Job {
+            hash,
+            password,
+            answer,
+        }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => return Err(Busy),
+        }
+        // A thread that died mid-check answers nothing: no match.
+        Ok(answered.await.unwrap_or(false) && known)
     }
 }
 
 impl Default for Hasher {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A hashing thread: lowers its own priority, then checks what comes.
+fn hash_thread(waiting: &Receiver<Job>) {
+    lower_priority();
+    for job in waiting {
+        // The login was abandoned (the client went away): skip the work.
+        if job.answer.is_closed() {
+            continue;
+        }
+        let ok = job.hash.verify_blocking(job.password.as_bytes());
+        let _ = job.answer.send(ok);
+    }
+}
+
+/// Nice 10 for the calling thread (on Linux, niceness is per thread). A
+/// system that refuses it hashes at the normal priority: said at debug
+/// level.
+fn lower_priority() {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue};
+    // The crate's 0–99 scale runs from nice 19 to nice -20: 22 is nice 10.
+    const NICE_10: u8 = 22;
+    let lower = ThreadPriorityValue::try_from(NICE_10).and_then(|value| {
+        thread_priority::set_current_thread_priority(ThreadPriority::Crossplatform(value))
+            .map_err(|e| format!("{e:?}"))
+    });
+    if let Err(e) = lower {
+        tracing::debug!(error = %e, "password hashing runs at the normal priority");
     }
 }
 
@@ -119,16 +191,68 @@ mod tests {
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         let hash = PasswordHash::parse(&phc).unwrap();
         let hasher = Hasher::new();
-        assert!(hasher.verify(Some(&hash), "correct horse".into()).await);
-        assert!(!hasher.verify(Some(&hash), "wrong".into()).await);
-        assert!(!hasher.verify(None, "correct horse".into()).await);
+        assert_eq!(
+            hasher.verify(Some(&hash), "correct horse".into()).await,
+            Ok(true)
+        );
+        assert_eq!(hasher.verify(Some(&hash), "wrong".into()).await, Ok(false));
+        assert_eq!(hasher.verify(None, "correct horse".into()).await, Ok(false));
     }
 
     #[tokio::test]
     async fn bcrypt_hashes_verify() {
         let h = bcrypt::hash("pw", 4).unwrap();
         let hash = PasswordHash::parse(&h).unwrap();
-        assert!(Hasher::new().verify(Some(&hash), "pw".into()).await);
+        assert_eq!(
+            Hasher::new().verify(Some(&hash), "pw".into()).await,
+            Ok(true)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_takes_checks_again_once_drained() {
+        let hash = PasswordHash::parse(&hash_password("pw").unwrap()).unwrap();
+        // One thread, one place in the queue: of ten at once, at most two
+        // are taken (one hashing, one waiting); the rest are refused without
+        // waiting for any hash.
+        let hasher = Hasher::with_threads(1, 1);
+        let started = std::time::Instant::now();
+        let all = (0..10).map(|_| hasher.verify(Some(&hash), "pw".into()));
+        let answers = futures_util::future::join_all(all).await;
+        let taken = answers.iter().filter(|a| **a == Ok(true)).count();
+        let refused = answers.iter().filter(|a| **a == Err(Busy)).count();
+        assert_eq!(taken + refused, 10, "{answers:?}");
+        assert!((1..=2).contains(&taken), "{answers:?}");
+        // Drained: taken again.
+        assert_eq!(hasher.verify(Some(&hash), "pw".into()).await, Ok(true));
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_at_nice_10() {
+        let hasher = Hasher::with_threads(2, 2);
+        let hash = PasswordHash::parse(&hash_password("pw").unwrap()).unwrap();
+        // Both threads have lowered themselves once one check went through
+        // each (they do it first thing).
+        for _ in 0..4 {
+            assert_eq!(hasher.verify(Some(&hash), "pw".into()).await, Ok(true));
+        }
+        let mut nices = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let dir = task.unwrap().path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if !comm.starts_with("gh-hash-") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+            // Fields after the parenthesised name; nice is field 19.
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            let nice: i32 = after.split(' ').nth(16).unwrap().parse().unwrap();
+            nices.push(nice);
+        }
+        assert!(nices.len() >= 2, "{nices:?}");
+        assert!(nices.iter().all(|n| *n == 10), "{nices:?}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
 
-use super::password::Hasher;
+use super::password::{Busy, Hasher};
 use super::users::{User, UsersFile};
 use super::Principal;
 use crate::body::BodyError;
@@ -47,6 +47,9 @@ pub enum TokenError {
     /// gatehouse could not sign an access token.
     #[error("signing an access token failed")]
     Signing,
+    /// The password checks are queued full (a login flood): try again.
+    #[error(transparent)]
+    Busy(#[from] Busy),
 }
 
 /// Largest body the token endpoints read.
@@ -325,7 +328,14 @@ pub async fn check_password(
         None
     };
     let checked = user.as_ref().map(|u| &u.hash).or(stand_in.as_ref());
-    let matches = cx.hasher.verify(checked, req.password.clone()).await && user.is_some();
+    let matches = match cx.hasher.verify(checked, req.password.clone()).await {
+        Ok(matches) => matches && user.is_some(),
+        // Not checked at all: neither a failure nor a success.
+        Err(Busy) => {
+            count("busy");
+            return Err(TokenError::Busy(Busy));
+        }
+    };
     if locked {
         count("locked");
         return Err(TokenError::InvalidCredentials);

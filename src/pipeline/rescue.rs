@@ -104,6 +104,8 @@ pub fn rescue(failure: &Failure) -> Problem {
             TokenError::InvalidToken => Problem::InvalidToken,
             TokenError::Store(e) => store(e),
             TokenError::Signing => Problem::Internal,
+            // A queue of password checks drains in well under a second.
+            TokenError::Busy(_) => Problem::Overloaded { retry_after: 1 },
         },
         Failure::Csrf(why) => {
             tracing::debug!(reason = %why, "cross-site request refused");
