@@ -10,12 +10,13 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::redis_ha::{RedisHa, Sentinel, HA_MASTER_NAME, HA_PASSWORD};
 use support::*;
 
 const ALICE_PW: &str = "alice's redis password";
@@ -47,12 +48,19 @@ fn redis_store(redis: &Redis) -> String {
     )
 }
 
-/// A gatehouse running in this process, with this file's requests.
+/// A gatehouse — in this process, or the real binary in a process of its
+/// own — with this file's requests.
 struct Gw {
     https: SocketAddr,
     admin: SocketAddr,
     client: reqwest::Client,
-    _gate: Gatehouse,
+    running: Running,
+}
+
+/// What runs the gatehouse (kept for as long as the [`Gw`]).
+enum Running {
+    InProcess { _gate: Gatehouse },
+    Process(Process),
 }
 
 impl Gw {
@@ -62,7 +70,20 @@ impl Gw {
             https: gate.https,
             admin: gate.admin,
             client: gate.client(),
-            _gate: gate,
+            running: Running::InProcess { _gate: gate },
+        }
+    }
+
+    /// The gatehouse binary with the config at `path` (which uses `certs`).
+    fn spawn(certs: &TestCerts, path: &Path) -> Gw {
+        let process = Process::spawn(path);
+        Gw {
+            https: process.https,
+            admin: process.admin.expect("an admin listener"),
+            client: https_client_builder(certs, process.https)
+                .build()
+                .expect("reqwest client"),
+            running: Running::Process(process),
         }
     }
 
@@ -170,10 +191,25 @@ impl Gw {
         self.sample(FALLBACKS).await
     }
 
+    /// What the process wrote to stdout and stderr (nothing in process).
+    fn logs(&self) -> String {
+        match &self.running {
+            Running::InProcess { .. } => String::new(),
+            Running::Process(p) => format!("{}\n{}", p.stdout_lines().join("\n"), p.stderr_text()),
+        }
+    }
+
     /// A steady stream of `GET /echo/x` with `token`.
     fn echo_load(&self, token: &str) -> Load {
         let (client, url, token) = (self.client.clone(), self.url("/echo/x"), token.to_owned());
         Load::start(move || client.get(&url).bearer_auth(&token))
+    }
+
+    /// A steady stream of logins.
+    fn login_load(&self, user: &str, pw: &str) -> Load {
+        let (client, url) = (self.client.clone(), self.url("/login"));
+        let body = json!({"username": user, "password": pw});
+        Load::start(move || client.post(&url).json(&body))
     }
 }
 
@@ -736,6 +772,221 @@ async fn redis_killed_under_load_fails_as_specified_and_all_recovers_within_a_se
         assert!(
             counted >= during,
             "{name}: {counted} fallbacks counted for {during} requests while Redis was down"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- sentinel
+
+/// The store of the sentinel test: the sentinels of `ha`, its password, and
+/// a `max_stale` longer than a failover.
+fn sentinel_store(ha: &RedisHa) -> String {
+    format!(
+        "store:\n  backend: redis\n  sentinels: {sentinels}\n  master_name: {HA_MASTER_NAME}\n  \
+         password: {HA_PASSWORD}\n  key_prefix: \"gh:\"\n  max_stale: 15s\n",
+        sentinels = ha.sentinels_yaml()
+    )
+}
+
+/// Issue 16: `store.sentinels`. Two gatehouse processes on one sentinel
+/// set; the master is killed under a steady stream of logins and proxied
+/// requests. Both follow the promoted replica within a second of the
+/// sentinels naming it, proxied JWT requests never notice (their
+/// revocations are trusted for `max_stale`), and afterwards revocations and
+/// rate limits are shared as before — those made before the failover
+/// included, since a revocation is answered only once a replica holds it
+/// (`WAIT 1`). The Redis password never reaches a log line.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_processes_follow_a_sentinel_failover_within_a_second_sharing_revocations_and_limits() {
+    let backend = start_rust_backend().await;
+    let ha = RedisHa::start();
+    let certs = certs_with_users(&users_yaml());
+    let routes = LIMITED_ROUTES.replace("3/h, burst: 3", "4/h, burst: 4");
+    let extra = format!("{}{routes}", sentinel_store(&ha));
+    let path = write_auth_config(&certs, &backend.url(""), "", &extra);
+    let a = Gw::spawn(&certs, &path);
+    let b = Gw::spawn(&certs, &path);
+    for gw in [&a, &b] {
+        gw.wait_ready(Duration::from_secs(10)).await;
+    }
+
+    // Before: one bucket, and a logout on B reaches A.
+    let ip = "198.51.100.20";
+    let before = [a.open(ip).await, b.open(ip).await, a.open(ip).await];
+    assert_eq!(before, [200, 200, 200], "3 of the bucket's 4");
+    let t = a.login("alice", ALICE_PW).await;
+    let gone = a.login("alice", ALICE_PW).await;
+    assert_eq!(b.logout(&gone.access).await.0, 204);
+    // The logout was answered once the replica held the revocation.
+    let mut replica = RedisHa::connect(ha.replica.port).await;
+    let held: Option<u64> = redis::cmd("ZSCORE")
+        .arg("gh:revocations")
+        .arg(format!("sid:{}", sid_of(&gone.access)))
+        .query_async(&mut replica)
+        .await
+        .expect("ZSCORE on the replica");
+    assert!(
+        held.is_some(),
+        "the replica lacks a revocation already answered"
+    );
+    within(PROPAGATION, "A refuses a token logged out on B", || async {
+        a.echo(&gone.access).await == 401
+    })
+    .await;
+    let mut master = RedisHa::connect(ha.master.port).await;
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut master)
+        .await
+        .expect("INFO commandstats");
+    assert!(
+        stats.contains("cmdstat_wait:calls="),
+        "no WAIT was sent:\n{stats}"
+    );
+    // A replica that does not acknowledge holds a logout up for 250 ms, no
+    // longer: the revocation stands all the same.
+    let stalled = a.login("alice", ALICE_PW).await;
+    ha.replica.signal("STOP");
+    let started = Instant::now();
+    let (status, _) = b.logout(&stalled.access).await;
+    let took = started.elapsed();
+    ha.replica.signal("CONT");
+    assert_eq!(status, 204, "a logout while the replica does not answer");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(1),
+        "a logout waited {took:?} for a stopped replica (WAIT 1 250)"
+    );
+    assert_eq!(b.echo(&stalled.access).await, 401);
+    println!("a logout while the replica was stopped took {took:?} (WAIT 1 250)");
+
+    let loads = [
+        a.login_load("alice", ALICE_PW),
+        b.login_load("bob", BOB_PW),
+        a.echo_load(&t.access),
+        b.echo_load(&t.access),
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut watch = Vec::new();
+    for s in &ha.sentinels {
+        watch.push(s.connect().await);
+    }
+    let mut ha = ha;
+    ha.master.kill();
+    let killed = Instant::now();
+    let promoted = ha.replica.port;
+    let mut switched = None;
+    while switched.is_none() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(20),
+            "the sentinels promoted no replica within 20 s"
+        );
+        for conn in &mut watch {
+            if Sentinel::master_port(conn).await == Some(promoted) {
+                switched = Some(Instant::now());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let switched = switched.expect("switched");
+    // Each process logs in again on the promoted replica.
+    let followed = within(
+        Duration::from_secs(5),
+        "both processes log in again after the failover",
+        || async { loads[..2].iter().all(|l| l.first(switched, 200).is_some()) },
+    )
+    .await;
+    let answers: Vec<Vec<Answer>> = futures_util::future::join_all(loads.map(Load::stop)).await;
+    let failover = switched - killed;
+    let mut lags = Vec::new();
+    for (name, logins) in ["A", "B"].iter().zip(&answers[..2]) {
+        let first_ok = logins
+            .iter()
+            .find(|x| x.sent >= killed && x.status == 200)
+            .expect("a login after the kill");
+        let lag = first_ok.done.saturating_duration_since(switched);
+        assert!(
+            logins.iter().any(|x| x.sent >= killed && x.status == 503),
+            "{name}: no login failed while there was no master"
+        );
+        assert!(
+            logins.iter().all(|x| x.status == 200 || x.status == 503),
+            "{name}: logins answered only 200 or 503"
+        );
+        assert!(
+            lag <= Duration::from_secs(1),
+            "{name} followed the new master {lag:?} after the sentinels named it"
+        );
+        lags.push(lag);
+    }
+    println!(
+        "failover: the sentinels named the replica {failover:?} after the kill; \
+         A and B logged in on it {:?} and {:?} later (polled within {followed:?})",
+        lags[0], lags[1]
+    );
+    for (name, echoes) in ["A", "B"].iter().zip(&answers[2..]) {
+        let failed: Vec<u16> = echoes
+            .iter()
+            .map(|x| x.status)
+            .filter(|s| *s != 200)
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{name}: proxied JWT requests failed during the failover: {failed:?}"
+        );
+    }
+
+    // After: revocations from before the failover still hold...
+    for gw in [&a, &b] {
+        assert_eq!(gw.echo(&gone.access).await, 401);
+    }
+    // ...a logout on one reaches the other at once...
+    let fresh = b.login("alice", ALICE_PW).await;
+    assert_eq!(a.echo(&fresh.access).await, 200);
+    assert_eq!(a.logout(&fresh.access).await.0, 204);
+    let took = within(PROPAGATION, "B refuses a token logged out on A", || async {
+        b.echo(&fresh.access).await == 401
+    })
+    .await;
+    println!("after the failover, a logout on A reached B in {took:?}");
+    // ...refresh tokens rotate, and the bucket kept its count through it.
+    let (status, body) = a.refresh(&t.refresh).await;
+    assert_eq!(status, 200, "refresh after the failover: {body}");
+    let fallbacks = [a.fallbacks().await, b.fallbacks().await];
+    let after = [b.open(ip).await, a.open(ip).await, b.open(ip).await];
+    assert_eq!(
+        after,
+        [200, 429, 429],
+        "the 4th request of the bucket, then none"
+    );
+    assert_eq!(
+        [a.fallbacks().await, b.fallbacks().await],
+        fallbacks,
+        "checked in Redis, not locally"
+    );
+    let mut promoted = RedisHa::connect(promoted).await;
+    let kept: Option<u64> = redis::cmd("ZSCORE")
+        .arg("gh:revocations")
+        .arg(format!("sid:{}", sid_of(&gone.access)))
+        .query_async(&mut promoted)
+        .await
+        .expect("ZSCORE on the new master");
+    assert!(kept.is_some(), "the promoted replica lost a revocation");
+
+    for (name, gw) in [("A", &a), ("B", &b)] {
+        let logs = gw.logs();
+        assert!(
+            logs.contains("the store follows the new master"),
+            "{name} did not log the failover:\n{logs}"
+        );
+        if name == "B" {
+            assert!(
+                logs.contains("no redis replica acknowledged"),
+                "B did not log the replica that did not acknowledge:\n{logs}"
+            );
+        }
+        assert!(
+            !logs.contains(HA_PASSWORD),
+            "{name} logged the Redis password"
         );
     }
 }
