@@ -579,6 +579,20 @@ async fn token_round(one: &Gw, other: &Gw) -> bool {
     status == 200 && one.logout(&Tokens::from(&body).access).await.0 == 204
 }
 
+/// A token logged out on `one` (where it was issued): how long until
+/// `other`, which took it before, refuses it (at most [`PROPAGATION`]).
+async fn logout_reaches(one: &Gw, other: &Gw) -> Duration {
+    let t = one.login("alice", ALICE_PW).await;
+    assert_eq!(other.echo(&t.access).await, 200);
+    assert_eq!(one.logout(&t.access).await.0, 204);
+    within(
+        PROPAGATION,
+        "the other instance refuses a logged-out token",
+        || async { other.echo(&t.access).await == 401 },
+    )
+    .await
+}
+
 /// Whether 100 ms of load (see [`Load`]) on `gw` counted no rate-limit
 /// fallback.
 async fn no_fallback(gw: &Gw) -> bool {
@@ -699,13 +713,7 @@ async fn redis_killed_under_load_fails_as_specified_and_all_recovers_within_a_se
     );
 
     // Revocations are shared again (pub/sub resubscribed)...
-    let fresh = a.login("alice", ALICE_PW).await;
-    assert_eq!(b.echo(&fresh.access).await, 200);
-    assert_eq!(a.logout(&fresh.access).await.0, 204);
-    let took = within(PROPAGATION, "B refuses a token logged out on A", || async {
-        b.echo(&fresh.access).await == 401
-    })
-    .await;
+    let took = logout_reaches(&a, &b).await;
     println!("after the outage, a logout on A reached B in {took:?}");
     // ...and so are rate limits: 2 on A and 1 on B empty one bucket.
     let ip = "198.51.100.10";
@@ -788,6 +796,18 @@ fn sentinel_store(ha: &RedisHa) -> String {
     )
 }
 
+/// Whether the server of [`RedisHa`] on `port` holds the revocation of the
+/// family of `access`.
+async fn holds_revocation(port: u16, access: &str) -> bool {
+    let score: Option<u64> = redis::cmd("ZSCORE")
+        .arg("gh:revocations")
+        .arg(format!("sid:{}", sid_of(access)))
+        .query_async(&mut RedisHa::connect(port).await)
+        .await
+        .expect("ZSCORE");
+    score.is_some()
+}
+
 /// Issue 16: `store.sentinels`. Two gatehouse processes on one sentinel
 /// set; the master is killed under a steady stream of logins and proxied
 /// requests. Both follow the promoted replica within a second of the
@@ -818,15 +838,8 @@ async fn two_processes_follow_a_sentinel_failover_within_a_second_sharing_revoca
     let gone = a.login("alice", ALICE_PW).await;
     assert_eq!(b.logout(&gone.access).await.0, 204);
     // The logout was answered once the replica held the revocation.
-    let mut replica = RedisHa::connect(ha.replica.port).await;
-    let held: Option<u64> = redis::cmd("ZSCORE")
-        .arg("gh:revocations")
-        .arg(format!("sid:{}", sid_of(&gone.access)))
-        .query_async(&mut replica)
-        .await
-        .expect("ZSCORE on the replica");
     assert!(
-        held.is_some(),
+        holds_revocation(ha.replica.port, &gone.access).await,
         "the replica lacks a revocation already answered"
     );
     within(PROPAGATION, "A refuses a token logged out on B", || async {
@@ -940,13 +953,7 @@ async fn two_processes_follow_a_sentinel_failover_within_a_second_sharing_revoca
         assert_eq!(gw.echo(&gone.access).await, 401);
     }
     // ...a logout on one reaches the other at once...
-    let fresh = b.login("alice", ALICE_PW).await;
-    assert_eq!(a.echo(&fresh.access).await, 200);
-    assert_eq!(a.logout(&fresh.access).await.0, 204);
-    let took = within(PROPAGATION, "B refuses a token logged out on A", || async {
-        b.echo(&fresh.access).await == 401
-    })
-    .await;
+    let took = logout_reaches(&a, &b).await;
     println!("after the failover, a logout on A reached B in {took:?}");
     // ...refresh tokens rotate, and the bucket kept its count through it.
     let (status, body) = a.refresh(&t.refresh).await;
@@ -963,14 +970,10 @@ async fn two_processes_follow_a_sentinel_failover_within_a_second_sharing_revoca
         fallbacks,
         "checked in Redis, not locally"
     );
-    let mut promoted = RedisHa::connect(promoted).await;
-    let kept: Option<u64> = redis::cmd("ZSCORE")
-        .arg("gh:revocations")
-        .arg(format!("sid:{}", sid_of(&gone.access)))
-        .query_async(&mut promoted)
-        .await
-        .expect("ZSCORE on the new master");
-    assert!(kept.is_some(), "the promoted replica lost a revocation");
+    assert!(
+        holds_revocation(promoted, &gone.access).await,
+        "the promoted replica lost a revocation"
+    );
 
     for (name, gw) in [("A", &a), ("B", &b)] {
         let logs = gw.logs();
