@@ -577,18 +577,31 @@ pub struct Store {
     pub path: Text,
     /// Redis URL, for `backend: redis`.
     pub url: Option<Text>,
+    /// Redis Sentinel `host:port` list, for `backend: redis` (instead of `url`).
+    pub sentinels: Option<Vec<Text>>,
+    /// The name the sentinels monitor the master under.
+    pub master_name: Option<Text>,
+    /// With `sentinels`: the password of the master and its replicas.
+    pub password: Option<Secret>,
+    /// With `sentinels`: the sentinels' own password, if they have one.
+    pub sentinel_password: Option<Secret>,
     pub key_prefix: Text,
     /// Redis down: how long proxied requests trust the last synced revocations (default 30s).
     pub max_stale: Dur,
 }
 
-/// By hand: the Redis URL may hold a password.
+/// By hand: the Redis URL may hold a password (the passwords are
+/// [`Secret`]s and print as `***` anyway).
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("backend", &self.backend)
             .field("path", &self.path)
             .field("url", &self.url.as_ref().map(|_| "***"))
+            .field("sentinels", &self.sentinels)
+            .field("master_name", &self.master_name)
+            .field("password", &self.password)
+            .field("sentinel_password", &self.sentinel_password)
             .field("key_prefix", &self.key_prefix)
             .field("max_stale", &self.max_stale)
             .finish()
@@ -601,6 +614,10 @@ impl Default for Store {
             backend: text("embedded"),
             path: text("../data/gatehouse.db"),
             url: None,
+            sentinels: None,
+            master_name: None,
+            password: None,
+            sentinel_password: None,
             key_prefix: text("gatehouse:"),
             max_stale: dur("30s"),
         }

@@ -596,13 +596,43 @@ pub enum StoreBackend {
     },
     /// `redis`: shared by replicas, rate-limit buckets included.
     Redis {
-        /// `url`: `redis://` or `rediss://` (required for this backend). It
-        /// may hold a password, so it prints as `***`; the store reads it
-        /// with [`Secret::expose`].
-        url: Secret,
+        /// Where the master is: `url`, or `sentinels` and `master_name`
+        /// (one of them is required for this backend).
+        server: RedisServer,
         /// `key_prefix` of every key gatehouse writes (default `gatehouse:`).
         key_prefix: String,
     },
+}
+
+/// How the Redis store finds its master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisServer {
+    /// One server.
+    Url {
+        /// `url`: `redis://` or `rediss://`. It may hold a password, so it
+        /// prints as `***`; the store reads it with [`Secret::expose`].
+        url: Secret,
+    },
+    /// `sentinels` + `master_name`: the master is whichever server the
+    /// Redis Sentinels name, followed through failovers.
+    Sentinel(Sentinels),
+}
+
+/// `store.sentinels` and the keys that go with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sentinels {
+    /// `sentinels`: `host:port` of each Sentinel, in the order they are asked
+    /// (at least one; run three or more so that they can agree on a failover).
+    pub sentinels: Vec<(String, u16)>,
+    /// `master_name`: the name the sentinels monitor the master under
+    /// (required).
+    pub master_name: String,
+    /// `password`: the master's and the replicas' (`requirepass`), if they
+    /// have one; prints as `***`.
+    pub password: Option<Secret>,
+    /// `sentinel_password`: the sentinels' own (their `requirepass`), if they
+    /// have one; prints as `***`.
+    pub sentinel_password: Option<Secret>,
 }
 
 /// `store:`. Compared as a whole on reload: a change takes effect at the

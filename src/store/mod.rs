@@ -10,12 +10,15 @@
 //! through pub/sub at once and re-reads the whole set every
 //! [`redis::SYNC_EVERY`] in case a message was lost. If Redis is unreachable
 //! for longer than `max_stale`, requests that need the set are refused
-//! (fail closed) until it is back.
+//! (fail closed) until it is back. Redis is one server (`store.url`) or the
+//! master the Redis Sentinels name (`store.sentinels`), followed through
+//! failovers (`redis_link`).
 
 pub mod embedded;
 pub mod period;
 pub mod quota;
 pub mod redis;
+mod redis_link;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -271,9 +274,9 @@ impl Store {
                     pending: Arc::default(),
                 })
             }
-            config::StoreBackend::Redis { url, key_prefix } => {
+            config::StoreBackend::Redis { server, key_prefix } => {
                 let revoked = Arc::new(Revoked::new(false, max_stale));
-                let store = redis::RedisStore::open(url.expose(), key_prefix, revoked.clone())?;
+                let store = redis::RedisStore::open(server, key_prefix, revoked.clone())?;
                 Ok(Store {
                     backend: Backend::Redis(store),
                     revoked,

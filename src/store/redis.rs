@@ -11,25 +11,39 @@
 //! Rotation and failure counting are Lua scripts, atomic across replicas. A
 //! revocation is published on `<prefix>revocations` so every replica adds it
 //! to its in-memory set at once; each also re-reads the set every
-//! [`SYNC_EVERY`]. The connection manager reconnects with backoff; while
-//! Redis is down, calls fail fast with [`StoreError::Unavailable`] and an
-//! outage is logged once.
+//! [`SYNC_EVERY`], and at once when the master changed or answers again.
+//! The master is one URL or whatever the sentinels name ([`Link`]); its
+//! connections reconnect with backoff; while Redis is down, calls fail fast
+//! with [`StoreError::Unavailable`] and an outage is logged once.
+//!
+//! Writes that must not be lost in a failover — revocations, refresh-token
+//! rotation, login failures (the lockout) — go over a connection of their
+//! own and are followed by `WAIT 1` ([`REPLICA_WAIT`]) while the master has
+//! a replica in sync, so that the answer leaves only once a replica holds
+//! them. A replica that does not acknowledge in time is logged and the
+//! write stands (it is on the master); writes stop waiting until a replica
+//! is in sync again.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
 use super::period::Window;
 use super::quota::{Admission, Check, CounterKey};
+use super::redis_link::Link;
 use super::{Failures, Family, Revoked, Rotation, Session, StoreError};
 use crate::config;
 
 /// How often each replica re-reads the whole revocation set.
 pub const SYNC_EVERY: Duration = Duration::from_secs(2);
+
+/// How long a write that must survive a failover waits for a replica to
+/// acknowledge it (`WAIT 1 250`).
+pub const REPLICA_WAIT: Duration = Duration::from_millis(250);
 
 const ROTATE: &str = r"
 local sid = redis.call('GET', KEYS[1])
@@ -155,8 +169,7 @@ pub struct SharedBucket {
 }
 
 pub struct RedisStore {
-    client: redis::Client,
-    conn: ConnectionManager,
+    link: Arc<Link>,
     prefix: String,
     revoked: Arc<Revoked>,
     rotate: redis::Script,
@@ -168,6 +181,8 @@ pub struct RedisStore {
     down: AtomicBool,
     /// Rate limits fell back to local limiters (for logging once).
     limits_local: AtomicBool,
+    /// A replica did not acknowledge a write in time (for logging once).
+    replica_late: AtomicBool,
     /// Unix seconds of the last answer from Redis (0: none yet).
     contact: AtomicU64,
 }
@@ -175,20 +190,13 @@ pub struct RedisStore {
 impl RedisStore {
     /// Prepares the connection (made lazily, so gatehouse starts while
     /// Redis is down).
-    pub fn open(url: &str, prefix: &str, revoked: Arc<Revoked>) -> Result<Arc<Self>, StoreError> {
-        let client =
-            redis::Client::open(url).map_err(|e| StoreError::Broken(format!("store.url: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_secs(1)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = client
-            .get_connection_manager_lazy(config)
-            .map_err(|e| StoreError::Broken(e.to_string()))?;
+    pub fn open(
+        server: &config::RedisServer,
+        prefix: &str,
+        revoked: Arc<Revoked>,
+    ) -> Result<Arc<Self>, StoreError> {
         Ok(Arc::new(RedisStore {
-            client,
-            conn,
+            link: Link::open(server)?,
             prefix: prefix.to_owned(),
             revoked,
             rotate: redis::Script::new(ROTATE),
@@ -198,6 +206,7 @@ impl RedisStore {
             quota_add: redis::Script::new(QUOTA_ADD),
             down: AtomicBool::new(false),
             limits_local: AtomicBool::new(false),
+            replica_late: AtomicBool::new(false),
             contact: AtomicU64::new(0),
         }))
     }
@@ -210,10 +219,67 @@ impl RedisStore {
         format!("{}revocations", self.prefix)
     }
 
-    /// Maps a Redis error, noting an outage.
+    /// Maps a Redis error, noting an outage (and telling the link to look
+    /// at the master again).
     fn fail_with(&self, e: redis::RedisError) -> StoreError {
+        self.link.kick();
         self.note(false, &e.to_string());
         StoreError::Unavailable(e.to_string())
+    }
+
+    /// The connection to the master, or [`StoreError::Unavailable`] while
+    /// none is known (Sentinel: none named yet).
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        match self.link.node().await {
+            Some(node) => Ok(node.conn.clone()),
+            None => Err(self.no_master()),
+        }
+    }
+
+    /// The connection for writes followed by `WAIT` (see [`Self::replicate`]).
+    async fn durable(&self) -> Result<ConnectionManager, StoreError> {
+        match self.link.node().await {
+            Some(node) => Ok(node.durable.clone()),
+            None => Err(self.no_master()),
+        }
+    }
+
+    fn no_master(&self) -> StoreError {
+        let why = "the redis sentinels have named no reachable master yet";
+        self.link.kick();
+        self.note(false, why);
+        StoreError::Unavailable(why.into())
+    }
+
+    /// After a write on `conn` that must survive a failover: while the
+    /// master has a replica in sync, waits (up to [`REPLICA_WAIT`]) until
+    /// one holds it. The write stands either way.
+    async fn replicate(&self, conn: &mut ConnectionManager) {
+        if !self.link.has_replica() {
+            return;
+        }
+        let acked: Result<i64, _> = redis::cmd("WAIT")
+            .arg(1)
+            .arg(REPLICA_WAIT.as_millis() as u64)
+            .query_async(conn)
+            .await;
+        match acked {
+            Ok(n) if n >= 1 => {
+                if self.replica_late.swap(false, Ordering::Relaxed) {
+                    tracing::info!("a redis replica acknowledges the store's writes again");
+                }
+            }
+            failed => {
+                self.link.replica_lagging();
+                if !self.replica_late.swap(true, Ordering::Relaxed) {
+                    let error = match failed {
+                        Err(e) => e.to_string(),
+                        Ok(_) => format!("no acknowledgement within {REPLICA_WAIT:?}"),
+                    };
+                    tracing::warn!(%error, "no redis replica acknowledged a revocation, rotation or login failure: a failover now could lose it");
+                }
+            }
+        }
     }
 
     /// Unix seconds of the last answer from Redis (0: none yet).
@@ -227,6 +293,8 @@ impl RedisStore {
                 .fetch_max(crate::clock::unix_now(), Ordering::Relaxed);
             if self.down.swap(false, Ordering::Relaxed) {
                 tracing::info!("redis store reachable again");
+                // The watcher confirms it, and the listener resubscribes.
+                self.link.kick();
             }
         } else if !self.down.swap(true, Ordering::Relaxed) {
             tracing::warn!(error = %why, "redis store unreachable: login, refresh and logout answer 503 until it is back");
@@ -263,7 +331,7 @@ impl RedisStore {
 
     /// Runs `pipe` atomically, noting whether Redis answered.
     async fn run(&self, pipe: &mut redis::Pipeline) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         pipe.atomic()
             .query_async::<()>(&mut conn)
             .await
@@ -291,7 +359,7 @@ impl RedisStore {
         expires: u64,
         now: u64,
     ) -> Result<Rotation, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.durable().await?;
         let out: Vec<String> = self
             .rotate
             .key(self.key("rt:", presented))
@@ -304,6 +372,7 @@ impl RedisStore {
             .await
             .map_err(|e| self.fail_with(e))?;
         self.note(true, "");
+        self.replicate(&mut conn).await;
         Ok(match out.as_slice() {
             [kind, sid, user] if kind == "rotated" => Rotation::Rotated {
                 sid: sid.clone(),
@@ -315,7 +384,7 @@ impl RedisStore {
     }
 
     pub async fn family_of(&self, hash: &str) -> Result<Option<String>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let sid: Option<String> = conn
             .get(self.key("rt:", hash))
             .await
@@ -353,11 +422,12 @@ impl RedisStore {
         for m in &messages {
             pipe.publish(self.channel(), m).ignore();
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.durable().await?;
         pipe.query_async::<()>(&mut conn)
             .await
             .map_err(|e| self.fail_with(e))?;
         self.note(true, "");
+        self.replicate(&mut conn).await;
         Ok(())
     }
 
@@ -383,7 +453,7 @@ impl RedisStore {
 
     /// The session under `hash`, and whether its family is revoked (or gone).
     pub async fn session(&self, hash: &str) -> Result<Option<(Session, bool)>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let json: Option<String> = redis::cmd("GET")
             .arg(self.key("sess:", hash))
             .query_async(&mut conn)
@@ -408,7 +478,7 @@ impl RedisStore {
     /// meanwhile stays ended.
     pub async fn put_session(&self, hash: &str, session: &Session) -> Result<(), StoreError> {
         let json = serde_json::to_string(session).map_err(|e| StoreError::Broken(e.to_string()))?;
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         redis::cmd("SET")
             .arg(self.key("sess:", hash))
             .arg(json)
@@ -423,7 +493,7 @@ impl RedisStore {
     }
 
     pub async fn end_session(&self, hash: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         redis::cmd("DEL")
             .arg(self.key("sess:", hash))
             .query_async::<()>(&mut conn)
@@ -435,7 +505,7 @@ impl RedisStore {
 
     /// A sign-in flow is a string under `flow:<hash>` that expires with it.
     pub async fn put_flow(&self, key: &str, flow: &str, expires: u64) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         redis::cmd("SET")
             .arg(self.key("flow:", key))
             .arg(flow)
@@ -451,7 +521,7 @@ impl RedisStore {
     /// `GETDEL`: one atomic read-and-delete, so a `state` is spent once
     /// across every replica.
     pub async fn take_flow(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let flow: Option<String> = redis::cmd("GETDEL")
             .arg(self.key("flow:", key))
             .query_async(&mut conn)
@@ -462,7 +532,7 @@ impl RedisStore {
     }
 
     pub async fn failures(&self, user: &str) -> Result<Option<Failures>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let (count, window_start, locked_until): (Option<u32>, Option<u64>, Option<u64>) =
             redis::cmd("HMGET")
                 .arg(self.key("fail:", user))
@@ -486,7 +556,7 @@ impl RedisStore {
         now: u64,
         policy: &config::Login,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.durable().await?;
         let _: i64 = self
             .fail
             .key(self.key("fail:", user))
@@ -498,11 +568,12 @@ impl RedisStore {
             .await
             .map_err(|e| self.fail_with(e))?;
         self.note(true, "");
+        self.replicate(&mut conn).await;
         Ok(())
     }
 
     pub async fn login_succeeded(&self, user: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let _: i64 = conn
             .del(self.key("fail:", user))
             .await
@@ -512,7 +583,7 @@ impl RedisStore {
     }
 
     pub async fn purge(&self, now: u64) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let _: i64 = conn
             .zrembyscore(self.key("revocations", ""), "-inf", now.saturating_sub(1))
             .await
@@ -528,7 +599,10 @@ impl RedisStore {
         interval: Duration,
         burst: u32,
     ) -> Result<SharedBucket, StoreError> {
-        let mut conn = self.conn.clone();
+        let Some(node) = self.link.node().await else {
+            return Err(self.limits_fall_back("no redis master known".into()));
+        };
+        let mut conn = node.conn.clone();
         let result: Result<(i64, i64, i64, i64), _> = self
             .gcra
             // The settings are part of the key: a changed limit starts fresh.
@@ -555,12 +629,17 @@ impl RedisStore {
                 })
             }
             Err(e) => {
-                if !self.limits_local.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "redis unreachable: rate limits fall back to this replica's local limiters");
-                }
-                Err(StoreError::Unavailable(e.to_string()))
+                self.link.kick();
+                Err(self.limits_fall_back(e.to_string()))
             }
         }
+    }
+
+    fn limits_fall_back(&self, error: String) -> StoreError {
+        if !self.limits_local.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%error, "redis unreachable: rate limits fall back to this replica's local limiters");
+        }
+        StoreError::Unavailable(error)
     }
 
     fn quota_key(&self, key: &CounterKey) -> String {
@@ -578,7 +657,7 @@ impl RedisStore {
                 .arg(c.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)))
                 .arg(c.cost);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let out: Vec<i64> = invocation
             .invoke_async(&mut conn)
             .await
@@ -604,7 +683,7 @@ impl RedisStore {
         window: Window,
         n: i64,
     ) -> Result<u64, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let used: i64 = self
             .quota_add
             .key(self.quota_key(key))
@@ -620,7 +699,7 @@ impl RedisStore {
 
     /// What a counter has used in `window`.
     pub async fn quota_used(&self, key: &CounterKey, window: Window) -> Result<u64, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let (w, n): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
             .arg(self.quota_key(key))
             .arg("w")
@@ -637,7 +716,7 @@ impl RedisStore {
 
     /// Deletes a counter: every replica sees it at once.
     pub async fn quota_reset(&self, key: &CounterKey) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let _: i64 = conn
             .del(self.quota_key(key))
             .await
@@ -649,7 +728,7 @@ impl RedisStore {
     /// Re-reads every live revocation into the in-memory set.
     async fn sync(&self) -> Result<(), StoreError> {
         let now = crate::clock::unix_now();
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let live: Vec<(String, u64)> = conn
             .zrangebyscore_withscores(self.key("revocations", ""), now, "+inf")
             .await
@@ -670,55 +749,78 @@ impl RedisStore {
         }
     }
 
-    /// Starts the revocation sync: a full re-read every [`SYNC_EVERY`] (or a
-    /// third of `max_stale` if that is shorter, so a healthy Redis never
-    /// looks stale), and
-    /// a pub/sub listener for immediate updates (reconnecting with backoff).
-    /// Both end when the store is dropped.
+    /// Starts the watcher of the master ([`Link::spawn_watch`]) and the
+    /// revocation sync: a full re-read every [`SYNC_EVERY`] (or a third of
+    /// `max_stale` if that is shorter, so a healthy Redis never looks
+    /// stale), and a pub/sub listener for immediate updates (reconnecting
+    /// with backoff). Both start over at once when the master changed or
+    /// answers again. All end when the store is dropped.
     pub fn spawn_sync(self: &Arc<Self>) {
+        self.link.spawn_watch();
         let every = SYNC_EVERY
             .min(Duration::from_millis(
                 self.revoked.max_stale.saturating_mul(1000) / 3,
             ))
             .max(Duration::from_millis(100));
         let weak = Arc::downgrade(self);
+        let mut changes = self.link.changes();
         tokio::spawn(async move {
             loop {
                 let Some(store) = weak.upgrade() else { return };
                 let _ = store.sync().await;
                 drop(store);
-                tokio::time::sleep(every).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    changed = changes.changed() => if changed.is_err() { return },
+                }
             }
         });
         let weak = Arc::downgrade(self);
+        let mut changes = self.link.changes();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
                 let Some(store) = weak.upgrade() else { return };
-                let listened = store.listen().await;
+                changes.mark_unchanged();
+                let listened = store.listen(&mut changes).await;
                 drop(store);
                 if listened {
                     backoff = Duration::from_millis(100);
                 }
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    changed = changes.changed() => if changed.is_err() { return },
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         });
     }
 
-    /// Listens for published revocations until the connection drops; true
-    /// if it got as far as subscribing.
-    async fn listen(&self) -> bool {
+    /// Listens for published revocations on the master until the
+    /// connection drops or the master changes (re-reading the whole set once
+    /// subscribed, for what was published before); true if it got as far
+    /// as subscribing.
+    async fn listen(&self, changes: &mut tokio::sync::watch::Receiver<u64>) -> bool {
+        let Some(node) = self.link.node().await else {
+            return false;
+        };
         let pubsub =
-            tokio::time::timeout(Duration::from_secs(1), self.client.get_async_pubsub()).await;
+            tokio::time::timeout(Duration::from_secs(1), node.client.get_async_pubsub()).await;
         let Ok(Ok(mut pubsub)) = pubsub else {
             return false;
         };
         if pubsub.subscribe(self.channel()).await.is_err() {
             return false;
         }
+        // What was published before the subscription: read it all.
+        let _ = self.sync().await;
         let mut messages = pubsub.on_message();
-        while let Some(msg) = messages.next().await {
+        loop {
+            let msg = tokio::select! {
+                msg = messages.next() => msg,
+                _ = changes.changed() => return true,
+            };
+            let Some(msg) = msg else { return true };
             let Ok(payload) = msg.get_payload::<String>() else {
                 continue;
             };
@@ -728,6 +830,5 @@ impl RedisStore {
                 }
             }
         }
-        true
     }
 }

@@ -17,6 +17,7 @@ pub mod backends;
 pub mod login;
 pub mod metrics;
 pub mod oidc;
+pub mod redis_ha;
 pub mod requests;
 pub mod tokens;
 
@@ -668,11 +669,18 @@ pub struct Redis {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// More `redis-server` arguments (a password, `--replicaof`).
+    args: Vec<String>,
 }
 
 impl Redis {
     /// Starts `redis-server` (no persistence) and waits until it answers.
     pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    /// [`Redis::start`] with more `redis-server` arguments.
+    pub fn start_with(args: &[&str]) -> Redis {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
         let port = listener.local_addr().expect("addr").port();
         drop(listener);
@@ -681,6 +689,7 @@ impl Redis {
             port,
             child: None,
             dir,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         redis.restart();
         redis
@@ -689,6 +698,17 @@ impl Redis {
     /// `redis://127.0.0.1:<port>/0`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Sends a signal (`"STOP"`, `"CONT"`) to the server.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("redis-server runs").id();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// Kills the server (for outage tests).
@@ -707,6 +727,7 @@ impl Redis {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -720,9 +741,11 @@ impl Redis {
                 use std::io::{Read, Write};
                 let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
                 let mut buf = [0u8; 16];
+                // A server with a password answers -NOAUTH: it is up all the same.
                 if s.write_all(b"PING\r\n").is_ok()
-                    && s.read(&mut buf)
-                        .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                    && s.read(&mut buf).is_ok_and(|n| {
+                        buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH")
+                    })
                 {
                     return;
                 }

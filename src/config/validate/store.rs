@@ -1,14 +1,17 @@
 //! `store:`: where revocations, refresh families, sessions and counters live.
 //!
-//! Rules: `backend` is `embedded` or `redis`; Redis needs a `redis://` or
-//! `rediss://` `url`; `max_stale` is at least 1s. The URL may hold a
-//! password, so it becomes a [`Secret`] here and no error quotes it.
+//! Rules: `backend` is `embedded` or `redis`; Redis needs either a
+//! `redis://` or `rediss://` `url`, or `sentinels` (`host:port` each, none
+//! twice) with a `master_name`, never both; `password` and
+//! `sentinel_password` go only with `sentinels` (a URL carries its own);
+//! `max_stale` is at least 1s. The URL and the passwords may be secret, so
+//! they become [`Secret`]s here and no error quotes them.
 
 use std::time::Duration;
 
 use super::Ctx;
 use crate::config::file;
-use crate::config::model::{Store, StoreBackend};
+use crate::config::model::{RedisServer, Sentinels, Store, StoreBackend};
 use crate::config::values::Secret;
 use crate::config::ConfigError;
 
@@ -19,20 +22,7 @@ pub(super) fn store(cx: &Ctx, raw: &file::Store) -> Result<Store, ConfigError> {
                 path: cx.path(&raw.path),
             },
             "redis" => StoreBackend::Redis {
-                url: match &raw.url {
-                    Some(u)
-                        if u.as_str().starts_with("redis://")
-                            || u.as_str().starts_with("rediss://") =>
-                    {
-                        Secret::new(u.0.clone())
-                    }
-                    Some(_) => {
-                        return Err(
-                            cx.err("store.url", "expected redis://host:port/db or rediss://…")
-                        )
-                    }
-                    None => return Err(cx.err("store.url", "required when store.backend is redis")),
-                },
+                server: redis_server(cx, raw)?,
                 key_prefix: raw.key_prefix.0.clone(),
             },
             other => {
@@ -49,12 +39,99 @@ pub(super) fn store(cx: &Ctx, raw: &file::Store) -> Result<Store, ConfigError> {
     })
 }
 
+/// `url`, or `sentinels` with `master_name` (and their passwords).
+fn redis_server(cx: &Ctx, raw: &file::Store) -> Result<RedisServer, ConfigError> {
+    let sentinels = match (&raw.url, &raw.sentinels) {
+        (Some(_), Some(_)) => {
+            return Err(cx.err(
+                "store.sentinels",
+                "give either store.url or store.sentinels, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(cx.err(
+                "store.url",
+                "required when store.backend is redis (or store.sentinels with store.master_name)",
+            ))
+        }
+        (Some(url), None) => {
+            let only_with_sentinels = [
+                ("store.master_name", raw.master_name.is_some()),
+                ("store.password", raw.password.is_some()),
+                ("store.sentinel_password", raw.sentinel_password.is_some()),
+            ];
+            if let Some((key, _)) = only_with_sentinels.iter().find(|(_, set)| *set) {
+                return Err(cx.err(
+                    *key,
+                    "only with store.sentinels (a store.url carries its own password)",
+                ));
+            }
+            return if url.as_str().starts_with("redis://") || url.as_str().starts_with("rediss://")
+            {
+                Ok(RedisServer::Url {
+                    url: Secret::new(url.0.clone()),
+                })
+            } else {
+                Err(cx.err("store.url", "expected redis://host:port/db or rediss://…"))
+            };
+        }
+        (None, Some(sentinels)) => sentinels,
+    };
+    if sentinels.is_empty() {
+        return Err(cx.err("store.sentinels", "must name at least one sentinel"));
+    }
+    let mut addrs: Vec<(String, u16)> = Vec::with_capacity(sentinels.len());
+    for (i, entry) in sentinels.iter().enumerate() {
+        let key = format!("store.sentinels[{i}]");
+        let addr = host_port(entry.as_str()).ok_or_else(|| {
+            cx.err(
+                &key,
+                format!("expected host:port, got {:?}", entry.as_str()),
+            )
+        })?;
+        if addrs.contains(&addr) {
+            return Err(cx.err(&key, format!("{:?} is listed twice", entry.as_str())));
+        }
+        addrs.push(addr);
+    }
+    let master_name = match &raw.master_name {
+        None => return Err(cx.err("store.master_name", "required with store.sentinels")),
+        Some(name) if name.as_str().trim().is_empty() => {
+            return Err(cx.err("store.master_name", "must not be empty"))
+        }
+        Some(name) => name.as_str().trim().to_owned(),
+    };
+    Ok(RedisServer::Sentinel(Sentinels {
+        sentinels: addrs,
+        master_name,
+        password: raw.password.clone(),
+        sentinel_password: raw.sentinel_password.clone(),
+    }))
+}
+
+/// `host:port` (an IPv6 host in brackets), the port not 0.
+fn host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.trim().rsplit_once(':')?;
+    let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6
+            .strip_suffix(']')?
+            .parse::<std::net::Ipv6Addr>()
+            .ok()?
+            .to_string(),
+        None => host.to_owned(),
+    };
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':');
+    (!host.is_empty() && host.chars().all(plain) && (text.contains('[') || !host.contains(':')))
+        .then_some((host, port))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use super::super::testing::{assert_errors, assert_valid, parse_snippet};
-    use crate::config::StoreBackend;
+    use crate::config::{RedisServer, StoreBackend};
 
     const PASSWORD: &str = "Redis-Pa55word-7f3a9c1e";
 
@@ -89,6 +166,89 @@ mod tests {
                 "store.url",
                 "expected redis://host:port/db or rediss://…",
             ),
+            // ...or sentinels with a master_name, never both.
+            (
+                "store:\n  backend: redis\n  url: redis://cache\n  sentinels: [s1:26379]\n  master_name: gh\n",
+                "store.sentinels",
+                "give either store.url or store.sentinels, not both",
+            ),
+            (
+                "store:\n  backend: redis\n  sentinels: []\n  master_name: gh\n",
+                "store.sentinels",
+                "must name at least one sentinel",
+            ),
+            (
+                "store:\n  backend: redis\n  sentinels: s1:26379\n  master_name: gh\n",
+                "store.sentinels",
+                "invalid type: string \"s1:26379\", expected a sequence",
+            ),
+            (
+                "store:\n  backend: redis\n  sentinels: [s1:26379]\n",
+                "store.master_name",
+                "required with store.sentinels",
+            ),
+            (
+                "store:\n  backend: redis\n  sentinels: [s1:26379]\n  master_name: \" \"\n",
+                "store.master_name",
+                "must not be empty",
+            ),
+            // Each sentinel is host:port, once.
+            (
+                "store:\n  backend: redis\n  sentinels: [s1:26379, s2]\n  master_name: gh\n",
+                "store.sentinels[1]",
+                "expected host:port, got \"s2\"",
+            ),
+            (
+                "store:\n  backend: redis\n  sentinels: [\"redis://s1:26379\"]\n  master_name: gh\n",
+                "store.sentinels[0]",
+                "expected host:port, got \"redis://s1:26379\"",
+            ),
+            (
+                "store:\n  backend: redis\n  sentinels: [\"s1:0\"]\n  master_name: gh\n",
+                "store.sentinels[0]",
+                "expected host:port",
+            ),
+            (
+                "store:\n  backend: redis\n  sentinels: [\"s1:65536\"]\n  master_name: gh\n",
+                "store.sentinels[0]",
+                "expected host:port",
+            ),
+            (
+                "store:\n  backend: redis\n  sentinels: [\":26379\"]\n  master_name: gh\n",
+                "store.sentinels[0]",
+                "expected host:port",
+            ),
+            (
+                "store:\n  backend: redis\n  sentinels: [\"::1:26379\"]\n  master_name: gh\n",
+                "store.sentinels[0]",
+                "expected host:port",
+            ),
+            (
+                "store:\n  backend: redis\n  sentinels: [\"[not-v6]:26379\"]\n  master_name: gh\n",
+                "store.sentinels[0]",
+                "expected host:port",
+            ),
+            (
+                "store:\n  backend: redis\n  sentinels: [s1:26379, s2:26379, s1:26379]\n  master_name: gh\n",
+                "store.sentinels[2]",
+                "\"s1:26379\" is listed twice",
+            ),
+            // The passwords and the master's name go with sentinels only.
+            (
+                "store:\n  backend: redis\n  url: redis://cache\n  password: Redis-Pa55word-7f3a9c1e\n",
+                "store.password",
+                "only with store.sentinels (a store.url carries its own password)",
+            ),
+            (
+                "store:\n  backend: redis\n  url: redis://cache\n  sentinel_password: x\n",
+                "store.sentinel_password",
+                "only with store.sentinels",
+            ),
+            (
+                "store:\n  backend: redis\n  url: redis://cache\n  master_name: gh\n",
+                "store.master_name",
+                "only with store.sentinels",
+            ),
             // max_stale is at least 1s.
             (
                 "store:\n  max_stale: 999ms\n",
@@ -101,6 +261,11 @@ mod tests {
                 "store.uri",
                 "unknown field `uri`",
             ),
+            (
+                "store:\n  backend: redis\n  sentinels: [s1:26379]\n  master: gh\n",
+                "store.master",
+                "unknown field `master`",
+            ),
         ]);
     }
 
@@ -111,6 +276,9 @@ mod tests {
             "store:\n  path: /var/lib/gatehouse/state.db\n  max_stale: 1s\n",
             "store:\n  backend: redis\n  url: rediss://cache.internal:6380/2\n  key_prefix: \"gh:\"\n",
             "store:\n  backend: redis\n  url: redis://127.0.0.1\n  path: ignored.db\n",
+            "store:\n  backend: redis\n  sentinels: [10.0.0.1:26379, \"sentinel-2.internal:26380\", \"[::1]:26381\"]\n  \
+             master_name: gh-main\n  password: one\n  sentinel_password: two\n",
+            "store:\n  backend: redis\n  sentinels: [\" s1:26379 \"]\n  master_name: \" gh \"\n",
         ]);
         assert_eq!(
             configs[0].store.backend,
@@ -121,11 +289,49 @@ mod tests {
         assert_eq!(configs[0].store.max_stale.as_secs(), 30);
         assert_eq!(configs[1].store.max_stale.as_secs(), 1);
         match &configs[2].store.backend {
-            StoreBackend::Redis { url, key_prefix } => {
+            StoreBackend::Redis {
+                server: RedisServer::Url { url },
+                key_prefix,
+            } => {
                 assert_eq!(url.expose(), "rediss://cache.internal:6380/2");
                 assert_eq!(key_prefix, "gh:");
             }
             other => panic!("expected redis, got {other:?}"),
+        }
+        match &configs[4].store.backend {
+            StoreBackend::Redis {
+                server: RedisServer::Sentinel(s),
+                key_prefix,
+            } => {
+                let addr = |h: &str, p| (h.to_owned(), p);
+                assert_eq!(
+                    s.sentinels,
+                    [
+                        addr("10.0.0.1", 26379),
+                        addr("sentinel-2.internal", 26380),
+                        addr("::1", 26381)
+                    ]
+                );
+                assert_eq!(s.master_name, "gh-main");
+                assert_eq!(s.password.as_ref().map(|p| p.expose()), Some("one"));
+                assert_eq!(
+                    s.sentinel_password.as_ref().map(|p| p.expose()),
+                    Some("two")
+                );
+                assert_eq!(key_prefix, "gatehouse:");
+            }
+            other => panic!("expected redis with sentinels, got {other:?}"),
+        }
+        match &configs[5].store.backend {
+            StoreBackend::Redis {
+                server: RedisServer::Sentinel(s),
+                ..
+            } => {
+                assert_eq!(s.sentinels, [("s1".to_owned(), 26379)]);
+                assert_eq!(s.master_name, "gh");
+                assert_eq!((&s.password, &s.sentinel_password), (&None, &None));
+            }
+            other => panic!("expected redis with sentinels, got {other:?}"),
         }
     }
 
@@ -147,6 +353,48 @@ mod tests {
         assert!(!shown.contains(PASSWORD), "{shown}");
     }
 
+    fn sentinels(extra: &str) -> String {
+        format!("store:\n  backend: redis\n  sentinels: [s1:26379, s2:26379]\n  master_name: gh\n{extra}")
+    }
+
+    #[test]
+    fn sentinel_passwords_never_show_in_the_config_or_its_errors() {
+        std::env::set_var("GATEHOUSE_TEST_SENTINEL_PASSWORD", PASSWORD);
+        let config = parse_snippet(&sentinels(&format!(
+            "  password: {PASSWORD}\n  sentinel_password: \"${{GATEHOUSE_TEST_SENTINEL_PASSWORD}}\"\n"
+        )))
+        .expect("a valid sentinel store");
+        let debug = format!("{config:?} {config:#?}");
+        assert!(!debug.contains(PASSWORD), "{debug}");
+        assert!(debug.contains("password: Some(***)"), "{debug}");
+        assert!(debug.contains("sentinel_password: Some(***)"), "{debug}");
+        match &config.store.backend {
+            crate::config::StoreBackend::Redis {
+                server: RedisServer::Sentinel(s),
+                ..
+            } => assert_eq!(
+                s.sentinel_password.as_ref().map(|p| p.expose()),
+                Some(PASSWORD),
+                "${{VAR}} is read from the environment"
+            ),
+            other => panic!("expected sentinels, got {other:?}"),
+        }
+
+        for snippet in [
+            // Refused next to a url, and with a bad sentinel in the list.
+            format!("store:\n  backend: redis\n  url: redis://cache\n  password: {PASSWORD}\n"),
+            sentinels(&format!(
+                "  password: {PASSWORD}\n  sentinel_password: {PASSWORD}\n"
+            ))
+            .replace("s2:26379", "s2"),
+            sentinels(&format!("  password: [{PASSWORD}]\n")),
+        ] {
+            let err = parse_snippet(&snippet).expect_err("an invalid store");
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains(PASSWORD), "{shown}");
+        }
+    }
+
     #[test]
     fn store_settings_compare_by_value_the_redis_url_included() {
         let store = |yaml: &str| parse_snippet(yaml).expect("a valid store").store;
@@ -161,5 +409,24 @@ mod tests {
         );
         assert_ne!(a, store(""));
         assert_ne!(store(""), store("store:\n  max_stale: 31s\n"));
+        let s = store(&sentinels("  password: one\n"));
+        assert_eq!(s, store(&sentinels("  password: one\n")));
+        assert_ne!(s, store(&sentinels("  password: two\n")));
+        assert_ne!(s, store(&sentinels("")));
+        assert_ne!(
+            s,
+            store(&sentinels("  password: one\n  sentinel_password: one\n"))
+        );
+        assert_ne!(
+            s,
+            store(&sentinels("  password: one\n").replace("master_name: gh", "master_name: other"))
+        );
+        assert_ne!(
+            s,
+            store(
+                &sentinels("  password: one\n")
+                    .replace("[s1:26379, s2:26379]", "[s2:26379, s1:26379]")
+            )
+        );
     }
 }
