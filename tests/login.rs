@@ -1074,3 +1074,56 @@ async fn a_login_flood_does_not_stall_proxied_traffic() {
         "proxied p99 {flood_p99:?} during a login flood"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logins_beyond_the_hashing_queue_get_503_overloaded_at_once_and_nothing_else_changes() {
+    let _alone = TIMING.lock().await;
+    let backend = start_rust_backend().await;
+    let gw = start(&backend.url(""), "").await;
+    let client = gw.client();
+    // Far more at once than the hashing threads and their queue take
+    // (16 per core): the rest are refused without a password check.
+    let attempts = (0..160).map(|_| {
+        let (gw, client) = (&gw, &client);
+        async move {
+            let started = Instant::now();
+            let res = login_res(gw, client, "alice", ALICE_PW).await;
+            let status = res.status().as_u16();
+            let retry_after = res
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().expect("ascii").to_owned());
+            let body: Value = res.json().await.expect("JSON answer");
+            (status, retry_after, body, started.elapsed())
+        }
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let ok: Vec<_> = answers.iter().filter(|a| a.0 == 200).collect();
+    let busy: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
+    assert_eq!(ok.len() + busy.len(), answers.len(), "only 200 or 503");
+    assert!(!ok.is_empty() && !busy.is_empty(), "{} taken", ok.len());
+    for (_, retry_after, body, _) in &busy {
+        assert_eq!(body["error"], "overloaded", "{body}");
+        assert_eq!(retry_after.as_deref(), Some("1"));
+    }
+    // A refusal does not wait for the queue: every one came before the
+    // slowest check was done.
+    let slowest_ok = ok.iter().map(|a| a.3).max().expect("some taken");
+    let slowest_busy = busy.iter().map(|a| a.3).max().expect("some refused");
+    assert!(
+        slowest_busy < slowest_ok,
+        "{slowest_busy:?} vs {slowest_ok:?}"
+    );
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        sample(&metrics, r#"gatehouse_logins_total{result="busy"}"#),
+        busy.len() as f64
+    );
+    assert_eq!(
+        sample(&metrics, r#"gatehouse_logins_total{result="success"}"#),
+        ok.len() as f64
+    );
+    // Once drained, logins are checked again, and no one was locked out.
+    let res = login_res(&gw, &client, "alice", ALICE_PW).await;
+    assert_eq!(res.status(), 200);
+}
