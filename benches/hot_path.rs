@@ -1,9 +1,13 @@
 //! Criterion micro-benchmarks of the request hot path: normalize, route
 //! match (10 and 500 routes), JWT verification (HS256, RS256, ES256, EdDSA),
 //! the API-key check, the header rewrite, signing the identity assertion
-//! (ES256, EdDSA, RS256), and a requests quota's admission (embedded store;
-//! Redis too when `redis-server` is installed). Compare the numbers of one run
-//! with each other (ratios); absolute times drift on shared machines.
+//! (ES256, EdDSA, RS256), a requests quota's admission (embedded store;
+//! Redis too when `redis-server` is installed), and a whole request through
+//! the pipeline (`pipeline/*`: a fake upstream, no socket) with each of this
+//! round's features on and off — browser sessions, a requests quota, the
+//! signed assertion — so that each one's price per request is a difference
+//! of two rows. Compare the numbers of one run with each other (ratios);
+//! absolute times drift on shared machines.
 //!
 //! `cargo bench --bench hot_path`
 
@@ -394,6 +398,161 @@ fn assertion_bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// An upstream that answers `200` at once: the pipeline alone is measured.
+struct Answers200;
+
+impl gatehouse::pipeline::Forward<http_body_util::Empty<bytes::Bytes>> for Answers200 {
+    fn forward(
+        &self,
+        _upstream: &gatehouse::upstream::Upstream,
+        _request: gatehouse::pipeline::Outbound<http_body_util::Empty<bytes::Bytes>>,
+        _tunnels: &tokio_util::task::TaskTracker,
+        _metrics: &gatehouse::metrics::Metrics,
+    ) -> impl std::future::Future<
+        Output = Result<gatehouse::upstream::Forwarded, gatehouse::upstream::ForwardError>,
+    > + Send {
+        std::future::ready(Ok(gatehouse::upstream::Forwarded {
+            response: http::Response::new(gatehouse::body::Body::full("ok")),
+            upstream_elapsed: std::time::Duration::ZERO,
+        }))
+    }
+}
+
+/// One proxied `GET` through the whole pipeline (normalize, per-IP limit,
+/// route, authentication, identity headers, the target, the access-log
+/// record, metrics), as the load benchmark's config has it, then with
+/// browser sessions (the credential a session cookie instead of a JWT), a
+/// requests quota, the signed assertion (ES256), and all three.
+fn pipeline_bench(c: &mut Criterion) {
+    use gatehouse::pipeline::{handle, Carried, Gate, Shared};
+    use http_body_util::BodyExt as _;
+    use std::sync::Arc;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hash = gatehouse::auth::password::hash_password("pw").expect("hash");
+    std::fs::write(
+        dir.path().join("users.yaml"),
+        format!("users:\n  - {{username: alice, password_hash: \"{hash}\", roles: [user]}}\n"),
+    )
+    .expect("users file");
+    let peer: std::net::SocketAddr = "192.0.2.1:50000".parse().expect("peer");
+    let mut g = c.benchmark_group("pipeline");
+    let rows = [
+        ("jwt", "jwt", false, false),
+        ("jwt+quota", "jwt", true, false),
+        ("jwt+assertion_es256", "jwt", false, true),
+        ("session", "session", false, false),
+        ("session+quota+assertion_es256", "session", true, true),
+    ];
+    for (i, (name, auth, quota, assertion)) in rows.into_iter().enumerate() {
+        let quotas = if quota {
+            "quotas:\n  - {name: chat-daily, routes: [chat], limit: 1000000000}\n"
+        } else {
+            ""
+        };
+        let assertion = if assertion {
+            format!(
+                "identity_headers:\n  assertion: {{algorithm: ES256, key_file: {}}}\n",
+                dir.path().join("assertion.pem").display()
+            )
+        } else {
+            String::new()
+        };
+        let yaml = format!(
+            "listen: {{https: 127.0.0.1:0}}\ntls: {{cert: c.pem, key: k.pem}}\n\
+             upstreams: {{app: {{url: http://127.0.0.1:9}}}}\n\
+             auth:\n  jwt:\n{jwt}\n  users_file: users.yaml\n  sessions: {{enabled: true}}\n\
+             {assertion}\
+             store: {{path: {db}}}\n\
+             rate_limits: {{per_ip: {{rate: 1000000000/s, burst: 1000000000}}, login: null}}\n\
+             routes:\n  - {{name: chat, path: /chat/**, auth: {auth}}}\n{quotas}",
+            jwt = hs_jwt(),
+            db = dir.path().join(format!("p{i}.db")).display(),
+        );
+        let config = config::parse(&dir.path().join("gatehouse.yaml"), &yaml)
+            .unwrap_or_else(|e| panic!("bench config {name}: {e}"));
+        let config = Arc::new(config);
+        let metrics =
+            gatehouse::metrics::Metrics::new(prometheus::Registry::new()).expect("metrics");
+        let store = runtime
+            .block_on(gatehouse::store::Store::open(
+                &config.store,
+                config.auth.jwt.access_ttl,
+            ))
+            .expect("store");
+        let carried = Carried::default();
+        let gate = Arc::new(Gate::new(config.clone(), &carried, &metrics).expect("gate"));
+        let now = gatehouse::clock::unix_now();
+        let credential = if auth == "jwt" {
+            let roles = vec!["user".to_owned()];
+            let (token, _) = gate
+                .issuer
+                .access_token("alice", &roles, "sid-bench", now)
+                .expect("token");
+            (http::header::AUTHORIZATION, format!("Bearer {token}"))
+        } else {
+            let roles = vec!["user".to_owned()];
+            let who = gatehouse::auth::sessions::SignIn {
+                user: "alice",
+                roles: &roles,
+                email: None,
+                method: gatehouse::auth::sessions::PASSWORD,
+            };
+            let (cookie, _) = runtime
+                .block_on(gatehouse::auth::sessions::start(
+                    &store,
+                    &config.auth.sessions,
+                    who,
+                    now,
+                ))
+                .expect("session");
+            let name = &config.auth.sessions.cookie;
+            (http::header::COOKIE, format!("{name}={cookie}"))
+        };
+        let shared = Arc::new(Shared {
+            metrics,
+            store,
+            hasher: gatehouse::auth::password::Hasher::new(),
+            carried,
+            tunnels: tokio_util::task::TaskTracker::new(),
+            clock: Arc::new(gatehouse::clock::SystemClock),
+        });
+        let conn = gatehouse::activity::Activity::new(None);
+        let credential = (
+            credential.0,
+            HeaderValue::from_str(&credential.1).expect("value"),
+        );
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let req = http::Request::builder()
+                    .uri("/chat/completions")
+                    .header(http::header::HOST, "chat.example.com")
+                    .header(credential.0.clone(), credential.1.clone())
+                    .body(http_body_util::Empty::<bytes::Bytes>::new())
+                    .expect("request");
+                runtime.block_on(async {
+                    let res = handle(
+                        gate.clone(),
+                        shared.clone(),
+                        peer,
+                        conn.clone(),
+                        req,
+                        Answers200,
+                    )
+                    .await;
+                    assert_eq!(res.status(), 200, "{name}");
+                    res.into_body().collect().await.map(|b| b.to_bytes())
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     normalize_bench,
@@ -402,6 +561,7 @@ criterion_group!(
     api_key_bench,
     header_bench,
     assertion_bench,
-    quota_bench
+    quota_bench,
+    pipeline_bench
 );
 criterion_main!(benches);

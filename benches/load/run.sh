@@ -12,6 +12,7 @@
 #   CONNS=64         keep-alive connections of the main load generator
 #   H2=1             also measure HTTP/2 with h2load (0: skip)
 #   A_RATE=2000      phase (a): fixed proxied request rate while p99 is measured
+#   A_PAIRS=7        phase (a): interleaved idle/flood pairs (medians are reported)
 #   DISTINCT_IPS=1000000   phase (c): client IPs sent through X-Forwarded-For
 #   IDLE_CONNS=10000       phase (b): idle TLS connections held open
 #   GH_WORKERS=      set TOKIO_WORKER_THREADS for gatehouse (default: unset, i.e.
@@ -43,12 +44,12 @@ set -euo pipefail
 LOAD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$LOAD_DIR/../.." && pwd)
 GH="$ROOT/target/release/gatehouse"
-COMMAND_LINE="$(env | grep -E '^(QUICK|DURATION|RUNS|CONNS|H2|DISTINCT_IPS|IDLE_CONNS|GH_WORKERS)=' | sort | tr '\n' ' ' || true)benches/load/run.sh"
+COMMAND_LINE="$(env | grep -E '^(QUICK|DURATION|RUNS|A_PAIRS|CONNS|H2|DISTINCT_IPS|IDLE_CONNS|GH_WORKERS)=' | sort | tr '\n' ' ' || true)benches/load/run.sh"
 SCRIPT_START=$(date +%s)
 
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
-    DURATION=${DURATION:-3}; RUNS=${RUNS:-1}; WARMUP=${WARMUP:-1}
+    DURATION=${DURATION:-3}; RUNS=${RUNS:-1}; WARMUP=${WARMUP:-1}; A_PAIRS=${A_PAIRS:-1}
     DISTINCT_IPS=${DISTINCT_IPS:-100000}; IDLE_CONNS=${IDLE_CONNS:-2000}
     # keys are forgotten 20 ms after their last request: the first eviction
     # tick after the flood drops them all
@@ -65,6 +66,7 @@ CONNS=${CONNS:-64}
 H2=${H2:-1}
 LOGIN_CONNS=${LOGIN_CONNS:-16}
 A_RATE=${A_RATE:-2000}   # phase (a): the fixed request rate (req/s, a multiple of 16)
+A_PAIRS=${A_PAIRS:-7}    # phase (a): idle/flood pairs
 PROXY_CPU=0
 LOADGEN_CPU=1
 TICK=60   # gatehouse's rate-limiter eviction period (src/pipeline/rate_limit.rs EVICT_EVERY)
@@ -297,7 +299,7 @@ measure() {
     log "  $(tail -1 "$RESULTS" | awk -F'\t' '{printf "%-9s %s run %s: %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  proxy %5.1f µs/req (%3.0f%% of a core)", $1, $2, $3, $4, $5, $6, $7, $8}')"
 }
 
-start_gatehouse() { # start_gatehouse INSTANCE [VAR=value...]: sets GH_PID, GH_HTTPS_PORT, GH_ADMIN_PORT
+start_gatehouse() { # start_gatehouse INSTANCE [VAR=value...]: sets GH_PID, GH_HTTPS_PORT, GH_ADMIN_PORT (GH_CONFIG: another config)
     local instance=$1; shift
     read -r GH_HTTPS_PORT GH_ADMIN_PORT < <(python3 -c '
 import socket
@@ -309,7 +311,7 @@ print(*(s.getsockname()[1] for s in ss))')
     # RUST_LOG=warn: no access-log line per request (nginx and HAProxy log nothing either)
     env RUST_LOG=warn GH_INSTANCE="$instance" GH_HTTPS_PORT="$GH_HTTPS_PORT" GH_ADMIN_PORT="$GH_ADMIN_PORT" \
         "${workers[@]}" "$@" \
-        taskset -c $PROXY_CPU "$GH" --config "$LOAD_DIR/gatehouse.yaml" >"$WORK/gatehouse-$instance.log" 2>&1 &
+        taskset -c $PROXY_CPU "$GH" --config "${GH_CONFIG:-$LOAD_DIR/gatehouse.yaml}" >"$WORK/gatehouse-$instance.log" 2>&1 &
     GH_PID=$!
     STARTED+=("$GH_PID")
     wait_ok "$GH_PID" "$WORK/gatehouse-$instance.log" "http://127.0.0.1:$GH_ADMIN_PORT/healthz"
@@ -339,6 +341,39 @@ log "starting gatehouse (CPU $PROXY_CPU)"
 start_gatehouse main
 GH_MAIN_PID=$GH_PID GH_MAIN_PORT=$GH_HTTPS_PORT GH_MAIN_ADMIN=$GH_ADMIN_PORT
 
+# The same gatehouse with this round's features on, for their price per
+# request: a browser session (the cookie instead of the JWT), a requests
+# quota on the route, and the signed identity assertion (ES256) on every
+# forwarded request. Its config is the main one with those keys added.
+python3 - "$LOAD_DIR/gatehouse.yaml" "$WORK/gatehouse-features.yaml" "$WORK/assertion.pem" <<'PY'
+import sys
+text = open(sys.argv[1]).read()
+for anchor, more in [
+    ("\nauth:\n", "  sessions: {enabled: true}\n"),
+    ("\nroutes:\n", "  - {name: features, path: /features/**, auth: session}\n"),
+]:
+    assert anchor in text, anchor
+    text = text.replace(anchor, anchor + more, 1)
+text += (
+    "\nidentity_headers:\n"
+    f"  assertion: {{algorithm: ES256, key_file: {sys.argv[3]}}}\n"
+    "\nquotas:\n"
+    "  - {name: features-daily, routes: [features], limit: 1000000000000}\n"
+)
+open(sys.argv[2], "w").write(text)
+PY
+log "starting gatehouse with sessions, a quota and the assertion (CPU $PROXY_CPU)"
+GH_CONFIG="$WORK/gatehouse-features.yaml" start_gatehouse features
+GH_FEAT_PID=$GH_PID GH_FEAT_PORT=$GH_HTTPS_PORT
+# A session, signed in as a browser's script would (JSON), its cookie kept.
+SESSION_COOKIE=$(curl -sk -D - -o /dev/null -H 'Content-Type: application/json' \
+    --data "{\"username\":\"bench\",\"password\":\"$BENCH_PASSWORD\"}" \
+    "https://127.0.0.1:$GH_FEAT_PORT/auth/login" |
+    sed -n 's/^[Ss]et-[Cc]ookie: \(__Host-gatehouse=[^;]*\).*/\1/p' | tr -d '\r')
+[[ -n $SESSION_COOKIE ]] || die "no session cookie from POST /auth/login (see $WORK/gatehouse-features.log)"
+expect_status 200 "https://127.0.0.1:$GH_FEAT_PORT/features/x" -H "Cookie: $SESSION_COOKIE"
+expect_status 401 "https://127.0.0.1:$GH_FEAT_PORT/features/x" -H "Accept: application/json"
+
 # Auth must really be on: no token / a bad signature is refused by both.
 BAD_JWT="${BENCH_JWT%.*}.AAAA"
 for port in "$HAPROXY_PORT" "$GH_MAIN_PORT"; do
@@ -356,17 +391,23 @@ tls_of() { timeout 5 openssl s_client -connect "127.0.0.1:$1" -alpn "$2" </dev/n
 # Targets: NAME URL PIDS-whose-CPU-counts [extra args]. The runs are interleaved
 # (direct, nginx, haproxy, gatehouse, direct, ...) so drift hits all alike.
 AUTH=(-H "Authorization: Bearer $BENCH_JWT")
-H1_TARGETS=(direct nginx haproxy floor gatehouse)
+H1_TARGETS=(direct nginx haproxy floor gatehouse features)
 declare -A URL=([direct]="http://127.0.0.1:$BACKEND_PORT/bench/hello"
                 [nginx]="https://127.0.0.1:$NGINX_PORT/bench/hello"
                 [haproxy]="https://127.0.0.1:$HAPROXY_PORT/bench/hello"
                 [floor]="https://127.0.0.1:$FLOOR_PORT/bench/hello"
-                [gatehouse]="https://127.0.0.1:$GH_MAIN_PORT/bench/hello")
+                [gatehouse]="https://127.0.0.1:$GH_MAIN_PORT/bench/hello"
+                [features]="https://127.0.0.1:$GH_FEAT_PORT/features/hello")
 # For "direct" the CPU column is the backend's (there is no proxy).
-declare -A PIDS=([direct]="$BACKEND_PID" [nginx]="$NGINX_PID" [haproxy]="$HAPROXY_PID" [floor]="$FLOOR_PID" [gatehouse]="$GH_MAIN_PID")
-# 1: send the JWT (the floor forwards it unread: the same bytes as gatehouse gets)
-declare -A ARGS=([direct]=0 [nginx]=0 [haproxy]=1 [floor]=1 [gatehouse]=1)
-target_args() { if [[ ${ARGS[$1]} == 1 ]]; then printf '%s\n' "${AUTH[@]}"; fi; }
+declare -A PIDS=([direct]="$BACKEND_PID" [nginx]="$NGINX_PID" [haproxy]="$HAPROXY_PID" [floor]="$FLOOR_PID" [gatehouse]="$GH_MAIN_PID" [features]="$GH_FEAT_PID")
+# 1: send the JWT (the floor forwards it unread: the same bytes as gatehouse gets); 2: the session cookie
+declare -A ARGS=([direct]=0 [nginx]=0 [haproxy]=1 [floor]=1 [gatehouse]=1 [features]=2)
+target_args() {
+    case ${ARGS[$1]} in
+        1) printf '%s\n' "${AUTH[@]}" ;;
+        2) printf '%s\n' -H "Cookie: $SESSION_COOKIE" ;;
+    esac
+}
 
 log "phase 1: HTTP/1.1 with wrk ($CONNS connections, ${DURATION}s × $RUNS runs, ${WARMUP}s warm-up)"
 for t in "${H1_TARGETS[@]}"; do
@@ -382,7 +423,7 @@ done
 if [[ $H2 == 1 ]]; then
     log "phase 1: HTTP/2 with h2load ($CONNS connections × 1 stream, ${DURATION}s × $RUNS runs)"
     for run in $(seq "$RUNS"); do
-        for t in nginx haproxy floor gatehouse; do
+        for t in nginx haproxy floor gatehouse features; do
             mapfile -t extra < <(target_args "$t")
             measure "$t" h2 "$run" "${URL[$t]}" "${PIDS[$t]}" "${extra[@]}"
         done
@@ -390,7 +431,7 @@ if [[ $H2 == 1 ]]; then
 fi
 
 # ------------------------------------------------- (a) login flood vs idle --
-# Same gatehouse as above. Each of the RUNS pairs measures, idle and then while
+# Same gatehouse as above. Each of the A_PAIRS pairs measures, idle and then while
 # a second wrk ($LOGIN_CONNS connections, CPU 1) POSTs correct passwords to
 # /login (a full argon2id verification each, on gatehouse's core):
 #   - p99 at a FIXED rate of $A_RATE req/s (h2load --h1, 16 connections): the
@@ -411,7 +452,7 @@ a_pair() { # a_pair RUN PHASE: the fixed-rate run, then the saturating run
     echo "$fixed $(awk -v v="$p99" 'BEGIN {print v / 1000}') $(rps_of "$WORK/a-sat-$2-$1.out")"
 }
 rps_of() { awk -v n="$(wrk_field "$1" requests)" -v d="$(wrk_field "$1" duration_us)" 'BEGIN {printf "%.0f", n / d * 1e6}'; }
-for run in $(seq "$RUNS"); do
+for run in $(seq "$A_PAIRS"); do
     read -r fixed p99 rps < <(a_pair "$run" idle) || true
     [[ -n $rps ]] || die "phase (a) idle run $run failed, see $WORK/a-*"
     A_FIX_IDLE+=("$fixed"); A_IDLE_P99+=("$p99"); A_IDLE_RPS+=("$rps")
@@ -432,6 +473,7 @@ for run in $(seq "$RUNS"); do
     log "  run $run: p99 at $A_RATE req/s: idle $(printf %.2f "${A_FIX_IDLE[-1]}") ms, flood $(printf %.2f "${A_FIX_FLOOD[-1]}") ms; saturated: idle ${A_IDLE_RPS[-1]} req/s p99 $(printf %.2f "${A_IDLE_P99[-1]}") ms, flood ${A_FLOOD_RPS[-1]} req/s p99 $(printf %.2f "${A_FLOOD_P99[-1]}") ms; logins ${A_LOGINS[-1]}/s"
 done
 stop_pid "$GH_MAIN_PID"
+stop_pid "$GH_FEAT_PID"
 
 # ------------------------------------------ (b) RSS with idle connections --
 # A fresh gatehouse (header_read_timeout/idle_timeout raised so idle keep-alive
@@ -528,11 +570,12 @@ mins = {k: min(r[3] for r in v) for k, v in rows.items()}   # least-disturbed ru
 what = {"direct": "backend, plain HTTP", "nginx": "TLS proxy, no auth",
         "haproxy": "TLS+jwt_verify+stick-table+header",
         "floor": "hyper floor: tokio+rustls+hyper, no auth",
-        "gatehouse": "TLS+JWT+per-IP limit+identity hdrs"}
+        "gatehouse": "TLS+JWT+per-IP limit+identity hdrs",
+        "features": "gatehouse, session cookie+quota+ES256 assertion"}
 hdr = ["target", "proto", "RPS (median)", "p50 ms", "p99 ms", "proxy CPU µs/req",
        "RPS / direct", "RPS / HAProxy", "CPU / nginx", "proxy core busy"]
 out = []
-for t in ["direct", "nginx", "haproxy", "floor", "gatehouse"]:
+for t in ["direct", "nginx", "haproxy", "floor", "gatehouse", "features"]:
     for proto in ["h1", "h2"]:
         if (t, proto) not in med:
             continue

@@ -250,6 +250,11 @@ type Seen = (Session, u64);
 /// memory starts over: ~300 bytes each).
 const SESSIONS_SEEN_MAX: usize = 100_000;
 
+/// A session read from the store less than this many seconds ago is
+/// answered from memory (a browser's burst of requests reads the store
+/// once, not once each).
+const SESSION_FRESH: u64 = 2;
+
 impl Store {
     /// Opens the configured store (creating the embedded file and its folder
     /// if missing). A Redis store opens even while Redis is down; it then
@@ -379,6 +384,9 @@ impl Store {
     /// caller checks the session's family against them); after that, or
     /// for a session never seen, the store's error.
     pub async fn session(&self, hash: &str, now: u64) -> Result<Option<Session>, StoreError> {
+        if let Some(remembered) = self.fresh_session(hash, now) {
+            return Ok(remembered);
+        }
         let found = match &self.backend {
             Backend::Embedded(db) => db.session(hash).await,
             Backend::Redis(r) => r.session(hash).await,
@@ -412,6 +420,28 @@ impl Store {
         Ok(live)
     }
 
+    /// A session the store said was live less than [`SESSION_FRESH`] ago,
+    /// answered from memory: whether it ended since is for the revocations
+    /// in memory to say, as they do for a JWT (every way a session ends
+    /// revokes its family, on every replica at once). `None`: ask the store
+    /// (not read lately, or the revocations too stale to trust).
+    fn fresh_session(&self, hash: &str, now: u64) -> Option<Option<Session>> {
+        let seen = self.sessions_seen.get(hash)?;
+        let (session, at) = &*seen;
+        if now.saturating_sub(*at) >= SESSION_FRESH {
+            return None;
+        }
+        match self.revoked.check(None, Some(&session.sid), now) {
+            Revocation::Valid => Some(Some(session.clone()).filter(|s| s.expires_at() >= now)),
+            Revocation::Revoked => {
+                drop(seen);
+                self.sessions_seen.remove(hash);
+                Some(None)
+            }
+            Revocation::Unknown => None,
+        }
+    }
+
     fn remember(&self, hash: &str, session: &Session, now: u64) {
         if self.sessions_seen.len() >= SESSIONS_SEEN_MAX {
             self.sessions_seen.clear();
@@ -423,9 +453,14 @@ impl Store {
     /// Writes `session` back (its `last_seen` moved on).
     pub async fn touch_session(&self, hash: &str, session: &Session) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => db.put_session(hash, session).await,
-            Backend::Redis(r) => r.put_session(hash, session).await,
+            Backend::Embedded(db) => db.put_session(hash, session).await?,
+            Backend::Redis(r) => r.put_session(hash, session).await?,
         }
+        // What is remembered moves on with it (it is as fresh as it was).
+        if let Some(mut seen) = self.sessions_seen.get_mut(hash) {
+            seen.0.last_seen = session.last_seen;
+        }
+        Ok(())
     }
 
     /// Forgets the session stored under `hash`.
@@ -635,6 +670,65 @@ mod tests {
         store.put_flow("c", "{}", 1600).await.unwrap();
         store.purge(1601).await;
         assert_eq!(store.take_flow("c", 0).await.unwrap(), None, "purged");
+    }
+
+    #[tokio::test]
+    async fn a_session_read_a_moment_ago_comes_from_memory_until_revoked_or_older() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = config::Store {
+            backend: config::StoreBackend::Embedded {
+                path: dir.path().join("store.db"),
+            },
+            max_stale: Duration::from_secs(30),
+        };
+        let store = Store::open(&cfg, Duration::from_secs(900)).await.unwrap();
+        let session = Session {
+            sub: "alice".into(),
+            roles: vec!["user".into()],
+            email: None,
+            method: "password".into(),
+            sid: "sid-1".into(),
+            created: 1000,
+            last_seen: 1000,
+            absolute_expiry: 100_000,
+            idle_timeout: 3600,
+        };
+        store
+            .new_family(
+                "sid-1",
+                Family {
+                    user: "alice".into(),
+                    current: "r".into(),
+                    expires: 100_000,
+                    revoked: false,
+                },
+            )
+            .await
+            .unwrap();
+        store.new_session("h", &session).await.unwrap();
+        assert_eq!(
+            store.session("h", 1000).await.unwrap(),
+            Some(session.clone())
+        );
+        // Gone from the store behind this process's back (as a backend
+        // could lose it): still answered for a moment, then not.
+        match &store.backend {
+            Backend::Embedded(db) => db.end_session("h").await.unwrap(),
+            Backend::Redis(_) => unreachable!("embedded"),
+        }
+        assert_eq!(
+            store.session("h", 1001).await.unwrap(),
+            Some(session.clone())
+        );
+        assert_eq!(
+            store.session("h", 1000 + SESSION_FRESH).await.unwrap(),
+            None
+        );
+        // A revocation ends a remembered session at once.
+        store.new_session("h2", &session).await.unwrap();
+        assert!(store.session("h2", 2000).await.unwrap().is_some());
+        store.revoke(None, Some("sid-1"), 2000).await.unwrap();
+        assert_eq!(store.session("h2", 2000).await.unwrap(), None);
     }
 
     #[test]
