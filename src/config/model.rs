@@ -609,7 +609,7 @@ pub enum StoreBackend {
 pub enum RedisServer {
     /// One server.
     Url {
-        /// `url`: `redis://` or `rediss://`. It may hold a password, so it
+        /// `url`: `redis://` (TLS, `rediss://`, is refused for now). It may hold a password, so it
         /// prints as `***`; the store reads it with [`Secret::expose`].
         url: Secret,
     },
