@@ -7,6 +7,8 @@
 #
 #   benches/load/callgrind.sh            4,000 requests over 8 connections
 #   REQUESTS=10000 benches/load/callgrind.sh
+#   PROTO=h2 benches/load/callgrind.sh   the same over HTTP/2 (8 connections,
+#                                        one stream at a time each)
 #   GATEHOUSE_BIN=/tmp/old/gatehouse NO_BUILD=1 benches/load/callgrind.sh
 #                                        another build (an older tree's),
 #                                        to compare two in one sitting
@@ -18,6 +20,11 @@ set -euo pipefail
 LOAD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$LOAD_DIR/../.." && pwd)
 REQUESTS=${REQUESTS:-4000}
+case ${PROTO:-h1} in
+    h1) PROTO_ARGS=(--h1) ;;
+    h2) PROTO_ARGS=(-m 1) ;;
+    *) echo "PROTO is h1 or h2" >&2; exit 2 ;;
+esac
 GH=${GATEHOUSE_BIN:-$ROOT/target/release/gatehouse}
 FLOOR="$ROOT/target/release/examples/floor_proxy"
 
@@ -80,17 +87,17 @@ measure() { # measure NAME PORT: warm up, zero the counters, run REQUESTS, dump
         curl -sk -o /dev/null -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$port/bench/x" && break
         sleep 0.5
     done
-    h2load --h1 -n 500 -c 8 -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$port/bench/x" >/dev/null
+    h2load "${PROTO_ARGS[@]}" -n 500 -c 8 -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$port/bench/x" >/dev/null
     callgrind_control -z "$pid" >/dev/null
-    h2load --h1 -n "$REQUESTS" -c 8 -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$port/bench/x" \
+    h2load "${PROTO_ARGS[@]}" -n "$REQUESTS" -c 8 -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$port/bench/x" \
         >"$WORK/$name.h2load"
     grep -q "$REQUESTS succeeded" "$WORK/$name.h2load" || { echo "$name: requests failed" >&2; exit 1; }
     callgrind_control -d "$pid" >/dev/null
     sleep 1
     local file
     file=$(ls -t "$WORK/$name.cg".* | head -1)
-    callgrind_annotate "$file" 2>/dev/null | awk -v n="$REQUESTS" -v name="$name" -v f="$file" \
-        '/PROGRAM TOTALS/ {gsub(",", "", $1); printf "%-9s %8.0f instructions per request   (%s)\n", name, $1 / n, f}'
+    callgrind_annotate "$file" 2>/dev/null | awk -v n="$REQUESTS" -v name="$name" -v f="$file" -v proto="${PROTO:-h1}" \
+        '/PROGRAM TOTALS/ {gsub(",", "", $1); printf "%-9s %s %8.0f instructions per request   (%s)\n", name, proto, $1 / n, f}'
 }
 measure gatehouse "$GH_PORT" "${PIDS[1]}"
 measure floor "$FLOOR_PORT" "${PIDS[2]}"

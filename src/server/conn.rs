@@ -23,7 +23,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::{Body as HttpBody, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
@@ -121,7 +121,7 @@ pub async fn serve<I, F, Fut, B>(
             }
         })
     };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(StreamExecutor);
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -231,4 +231,21 @@ fn head_overdue(activity: &Activity, limit: Duration) -> bool {
     activity
         .head_pending_since()
         .is_some_and(|since| since.elapsed() >= limit)
+}
+
+/// Runs each HTTP/2 stream as its own task, like hyper-util's
+/// `TokioExecutor`, but boxed first: tokio moves a task's future into place
+/// several times while spawning it, and a stream's future (the whole
+/// request pipeline) is over a kilobyte; a box is moved once.
+#[derive(Clone, Copy)]
+struct StreamExecutor;
+
+impl<F> hyper::rt::Executor<F> for StreamExecutor
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(Box::pin(fut));
+    }
 }
