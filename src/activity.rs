@@ -13,6 +13,7 @@
 //!   the head (`END_HEADERS`) — so that `header_read_timeout` bounds a
 //!   trickled HTTP/2 head as hyper's own timer bounds an HTTP/1.1 one.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -43,6 +44,9 @@ pub struct Activity {
     /// Milliseconds since `epoch`, plus one, since when a write to the
     /// client has been waiting for it to read (0: none is).
     write_blocked_since: AtomicU64,
+    /// A response was sent without reading its request's body to the end
+    /// (a 413 or 408): closing lingers (see [`Tracked`]).
+    linger: AtomicBool,
     /// The connection's slot; dropped with the last reference.
     _slot: Option<Box<dyn Send + Sync>>,
 }
@@ -68,12 +72,19 @@ impl Activity {
             head_since: AtomicU64::new(1),
             watch_heads: AtomicBool::new(true),
             write_blocked_since: AtomicU64::new(0),
+            linger: AtomicBool::new(false),
             _slot: slot,
         })
     }
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The connection closes with a request body unread: its close lingers,
+    /// so the client reads the answer instead of a reset.
+    pub fn linger_on_close(&self) {
+        self.linger.store(true, Ordering::Relaxed);
     }
 
     fn at(&self, ms: u64) -> Instant {
@@ -207,8 +218,26 @@ pin_project_lite::pin_project! {
         inner: T,
         activity: Arc<Activity>,
         frames: Frames,
+        // Set once the write side is shut, for a lingering close.
+        lingering: Option<Box<Lingering>>,
     }
 }
+
+/// A lingering close (RFC 9112 §9.6): the answer is out and the write side
+/// shut, but the client may still be sending the body that was refused; what
+/// it sends is read and dropped until it closes, for at most [`LINGER_FOR`]
+/// and [`LINGER_MAX`] bytes — closing at once with unread data would reset
+/// the connection, and the client could lose the answer.
+struct Lingering {
+    until: Pin<Box<tokio::time::Sleep>>,
+    drained: usize,
+}
+
+/// How long a lingering close reads what the client still sends.
+const LINGER_FOR: Duration = Duration::from_secs(2);
+
+/// How much a lingering close reads, at most.
+const LINGER_MAX: usize = 4 * 1024 * 1024;
 
 impl<T> Tracked<T> {
     /// Starts tracking `inner`; the time to the first request head counts
@@ -222,6 +251,7 @@ impl<T> Tracked<T> {
             inner,
             activity,
             frames: Frames::Preface { n: 0 },
+            lingering: None,
         }
     }
 }
@@ -346,7 +376,7 @@ impl<T> Tracked<T> {
     }
 }
 
-impl<T: AsyncWrite> AsyncWrite for Tracked<T> {
+impl<T: AsyncRead + AsyncWrite> AsyncWrite for Tracked<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -383,7 +413,34 @@ impl<T: AsyncWrite> AsyncWrite for Tracked<T> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+        let mut this = self.project();
+        if this.lingering.is_none() {
+            std::task::ready!(this.inner.as_mut().poll_shutdown(cx))?;
+            if !this.activity.linger.load(Ordering::Relaxed) {
+                return Poll::Ready(Ok(()));
+            }
+            *this.lingering = Some(Box::new(Lingering {
+                until: Box::pin(tokio::time::sleep(LINGER_FOR)),
+                drained: 0,
+            }));
+        }
+        let Some(linger) = this.lingering.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut scratch = [0u8; 4096];
+        loop {
+            if linger.until.as_mut().poll(cx).is_ready() || linger.drained >= LINGER_MAX {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match this.inner.as_mut().poll_read(cx, &mut buf) {
+                // The client closed (or broke): done.
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => linger.drained += buf.filled().len(),
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 

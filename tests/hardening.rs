@@ -1177,3 +1177,43 @@ async fn a_request_without_any_host_is_a_400_and_skips_no_host_bound_route() {
     let seen: Value = support::recorded(backend.addr).await;
     assert_eq!(seen.as_array().map(Vec::len), Some(0), "{seen}");
 }
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_still_being_sent_gets_its_413_not_a_reset() {
+    let backend = start_rust_backend().await;
+    let gate = Gatehouse::start_with(
+        &upstream(&backend.url("")),
+        &open_with_server("  max_request_body: 1KiB\n"),
+    )
+    .await;
+    // The client sends its whole (refused) body without waiting, as a
+    // client that does not ask `Expect: 100-continue` does: gatehouse
+    // answers 413 at once and closes — lingering, so that the rest of the
+    // body does not reset the connection before the client read the answer.
+    for attempt in 0..10 {
+        let tls = gate.tls_connect(&[b"http/1.1"]).await;
+        let (mut reader, mut writer) = tokio::io::split(tls);
+        // 1 MiB of the 8 declared: what a client has in flight when the
+        // answer reaches it. A client like hyper's gives up on a write error
+        // without reading the answer, so every byte must be taken.
+        let sender = tokio::spawn(async move {
+            let head =
+                "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8388608\r\n\r\n";
+            writer.write_all(head.as_bytes()).await?;
+            let chunk = vec![b'x'; 64 * 1024];
+            for _ in 0..16 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                writer.write_all(&chunk).await?;
+            }
+            writer.flush().await
+        });
+        let raw = String::from_utf8_lossy(&read_answer(&mut reader).await).into_owned();
+        let sent = sender.await.expect("sender");
+        assert_eq!(status_of(&raw), 413, "attempt {attempt}: {raw:?}");
+        assert!(body_of(&raw).contains("payload_too_large"), "{raw}");
+        assert!(
+            sent.is_ok(),
+            "attempt {attempt}: the body was cut off: {sent:?}"
+        );
+    }
+}

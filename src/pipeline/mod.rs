@@ -172,7 +172,7 @@ where
         conn,
     };
     let mut rate = None;
-    let run = run(&gate, &shared, &mut record, &mut rate, peer, req, forward);
+    let run = run(&gate, &shared, &mut record, &mut rate, &peer, req, forward);
     let mut response = match run.await {
         Ok(res) => res,
         Err(failure) => rescue::respond(&failure),
@@ -184,6 +184,8 @@ where
     // unusable (HTTP/1.1 cannot tell where the next request starts): close.
     if http1 && closes_connection(status) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        // The client may still be sending that body: the close lingers.
+        peer.conn.linger_on_close();
     }
     if let Some(decision) = rate {
         decision.write_headers(headers);
@@ -210,7 +212,7 @@ async fn run<B, F>(
     shared: &Shared,
     record: &mut Record,
     rate: &mut Option<Decision>,
-    peer: Peer,
+    peer: &Peer,
     req: Request<B>,
     forward: F,
 ) -> Result<Response<Body>, Failure>
@@ -402,7 +404,7 @@ where
                 (Some(signer), Some(p)) => Some((signer, signed(signer, p, &up.audience, now)?)),
                 _ => None,
             };
-            let mut outbound = outbound(gate, record, &peer, req, host, &target, principal)?;
+            let mut outbound = outbound(gate, record, peer, req, host, &target, principal)?;
             if let Some((signer, value)) = assertion {
                 outbound
                     .parts
