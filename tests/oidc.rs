@@ -1013,6 +1013,20 @@ struct GithubSetup {
     browser: Browser,
 }
 
+/// `octocat` (a verified primary email) in `orgs`, on a provider that
+/// allows the `acme` organization only.
+async fn octocat_with_acme_allowed(orgs: Vec<String>) -> GithubSetup {
+    github(
+        GithubUser {
+            login: "octocat",
+            emails: emails(true),
+            orgs,
+        },
+        "        allowed_orgs: [acme]\n",
+    )
+    .await
+}
+
 async fn github(user: GithubUser, rules: &str) -> GithubSetup {
     let ca = TestCa::new();
     let backend = start_rust_backend().await;
@@ -1120,15 +1134,7 @@ async fn github_with_an_unverified_primary_email_signs_in_without_x_auth_email()
 
 #[tokio::test]
 async fn github_outside_the_allowed_orgs_is_denied() {
-    let s = github(
-        GithubUser {
-            login: "octocat",
-            emails: emails(true),
-            orgs: orgs(&["other-org"]),
-        },
-        "        allowed_orgs: [acme]\n",
-    )
-    .await;
+    let s = octocat_with_acme_allowed(orgs(&["other-org"])).await;
     let page = s.sign_in().await;
     assert_eq!(page.status, 403, "{}", page.body);
     assert!(page.body.contains("Sign-in refused"));
@@ -1163,15 +1169,7 @@ fn many_orgs(n: usize, allowed: &str, at: usize) -> Vec<String> {
 #[tokio::test]
 async fn github_organizations_are_read_page_after_page_up_to_ten_pages() {
     // 250 organizations, the allowed one on page 2 of 3: two pages read.
-    let s = github(
-        GithubUser {
-            login: "octocat",
-            emails: emails(true),
-            orgs: many_orgs(250, "acme", 150),
-        },
-        "        allowed_orgs: [acme]\n",
-    )
-    .await;
+    let s = octocat_with_acme_allowed(many_orgs(250, "acme", 150)).await;
     let page = s.sign_in().await;
     assert_eq!(page.status, 303, "{}", page.body);
     assert_eq!(
@@ -1184,29 +1182,13 @@ async fn github_organizations_are_read_page_after_page_up_to_ten_pages() {
     assert_eq!(s.logins("success").await, 1.0);
 
     // In none of them: every page read, then denied.
-    let s = github(
-        GithubUser {
-            login: "octocat",
-            emails: emails(true),
-            orgs: many_orgs(250, "org-x", 0),
-        },
-        "        allowed_orgs: [acme]\n",
-    )
-    .await;
+    let s = octocat_with_acme_allowed(many_orgs(250, "org-x", 0)).await;
     assert_eq!(s.sign_in().await.status, 403);
     assert_eq!(s.github.api_requests("/api/user/orgs").len(), 3);
     assert_eq!(s.logins("denied").await, 1.0);
 
     // 1050 organizations, the allowed one on page 11: ten pages read, denied.
-    let s = github(
-        GithubUser {
-            login: "octocat",
-            emails: emails(true),
-            orgs: many_orgs(1050, "acme", 1020),
-        },
-        "        allowed_orgs: [acme]\n",
-    )
-    .await;
+    let s = octocat_with_acme_allowed(many_orgs(1050, "acme", 1020)).await;
     assert_eq!(s.sign_in().await.status, 403);
     let read = s.github.api_requests("/api/user/orgs");
     assert_eq!(read.len(), 10, "{read:?}");

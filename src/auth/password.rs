@@ -19,7 +19,7 @@
 
 use argon2::password_hash::{PasswordHash as Phc, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use subtle::ConstantTimeEq as _;
 use tokio::sync::oneshot;
 
@@ -176,14 +176,14 @@ impl Hasher {
         let known = hash.is_some();
         let hash = hash.unwrap_or(&self.dummy).clone();
         let (answer, answered) = oneshot::channel();
-        match self.jobs.try_send(Job {
-            hash,
-            password,
-            answer,
-        }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => return Err(Busy),
-        }
+        // Full, or (no thread could start) no one to take it.
+        self.jobs
+            .try_send(Job {
+                hash,
+                password,
+                answer,
+            })
+            .map_err(|_| Busy)?;
         // A thread that died mid-check answers nothing: no match.
         Ok(answered.await.unwrap_or(false) && known)
     }

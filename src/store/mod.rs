@@ -648,8 +648,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_sign_in_flow_is_taken_once_and_never_after_it_expires() {
+    /// An embedded store in a fresh folder (kept as long as the folder).
+    async fn embedded_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = config::Store {
             backend: config::StoreBackend::Embedded {
@@ -657,7 +657,15 @@ mod tests {
             },
             max_stale: Duration::from_secs(30),
         };
-        let store = Store::open(&cfg, Duration::from_secs(900)).await.unwrap();
+        let store = Store::open(&cfg, Duration::from_secs(900))
+            .await
+            .expect("embedded store");
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_sign_in_flow_is_taken_once_and_never_after_it_expires() {
+        let (_dir, store) = embedded_store().await;
         store.put_flow("a", "{\"flow\":1}", 1600).await.unwrap();
         store.put_flow("b", "{}", 1600).await.unwrap();
         assert_eq!(
@@ -674,14 +682,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_session_read_a_moment_ago_comes_from_memory_until_revoked_or_older() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let cfg = config::Store {
-            backend: config::StoreBackend::Embedded {
-                path: dir.path().join("store.db"),
-            },
-            max_stale: Duration::from_secs(30),
-        };
-        let store = Store::open(&cfg, Duration::from_secs(900)).await.unwrap();
+        let (_dir, store) = embedded_store().await;
         let session = Session {
             sub: "alice".into(),
             roles: vec!["user".into()],

@@ -77,12 +77,11 @@ impl Idle {
     }
 
     /// Drops the connections idle for longer than `idle_for` and those the
-    /// backend closed; returns how many are left.
-    pub fn reap(&self, idle_for: Duration) -> usize {
+    /// backend closed.
+    pub fn reap(&self, idle_for: Duration) {
         let now = Instant::now();
         let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
         conns.retain(|(sender, since)| !sender.is_closed() && now - *since < idle_for);
-        conns.len()
     }
 
     /// How many connections are idle.
